@@ -1,0 +1,150 @@
+# shellcheck shell=bash
+# Helpers sourced by the ci/*.sh scripts. Not executable on its own.
+
+# Repository root, whatever directory the script was started from.
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+export REPO_ROOT
+# cargo-deb and cargo-generate-rpm honour CARGO_TARGET_DIR as cargo does.
+TARGET_DIR="${CARGO_TARGET_DIR:-$REPO_ROOT/target}"
+PKG_DIR="$TARGET_DIR/packages"
+# Staged install trees the package metadata in Cargo.toml globs from. It is a
+# fixed path relative to the repository because cargo-deb/cargo-generate-rpm
+# asset paths are relative to the crate, not to the target dir.
+STAGE_DIR="$REPO_ROOT/packaging/stage"
+export TARGET_DIR PKG_DIR STAGE_DIR
+
+log() { printf '%s\n' "$*" >&2; }
+die() { printf 'FAIL: %s\n' "$*" >&2; exit 1; }
+
+# step NAME CMD... : run one step with a header and its duration.
+step() {
+    local name="$1"; shift
+    local start=$SECONDS
+    printf '\n==== %s ====\n' "$name" >&2
+    "$@"
+    printf '==== %s: ok (%ds) ====\n' "$name" "$((SECONDS - start))" >&2
+}
+
+# Version of the workspace, from Cargo.toml ([workspace.package] version).
+workspace_version() {
+    (cd "$REPO_ROOT" && cargo pkgid -p hotbackup) | sed -E 's/.*[#@]//'
+}
+
+# apt_install PKG... : install Debian packages that are missing.
+apt_install() {
+    local missing=()
+    local p
+    for p in "$@"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+    done
+    [ "${#missing[@]}" -eq 0 ] && return 0
+    log "apt-get install ${missing[*]}"
+    if [ -z "${APT_UPDATED:-}" ]; then
+        DEBIAN_FRONTEND=noninteractive apt-get update -qq
+        APT_UPDATED=1
+    fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# cargo_tool_install CRATE BINARY : cargo install --locked unless present.
+cargo_tool_install() {
+    command -v "$2" >/dev/null 2>&1 || cargo install --locked --quiet "$1"
+}
+
+# ---- throwaway MariaDB servers (own datadir, socket, port; never the system service)
+
+# mariadb_client SOCK SQL : run SQL, fail on any error, print tab-separated rows.
+mariadb_client() {
+    mariadb --no-defaults --protocol=socket --socket="$1" -uroot -N -B -e "$2"
+}
+
+# wait_for_socket SOCK PIDFILE_OR_EMPTY SECONDS
+wait_for_server() {
+    local sock="$1" secs="$3" i
+    for ((i = 0; i < secs * 5; i++)); do
+        if mariadb --no-defaults --protocol=socket --socket="$sock" -uroot -e 'SELECT 1' >/dev/null 2>&1; then
+            return 0
+        fi
+        sleep 0.2
+    done
+    return 1
+}
+
+# init_datadir DIR : a fresh datadir for a throwaway server.
+init_datadir() {
+    mkdir -p "$1"
+    mariadb-install-db --no-defaults --datadir="$1" --user=root --auth-root-authentication-method=normal \
+        --skip-test-db >"$1.install.log" 2>&1 || { cat "$1.install.log" >&2; return 1; }
+}
+
+# pid_of_mariadbd PIDFILE : pid of the server, once its pid file exists.
+pid_from_file() {
+    local f="$1" i
+    for ((i = 0; i < 150; i++)); do
+        [ -s "$f" ] && { cat "$f"; return 0; }
+        sleep 0.2
+    done
+    return 1
+}
+
+# stop_pid PID : SIGTERM and wait up to 60 s.
+stop_pid() {
+    local pid="$1" i
+    kill -TERM "$pid" 2>/dev/null || return 0
+    for ((i = 0; i < 300; i++)); do
+        kill -0 "$pid" 2>/dev/null || return 0
+        sleep 0.2
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+}
+
+# load_sample_data SOCK : a small InnoDB + Aria + MyISAM data set.
+load_sample_data() {
+    mariadb_client "$1" "
+        CREATE DATABASE IF NOT EXISTS cidb;
+        CREATE TABLE cidb.t_innodb (id INT PRIMARY KEY AUTO_INCREMENT, v VARCHAR(200)) ENGINE=InnoDB;
+        CREATE TABLE cidb.t_aria (id INT PRIMARY KEY, v VARCHAR(200)) ENGINE=Aria;
+        CREATE TABLE cidb.t_myisam (id INT PRIMARY KEY, v VARCHAR(200)) ENGINE=MyISAM;
+        INSERT INTO cidb.t_innodb (v) SELECT CONCAT('row-', seq, '-', REPEAT('x', 100)) FROM seq_1_to_20000;
+        INSERT INTO cidb.t_aria SELECT seq, CONCAT('aria-', seq) FROM seq_1_to_5000;
+        INSERT INTO cidb.t_myisam SELECT seq, CONCAT('myisam-', seq) FROM seq_1_to_5000;"
+}
+
+# checksums SOCK : one line per table: name, row count, CHECKSUM TABLE.
+checksums() {
+    local t
+    for t in t_innodb t_aria t_myisam; do
+        printf '%s %s %s\n' "$t" \
+            "$(mariadb_client "$1" "SELECT COUNT(*) FROM cidb.$t")" \
+            "$(mariadb_client "$1" "CHECKSUM TABLE cidb.$t EXTENDED" | cut -f2)"
+    done
+}
+
+# backup_and_verify SOCK DEST WORKDIR : SET tokudb_backup_dir, then start a
+# second server on the copy (crash recovery) and compare table checksums.
+backup_and_verify() {
+    local sock="$1" dest="$2" work="$3"
+    local before after err
+    before="$(checksums "$sock")"
+    mariadb_client "$sock" "SET SESSION tokudb_backup_dir='$dest'" ||
+        die "SET tokudb_backup_dir='$dest' failed"
+    err="$(mariadb_client "$sock" "SELECT @@tokudb_backup_last_error")"
+    [ "$err" = "0" ] || die "tokudb_backup_last_error=$err after the backup"
+    [ -d "$dest/mysql_data_dir/cidb" ] || die "backup has no mysql_data_dir/cidb: $(ls -R "$dest" | head -20)"
+    [ -f "$dest/mysql_data_dir/ibdata1" ] || die "backup has no ibdata1"
+
+    # Restore = start a server on the copied datadir (no preload needed).
+    local rdir="$work/restore" rsock="$work/restore.sock" rpid
+    cp -a "$dest/mysql_data_dir" "$rdir"
+    rm -f "$rdir"/*.pid
+    mariadbd --no-defaults --datadir="$rdir" --socket="$rsock" --skip-networking \
+        --user=root --pid-file="$work/restore.pid" --log-error="$work/restore.err" &
+    rpid=$!
+    wait_for_server "$rsock" "" 120 || { cat "$work/restore.err" >&2; die "server on the restored backup did not start"; }
+    after="$(checksums "$rsock")"
+    stop_pid "$rpid"
+    wait "$rpid" 2>/dev/null || true
+    log "source:   $(echo "$before" | tr '\n' ' ')"
+    log "restored: $(echo "$after" | tr '\n' ' ')"
+    [ "$before" = "$after" ] || die "restored backup differs from the source"
+}
