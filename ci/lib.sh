@@ -35,7 +35,7 @@ apt_install() {
     local missing=()
     local p
     for p in "$@"; do
-        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+        grep -q 'install ok installed' <<<"$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null)" || missing+=("$p")
     done
     [ "${#missing[@]}" -eq 0 ] && return 0
     log "apt-get install ${missing[*]}"
@@ -130,7 +130,7 @@ backup_and_verify() {
         die "SET tokudb_backup_dir='$dest' failed"
     err="$(mariadb_client "$sock" "SELECT @@tokudb_backup_last_error")"
     [ "$err" = "0" ] || die "tokudb_backup_last_error=$err after the backup"
-    [ -d "$dest/mysql_data_dir/cidb" ] || die "backup has no mysql_data_dir/cidb: $(ls -R "$dest" | head -20)"
+    [ -d "$dest/mysql_data_dir/cidb" ] || die "backup has no mysql_data_dir/cidb: $(find "$dest" -maxdepth 2 | head -20)"
     [ -f "$dest/mysql_data_dir/ibdata1" ] || die "backup has no ibdata1"
 
     # Restore = start a server on the copied datadir (no preload needed).
