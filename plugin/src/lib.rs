@@ -1,1 +1,145 @@
+//! tokudb_backup: the server plugin that drives libHotBackup from SQL.
+//!
+//! `INSTALL PLUGIN tokudb_backup SONAME 'tokudb_backup.so'`, then
+//! `SET tokudb_backup_dir='/backups/today'` runs a hot backup. See README.md
+//! ("Using the plugin") for the variables and the layout of a backup.
+//!
+//! The plugin runs inside the server: every function the server calls
+//! catches panics, and nothing here links against the server or the library
+//! (both are found at run time, see `server` and `library`).
 
+#![deny(unsafe_op_in_unsafe_fn)]
+#![deny(clippy::undocumented_unsafe_blocks)]
+
+mod abi;
+mod backup;
+mod binlog;
+mod destination;
+mod error;
+mod exclude;
+mod layout;
+mod library;
+mod manifest;
+mod server;
+mod settings;
+mod status;
+mod sysvars;
+
+use abi::*;
+use std::ffi::{c_int, c_void};
+
+static DAEMON: ServerShared<MysqlDaemon> = ServerShared::new(MysqlDaemon {
+    interface_version: DAEMON_INTERFACE_VERSION,
+});
+
+unsafe extern "C" fn plugin_init(_p: *mut c_void) -> c_int {
+    let r = std::panic::catch_unwind(|| {
+        sysvars::publish_versions();
+        match library::load() {
+            Ok(lib) => server::log_line(
+                "Note",
+                &format!("plugin loaded; libHotBackup {} found", lib.version),
+            ),
+            // Installing still works: SET tokudb_backup_dir explains what to do.
+            Err(e) => server::log_line(
+                "Warning",
+                &format!("plugin loaded, but backups cannot run: {}", e.message),
+            ),
+        }
+        0
+    });
+    r.unwrap_or(1)
+}
+
+unsafe extern "C" fn plugin_deinit(_p: *mut c_void) -> c_int {
+    0
+}
+
+/// Plugin version for SHOW PLUGINS: major.minor as 0xMMmm.
+const fn version_hex() -> u32 {
+    let v = env!("CARGO_PKG_VERSION").as_bytes();
+    let mut i = 0;
+    let mut major = 0u32;
+    while i < v.len() && v[i] != b'.' {
+        major = major * 10 + (v[i] - b'0') as u32;
+        i += 1;
+    }
+    i += 1;
+    let mut minor = 0u32;
+    while i < v.len() && v[i] != b'.' {
+        minor = minor * 10 + (v[i] - b'0') as u32;
+        i += 1;
+    }
+    (major << 8) | minor
+}
+
+#[cfg(feature = "mariadb")]
+const fn declaration() -> PluginDecl {
+    PluginDecl {
+        type_: MYSQL_DAEMON_PLUGIN,
+        info: DAEMON.get() as *const c_void,
+        name: cstr!("tokudb_backup"),
+        author: cstr!("TokuDB Backup developers"),
+        descr: cstr!("Hot backup of a running server: SET tokudb_backup_dir='/path'"),
+        license: PLUGIN_LICENSE_GPL,
+        init: Some(plugin_init),
+        deinit: Some(plugin_deinit),
+        version: version_hex(),
+        status_vars: status::STATUS_VARS.get() as *const ShowVar,
+        system_vars: sysvars::SYSTEM_VARS.get() as *const *mut SysVar,
+        version_info: cstr!(env!("CARGO_PKG_VERSION")),
+        maturity: MATURITY_GAMMA,
+    }
+}
+
+#[cfg(not(feature = "mariadb"))]
+const fn declaration() -> PluginDecl {
+    PluginDecl {
+        type_: MYSQL_DAEMON_PLUGIN,
+        info: DAEMON.get() as *const c_void,
+        name: cstr!("tokudb_backup"),
+        author: cstr!("TokuDB Backup developers"),
+        descr: cstr!("Hot backup of a running server: SET tokudb_backup_dir='/path'"),
+        license: PLUGIN_LICENSE_GPL,
+        init: Some(plugin_init),
+        #[cfg(feature = "mysql80")]
+        check_uninstall: None,
+        deinit: Some(plugin_deinit),
+        version: version_hex(),
+        status_vars: status::STATUS_VARS.get() as *const ShowVar,
+        system_vars: sysvars::SYSTEM_VARS.get() as *const *mut SysVar,
+        reserved1: std::ptr::null(),
+        flags: 0,
+    }
+}
+
+/// The terminating all-zero declaration.
+const fn end_marker() -> PluginDecl {
+    // SAFETY: PluginDecl is a C struct of integers, nullable pointers and
+    // Option<fn>: all-zero is its valid "end of list" value.
+    unsafe { std::mem::zeroed() }
+}
+
+#[cfg(feature = "mariadb")]
+mod exports {
+    use super::*;
+    #[no_mangle]
+    pub static _maria_plugin_interface_version_: c_int = PLUGIN_INTERFACE_VERSION;
+    #[no_mangle]
+    pub static _maria_sizeof_struct_st_plugin_: c_int = std::mem::size_of::<PluginDecl>() as c_int;
+    #[no_mangle]
+    pub static _maria_plugin_declarations_: ServerShared<[PluginDecl; 2]> =
+        ServerShared::new([declaration(), end_marker()]);
+}
+
+#[cfg(not(feature = "mariadb"))]
+mod exports {
+    use super::*;
+    #[no_mangle]
+    pub static _mysql_plugin_interface_version_: c_int = PLUGIN_INTERFACE_VERSION;
+    #[no_mangle]
+    pub static _mysql_sizeof_struct_st_plugin_: c_int = std::mem::size_of::<PluginDecl>() as c_int;
+    #[no_mangle]
+    pub static _mysql_plugin_declarations_: ServerShared<[PluginDecl; 2]> =
+        ServerShared::new([declaration(), end_marker()]);
+}

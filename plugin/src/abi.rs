@@ -1,0 +1,262 @@
+//! C layouts of the server's plugin interface (include/mysql/plugin.h).
+//!
+//! Only what a daemon plugin with system and status variables needs. The
+//! server reads these structures and writes into some of them (the `offset`
+//! and `resolve` fields of session variables), so they live in statics with
+//! interior mutability and are only touched by the server after load.
+
+use std::cell::UnsafeCell;
+use std::ffi::{c_char, c_int, c_longlong, c_uint, c_ulong, c_void};
+
+/// Opaque `MYSQL_THD`.
+pub type Thd = *mut c_void;
+
+pub const PLUGIN_LICENSE_GPL: c_int = 1;
+pub const MYSQL_DAEMON_PLUGIN: c_int = 3;
+
+pub const PLUGIN_VAR_LONG: c_int = 0x0003;
+pub const PLUGIN_VAR_LONGLONG: c_int = 0x0004;
+pub const PLUGIN_VAR_STR: c_int = 0x0005;
+pub const PLUGIN_VAR_UNSIGNED: c_int = 0x0080;
+pub const PLUGIN_VAR_THDLOCAL: c_int = 0x0100;
+pub const PLUGIN_VAR_READONLY: c_int = 0x0200;
+pub const PLUGIN_VAR_NOCMDOPT: c_int = 0x0800;
+pub const PLUGIN_VAR_NOCMDARG: c_int = 0x1000;
+pub const PLUGIN_VAR_MEMALLOC: c_int = 0x8000;
+
+/// `enum enum_mysql_show_type`: the first values are the same in MariaDB and
+/// MySQL 5.7/8.0.
+pub const SHOW_CHAR: c_int = 5;
+pub const SHOW_FUNC: c_int = 8;
+pub const SHOW_UNDEF: c_int = 0;
+
+/// A `static` the server may write to; Rust only hands out its address.
+#[repr(transparent)]
+pub struct ServerShared<T>(UnsafeCell<T>);
+
+// SAFETY: the server mutates these only while loading the plugin (single
+// threaded, before any of our code reads them); afterwards they are read-only
+// for both sides.
+unsafe impl<T> Sync for ServerShared<T> {}
+
+impl<T> ServerShared<T> {
+    pub const fn new(v: T) -> Self {
+        ServerShared(UnsafeCell::new(v))
+    }
+    pub const fn get(&self) -> *mut T {
+        self.0.get()
+    }
+}
+
+/// `struct st_mysql_value`: how a check function reads the SET value.
+#[repr(C)]
+pub struct MysqlValue {
+    pub value_type: Option<unsafe extern "C" fn(*mut MysqlValue) -> c_int>,
+    pub val_str:
+        Option<unsafe extern "C" fn(*mut MysqlValue, *mut c_char, *mut c_int) -> *const c_char>,
+    pub val_real: Option<unsafe extern "C" fn(*mut MysqlValue, *mut f64) -> c_int>,
+    pub val_int: Option<unsafe extern "C" fn(*mut MysqlValue, *mut c_longlong) -> c_int>,
+    pub is_unsigned: Option<unsafe extern "C" fn(*mut MysqlValue) -> c_int>,
+}
+
+/// Opaque `struct st_mysql_sys_var`; every concrete variable starts with [`SysVarHeader`].
+pub enum SysVar {}
+
+pub type CheckFn = unsafe extern "C" fn(Thd, *mut SysVar, *mut c_void, *mut MysqlValue) -> c_int;
+pub type UpdateFn = unsafe extern "C" fn(Thd, *mut SysVar, *mut c_void, *const c_void);
+
+/// `MYSQL_PLUGIN_VAR_HEADER`.
+#[repr(C)]
+pub struct SysVarHeader {
+    pub flags: c_int,
+    pub name: *const c_char,
+    pub comment: *const c_char,
+    pub check: Option<CheckFn>,
+    pub update: Option<UpdateFn>,
+}
+
+/// `DECLARE_MYSQL_THDVAR_BASIC(name, char *)`: a session string.
+#[repr(C)]
+pub struct ThdVarStr {
+    pub header: SysVarHeader,
+    pub offset: c_int,
+    pub def_val: *const c_char,
+    pub resolve: Option<unsafe extern "C" fn(Thd, c_int) -> *mut *mut c_char>,
+}
+
+/// `DECLARE_MYSQL_THDVAR_SIMPLE(name, T)`: a session number.
+#[repr(C)]
+pub struct ThdVarNum<T> {
+    pub header: SysVarHeader,
+    pub offset: c_int,
+    pub def_val: T,
+    pub min_val: T,
+    pub max_val: T,
+    pub blk_sz: T,
+    pub resolve: Option<unsafe extern "C" fn(Thd, c_int) -> *mut T>,
+}
+
+/// `DECLARE_MYSQL_SYSVAR_BASIC(name, char *)`: a global string.
+#[repr(C)]
+pub struct SysVarStr {
+    pub header: SysVarHeader,
+    pub value: *mut *mut c_char,
+    pub def_val: *const c_char,
+}
+
+pub type ULongLong = u64;
+pub type ULong = c_ulong;
+
+/// `struct st_mysql_daemon`.
+#[repr(C)]
+pub struct MysqlDaemon {
+    pub interface_version: c_int,
+}
+
+/// `struct st_mysql_show_var`.
+#[cfg(feature = "mariadb")]
+#[repr(C)]
+pub struct ShowVar {
+    pub name: *const c_char,
+    pub value: *mut c_void,
+    pub type_: c_int,
+}
+
+/// `struct st_mysql_show_var` of MySQL 5.7/8.0 has a scope member.
+#[cfg(not(feature = "mariadb"))]
+#[repr(C)]
+pub struct ShowVar {
+    pub name: *const c_char,
+    pub value: *mut c_void,
+    pub type_: c_int,
+    pub scope: c_int,
+}
+
+/// `mysql_show_var_func` of MariaDB (extra status_var and scope arguments).
+#[cfg(feature = "mariadb")]
+pub type ShowFunc =
+    unsafe extern "C" fn(Thd, *mut ShowVar, *mut c_void, *mut c_void, c_int) -> c_int;
+/// `mysql_show_var_func` of MySQL.
+#[cfg(not(feature = "mariadb"))]
+pub type ShowFunc = unsafe extern "C" fn(Thd, *mut ShowVar, *mut c_char) -> c_int;
+
+/// Size of the buffer the server passes to a SHOW_FUNC (`SHOW_VAR_FUNC_BUFF_SIZE`
+/// is 256 pointers in MariaDB; MySQL's is 1024 bytes).
+#[cfg(feature = "mariadb")]
+pub const SHOW_BUFF_SIZE: usize = 256 * std::mem::size_of::<*const c_void>();
+#[cfg(not(feature = "mariadb"))]
+pub const SHOW_BUFF_SIZE: usize = 1024;
+
+pub type InitFn = unsafe extern "C" fn(*mut c_void) -> c_int;
+
+/// `struct st_maria_plugin`.
+#[cfg(feature = "mariadb")]
+#[repr(C)]
+pub struct PluginDecl {
+    pub type_: c_int,
+    pub info: *const c_void,
+    pub name: *const c_char,
+    pub author: *const c_char,
+    pub descr: *const c_char,
+    pub license: c_int,
+    pub init: Option<InitFn>,
+    pub deinit: Option<InitFn>,
+    pub version: c_uint,
+    pub status_vars: *const ShowVar,
+    pub system_vars: *const *mut SysVar,
+    pub version_info: *const c_char,
+    pub maturity: c_uint,
+}
+
+/// `struct st_mysql_plugin` of MySQL 5.7.
+#[cfg(feature = "mysql57")]
+#[repr(C)]
+pub struct PluginDecl {
+    pub type_: c_int,
+    pub info: *const c_void,
+    pub name: *const c_char,
+    pub author: *const c_char,
+    pub descr: *const c_char,
+    pub license: c_int,
+    pub init: Option<InitFn>,
+    pub deinit: Option<InitFn>,
+    pub version: c_uint,
+    pub status_vars: *const ShowVar,
+    pub system_vars: *const *mut SysVar,
+    pub reserved1: *const c_void,
+    pub flags: c_ulong,
+}
+
+/// `struct st_mysql_plugin` of MySQL 8.0 (adds check_uninstall).
+#[cfg(feature = "mysql80")]
+#[repr(C)]
+pub struct PluginDecl {
+    pub type_: c_int,
+    pub info: *const c_void,
+    pub name: *const c_char,
+    pub author: *const c_char,
+    pub descr: *const c_char,
+    pub license: c_int,
+    pub init: Option<InitFn>,
+    pub check_uninstall: Option<InitFn>,
+    pub deinit: Option<InitFn>,
+    pub version: c_uint,
+    pub status_vars: *const ShowVar,
+    pub system_vars: *const *mut SysVar,
+    pub reserved1: *const c_void,
+    pub flags: c_ulong,
+}
+
+#[cfg(any(
+    all(feature = "mariadb", feature = "mysql57"),
+    all(feature = "mariadb", feature = "mysql80"),
+    all(feature = "mysql57", feature = "mysql80"),
+    not(any(feature = "mariadb", feature = "mysql57", feature = "mysql80"))
+))]
+compile_error!(
+    "select exactly one server ABI: default features (mariadb), or --no-default-features --features mysql57|mysql80"
+);
+
+/// Interface version the server checks before reading the declarations.
+#[cfg(feature = "mariadb")]
+pub const PLUGIN_INTERFACE_VERSION: c_int = 0x010f; // MARIA_PLUGIN_INTERFACE_VERSION of 10.11
+#[cfg(feature = "mysql57")]
+pub const PLUGIN_INTERFACE_VERSION: c_int = 0x0104;
+#[cfg(feature = "mysql80")]
+pub const PLUGIN_INTERFACE_VERSION: c_int = 0x010b;
+
+/// `MYSQL_DAEMON_INTERFACE_VERSION` is `MYSQL_VERSION_ID << 8`; servers do not
+/// check it for daemon plugins, so the version built against is recorded.
+#[cfg(feature = "mariadb")]
+pub const DAEMON_INTERFACE_VERSION: c_int = 101119 << 8;
+#[cfg(feature = "mysql57")]
+pub const DAEMON_INTERFACE_VERSION: c_int = 50744 << 8;
+#[cfg(feature = "mysql80")]
+pub const DAEMON_INTERFACE_VERSION: c_int = 80036 << 8;
+
+/// MariaDB_PLUGIN_MATURITY_GAMMA: accepted by Debian's default plugin_maturity.
+pub const MATURITY_GAMMA: c_uint = 4;
+
+/// NUL-terminated string literal as a C pointer.
+#[macro_export]
+macro_rules! cstr {
+    ($s:expr) => {
+        concat!($s, "\0").as_ptr() as *const std::ffi::c_char
+    };
+}
+
+pub const fn header(
+    flags: c_int,
+    name: *const c_char,
+    comment: *const c_char,
+    check: Option<CheckFn>,
+    update: Option<UpdateFn>,
+) -> SysVarHeader {
+    SysVarHeader {
+        flags,
+        name,
+        comment,
+        check,
+        update,
+    }
+}

@@ -1,0 +1,229 @@
+//! Functions of the running server, found by name at run time.
+//!
+//! The plugin links against nothing of the server: every function is looked up
+//! with `dlsym(RTLD_DEFAULT)` in the process (mariadbd exports them), so the
+//! same .so loads on builds that lack one of them, and a missing one degrades
+//! that feature instead of refusing to load.
+
+use crate::abi::Thd;
+use crate::cstr;
+use std::ffi::{c_char, c_int, c_uint, c_ulong, c_ulonglong, c_void, CStr, CString};
+use std::io::Write;
+use std::sync::OnceLock;
+
+type SetProcInfo =
+    unsafe extern "C" fn(Thd, *const c_char, *const c_char, *const c_char, c_uint) -> *const c_char;
+type ProgressInit = unsafe extern "C" fn(Thd, c_uint);
+type ProgressReport = unsafe extern "C" fn(Thd, c_ulonglong, c_ulonglong);
+type ProgressEnd = unsafe extern "C" fn(Thd);
+type ThdKilled = unsafe extern "C" fn(Thd) -> c_int;
+/// `bool check_global_access(THD*, privilege_t, bool no_errors)`; true = denied.
+type CheckGlobalAccess = unsafe extern "C" fn(Thd, u64, bool) -> bool;
+type MyError = unsafe extern "C" fn(c_int, c_ulong, ...);
+type MyPrintfError = unsafe extern "C" fn(c_uint, *const c_char, c_ulong, ...);
+type MyStrdup = unsafe extern "C" fn(c_uint, *const c_char, c_ulong) -> *mut c_char;
+type MyFree = unsafe extern "C" fn(*mut c_void);
+
+/// Server functions; each is None when this server does not export it.
+pub struct Server {
+    set_proc_info: Option<SetProcInfo>,
+    progress_init: Option<ProgressInit>,
+    progress_report: Option<ProgressReport>,
+    progress_end: Option<ProgressEnd>,
+    killed: Option<ThdKilled>,
+    check_global_access: Option<CheckGlobalAccess>,
+    my_error: Option<MyError>,
+    my_printf_error: Option<MyPrintfError>,
+    pub my_strdup: Option<MyStrdup>,
+    pub my_free: Option<MyFree>,
+    /// `sql_service_handler` (struct sql_service_st) of MariaDB >= 10.7.
+    pub sql_service: *const c_void,
+}
+
+// SAFETY: the struct holds only function pointers and the address of a static
+// table of the server; both are valid for the life of the process and calling
+// them from any thread is what the server API allows.
+unsafe impl Send for Server {}
+// SAFETY: see Send; nothing in it is mutated after construction.
+unsafe impl Sync for Server {}
+
+/// `SUPER_ACL` (bit 15) in MariaDB's privilege_t and MySQL's ulong masks.
+const SUPER_ACL: u64 = 1 << 15;
+/// `ER_SPECIFIC_ACCESS_DENIED_ERROR`.
+const ER_SPECIFIC_ACCESS_DENIED_ERROR: c_int = 1227;
+
+#[cfg(feature = "mariadb")]
+const CHECK_GLOBAL_ACCESS: &str = "_Z19check_global_accessP3THD11privilege_tb";
+#[cfg(not(feature = "mariadb"))]
+const CHECK_GLOBAL_ACCESS: &str = "_Z19check_global_accessP3THDm";
+
+/// Looks a symbol up in the whole process.
+pub fn lookup(name: &str) -> *mut c_void {
+    let Ok(c) = CString::new(name) else {
+        return std::ptr::null_mut();
+    };
+    // SAFETY: dlsym with RTLD_DEFAULT and a NUL-terminated name only reads the
+    // loaded objects' symbol tables.
+    unsafe { libc::dlsym(libc::RTLD_DEFAULT, c.as_ptr()) }
+}
+
+macro_rules! func {
+    ($name:expr, $ty:ty) => {{
+        let p = lookup($name);
+        if p.is_null() {
+            None
+        } else {
+            // SAFETY: the symbol is the server's exported function of that name,
+            // whose C signature is $ty (see include/mysql/*.h of the server).
+            Some(unsafe { std::mem::transmute::<*mut c_void, $ty>(p) })
+        }
+    }};
+}
+
+pub fn get() -> &'static Server {
+    static SERVER: OnceLock<Server> = OnceLock::new();
+    SERVER.get_or_init(|| Server {
+        set_proc_info: func!("set_thd_proc_info", SetProcInfo),
+        progress_init: func!("thd_progress_init", ProgressInit),
+        progress_report: func!("thd_progress_report", ProgressReport),
+        progress_end: func!("thd_progress_end", ProgressEnd),
+        killed: func!("thd_killed", ThdKilled),
+        check_global_access: func!(CHECK_GLOBAL_ACCESS, CheckGlobalAccess),
+        my_error: func!("my_error", MyError),
+        my_printf_error: func!("my_printf_error", MyPrintfError),
+        my_strdup: func!("my_strdup", MyStrdup),
+        my_free: func!("my_free", MyFree),
+        sql_service: lookup("sql_service_handler"),
+    })
+}
+
+impl Server {
+    /// Sets the processlist State of `thd`; `info` must stay valid until replaced.
+    pub fn set_proc_info(&self, thd: Thd, info: *const c_char) {
+        if let Some(f) = self.set_proc_info {
+            // SAFETY: thd is the caller's live THD; info is NUL-terminated and
+            // outlives its use as State (the caller keeps it until it is reset).
+            unsafe { f(thd, info, cstr!("tokudb_backup"), cstr!("backup.rs"), 0) };
+        }
+    }
+
+    pub fn progress_init(&self, thd: Thd) {
+        if let Some(f) = self.progress_init {
+            // SAFETY: thd is the live THD running the statement.
+            unsafe { f(thd, 1) };
+        }
+    }
+
+    pub fn progress_report(&self, thd: Thd, done: u64, total: u64) {
+        if let Some(f) = self.progress_report {
+            // SAFETY: thd is the live THD running the statement.
+            unsafe { f(thd, done, total) };
+        }
+    }
+
+    pub fn progress_end(&self, thd: Thd) {
+        if let Some(f) = self.progress_end {
+            // SAFETY: thd is the live THD running the statement.
+            unsafe { f(thd) };
+        }
+    }
+
+    /// True when the statement was killed (KILL QUERY / KILL / shutdown).
+    pub fn killed(&self, thd: Thd) -> bool {
+        match self.killed {
+            // SAFETY: thd is the live THD running the statement.
+            Some(f) => unsafe { f(thd) != 0 },
+            None => false,
+        }
+    }
+
+    /// Ok when the session's user holds SUPER. Fails closed when the server
+    /// offers no way to ask.
+    pub fn has_super(&self, thd: Thd) -> Result<(), &'static str> {
+        match self.check_global_access {
+            Some(f) => {
+                // SAFETY: thd is the live THD of the statement; no_errors=true
+                // makes the server only answer, without raising an error itself.
+                if unsafe { f(thd, SUPER_ACL, true) } {
+                    Err("access denied: setting tokudb_backup_dir requires the SUPER privilege")
+                } else {
+                    Ok(())
+                }
+            }
+            None => Err("cannot check privileges: this server does not export check_global_access"),
+        }
+    }
+
+    /// Raises "Access denied; you need the SUPER privilege" on the statement.
+    pub fn raise_access_denied(&self, _thd: Thd) {
+        if let Some(f) = self.my_error {
+            // SAFETY: my_error(ER_SPECIFIC_ACCESS_DENIED_ERROR, MYF(0), "SUPER")
+            // matches that message's single %s argument.
+            unsafe { f(ER_SPECIFIC_ACCESS_DENIED_ERROR, 0, cstr!("SUPER")) };
+        }
+    }
+}
+
+/// `ER_UNKNOWN_ERROR`: the generic code for a message of our own.
+const ER_UNKNOWN_ERROR: c_uint = 1105;
+/// MariaDB's ME_WARNING flag: push a warning instead of raising an error.
+#[cfg(feature = "mariadb")]
+const ME_WARNING: c_ulong = 2048;
+
+impl Server {
+    /// Adds `msg` to the statement's warnings (SHOW WARNINGS), so the client
+    /// sees the cause next to the generic "can't be set" error.
+    pub fn warn(&self, _thd: Thd, msg: &str) {
+        #[cfg(feature = "mariadb")]
+        if let Some(f) = self.my_printf_error {
+            let c = CString::new(msg.replace('\0', " ")).unwrap_or_default();
+            // SAFETY: the format "%s" takes exactly the one string passed.
+            unsafe { f(ER_UNKNOWN_ERROR, cstr!("%s"), ME_WARNING, c.as_ptr()) };
+        }
+        #[cfg(not(feature = "mariadb"))]
+        let _ = (msg, self.my_printf_error, ER_UNKNOWN_ERROR);
+    }
+}
+
+/// Writes one line to the server's error log (mariadbd's stderr is the log).
+pub fn log_line(level: &str, msg: &str) {
+    let mut line = format!("{} 0 [{level}] tokudb_backup: ", local_timestamp());
+    // One line per event: newlines in paths or messages would split it.
+    line.extend(msg.chars().map(|c| if c == '\n' { ' ' } else { c }));
+    line.push('\n');
+    let _ = std::io::stderr().lock().write_all(line.as_bytes());
+}
+
+/// "YYYY-MM-DD HH:MM:SS" in local time, like the server's own log lines.
+fn local_timestamp() -> String {
+    // SAFETY: time(NULL) has no preconditions.
+    let now = unsafe { libc::time(std::ptr::null_mut()) };
+    // SAFETY: tm is plain data; all-zero is a valid value.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    // SAFETY: localtime_r writes only into tm, which outlives the call.
+    if unsafe { libc::localtime_r(&now, &mut tm) }.is_null() {
+        return String::from("0000-00-00 00:00:00");
+    }
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
+        tm.tm_year + 1900,
+        tm.tm_mon + 1,
+        tm.tm_mday,
+        tm.tm_hour,
+        tm.tm_min,
+        tm.tm_sec
+    )
+}
+
+/// Copies a C string the server owns.
+///
+/// # Safety
+/// `p` is null or a valid NUL-terminated string for the duration of the call.
+pub unsafe fn c_to_string(p: *const c_char) -> Option<String> {
+    if p.is_null() {
+        None
+    } else {
+        // SAFETY: guaranteed by the caller.
+        Some(unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned())
+    }
+}

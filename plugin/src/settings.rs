@@ -1,0 +1,238 @@
+//! Where the server keeps its files: read from the running server.
+//!
+//! MariaDB >= 10.7 offers plugins the SQL service (include/mysql/service_sql.h)
+//! to run queries on a local, internal connection; it answers every setting
+//! (`@@innodb_undo_directory`, `@@aria_log_dir_path`, ...) and the paths of
+//! tablespaces created with DATA DIRECTORY, through documented interfaces.
+//! Servers without it fall back to the exported data symbols, which cover the
+//! datadir, the binary log, the pid file and the socket.
+
+use crate::error::Failure;
+use crate::server::{self, lookup};
+use std::ffi::{c_char, c_int, c_uint, c_ulong, c_void, CStr};
+use std::path::{Path, PathBuf};
+
+/// Prefix of `struct sql_service_st` (service_sql.h, MariaDB 10.11); only the
+/// members used are named, the order is the header's.
+#[repr(C)]
+struct SqlService {
+    init: unsafe extern "C" fn(*mut c_void) -> *mut c_void,
+    connect_local: unsafe extern "C" fn(*mut c_void) -> *mut c_void,
+    _real_connect: *const c_void,
+    errno: unsafe extern "C" fn(*mut c_void) -> c_uint,
+    error: unsafe extern "C" fn(*mut c_void) -> *const c_char,
+    real_query: unsafe extern "C" fn(*mut c_void, *const c_char, c_ulong) -> c_int,
+    _affected_rows: *const c_void,
+    _num_rows: *const c_void,
+    store_result: unsafe extern "C" fn(*mut c_void) -> *mut c_void,
+    free_result: unsafe extern "C" fn(*mut c_void),
+    fetch_row: unsafe extern "C" fn(*mut c_void) -> *mut *mut c_char,
+    close: unsafe extern "C" fn(*mut c_void),
+}
+
+/// An open internal connection; closed on drop.
+struct Local {
+    svc: &'static SqlService,
+    mysql: *mut c_void,
+}
+
+impl Local {
+    fn open() -> Result<Local, Failure> {
+        let p = server::get().sql_service as *const SqlService;
+        if p.is_null() {
+            return Err(Failure::new(libc::ENOSYS, "server has no SQL service"));
+        }
+        // SAFETY: sql_service_handler is the server's static sql_service_st,
+        // alive for the process; its layout starts as declared above.
+        let svc: &'static SqlService = unsafe { &*p };
+        // SAFETY: mysql_init(NULL) allocates a handle; connect_local attaches
+        // it to a new internal session of this server.
+        unsafe {
+            let m = (svc.init)(std::ptr::null_mut());
+            if m.is_null() {
+                return Err(Failure::new(libc::ENOMEM, "SQL service: mysql_init failed"));
+            }
+            if (svc.connect_local)(m).is_null() {
+                let msg = server::c_to_string((svc.error)(m)).unwrap_or_default();
+                (svc.close)(m);
+                return Err(Failure::new(
+                    libc::EIO,
+                    format!("SQL service: cannot connect: {msg}"),
+                ));
+            }
+            Ok(Local { svc, mysql: m })
+        }
+    }
+
+    /// All rows of `sql`, NULL columns as None.
+    fn query(&self, sql: &str) -> Result<Vec<Vec<Option<String>>>, Failure> {
+        // SAFETY: self.mysql is a connected handle; the result set is freed
+        // before returning; row pointers are only read before the next fetch.
+        unsafe {
+            if (self.svc.real_query)(
+                self.mysql,
+                sql.as_ptr() as *const c_char,
+                sql.len() as c_ulong,
+            ) != 0
+            {
+                let msg = server::c_to_string((self.svc.error)(self.mysql)).unwrap_or_default();
+                let no = (self.svc.errno)(self.mysql);
+                return Err(Failure::new(
+                    libc::EIO,
+                    format!("query '{sql}' failed: {no} {msg}"),
+                ));
+            }
+            let res = (self.svc.store_result)(self.mysql);
+            if res.is_null() {
+                return Ok(Vec::new());
+            }
+            // Every query here selects one column.
+            let ncols = 1;
+            let mut rows = Vec::new();
+            loop {
+                let row = (self.svc.fetch_row)(res);
+                if row.is_null() {
+                    break;
+                }
+                let mut cols = Vec::with_capacity(ncols);
+                for i in 0..ncols {
+                    let c = *row.add(i);
+                    cols.push(if c.is_null() {
+                        None
+                    } else {
+                        Some(CStr::from_ptr(c).to_string_lossy().into_owned())
+                    });
+                }
+                rows.push(cols);
+            }
+            (self.svc.free_result)(res);
+            Ok(rows)
+        }
+    }
+
+    fn var(&self, name: &str) -> Option<String> {
+        self.query(&format!("SELECT @@{name}"))
+            .ok()?
+            .into_iter()
+            .next()?
+            .into_iter()
+            .next()?
+    }
+}
+
+impl Drop for Local {
+    fn drop(&mut self) {
+        // SAFETY: closes the handle opened in open(), once.
+        unsafe { (self.svc.close)(self.mysql) };
+    }
+}
+
+/// The server's files and identity.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    pub datadir: PathBuf,
+    pub innodb_data_home_dir: Option<PathBuf>,
+    pub innodb_log_group_home_dir: Option<PathBuf>,
+    pub innodb_undo_directory: Option<PathBuf>,
+    pub log_bin: bool,
+    pub log_bin_basename: Option<PathBuf>,
+    pub log_bin_index: Option<PathBuf>,
+    pub aria_log_dir: Option<PathBuf>,
+    pub pid_file: Option<PathBuf>,
+    pub socket: Option<PathBuf>,
+    pub server_version: String,
+    /// Files of InnoDB tablespaces outside the datadir (DATA DIRECTORY).
+    pub remote_files: Vec<PathBuf>,
+}
+
+/// Paths in settings are relative to the datadir (the server chdir()s there).
+fn abs(datadir: &Path, v: Option<String>) -> Option<PathBuf> {
+    let v = v.filter(|s| !s.is_empty())?;
+    let p = Path::new(&v);
+    Some(if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        datadir.join(p)
+    })
+}
+
+pub fn read() -> Result<Settings, Failure> {
+    match Local::open() {
+        Ok(l) => read_sql(&l),
+        Err(_) => read_symbols(),
+    }
+}
+
+fn read_sql(l: &Local) -> Result<Settings, Failure> {
+    let datadir = l
+        .var("datadir")
+        .map(PathBuf::from)
+        .ok_or_else(|| Failure::new(libc::EIO, "cannot read @@datadir from the server"))?;
+    let d = &datadir;
+    let log_bin = l
+        .var("log_bin")
+        .map(|v| v == "1" || v.eq_ignore_ascii_case("on"))
+        .unwrap_or(false);
+    let remote_files = l
+        .query("SELECT FILENAME FROM information_schema.INNODB_SYS_TABLESPACES WHERE FILENAME LIKE '/%'")
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|r| r.into_iter().next().flatten())
+        .map(PathBuf::from)
+        .collect();
+    Ok(Settings {
+        innodb_data_home_dir: abs(d, l.var("innodb_data_home_dir")),
+        innodb_log_group_home_dir: abs(d, l.var("innodb_log_group_home_dir")),
+        innodb_undo_directory: abs(d, l.var("innodb_undo_directory")),
+        log_bin,
+        log_bin_basename: if log_bin {
+            abs(d, l.var("log_bin_basename"))
+        } else {
+            None
+        },
+        log_bin_index: if log_bin {
+            abs(d, l.var("log_bin_index"))
+        } else {
+            None
+        },
+        aria_log_dir: abs(d, l.var("aria_log_dir_path")),
+        pid_file: abs(d, l.var("pid_file")),
+        socket: abs(d, l.var("socket")),
+        server_version: l.var("version").unwrap_or_default(),
+        remote_files,
+        datadir,
+    })
+}
+
+/// Reads a `char name[]` data symbol of the server.
+fn char_array(name: &str) -> Option<String> {
+    let p = lookup(name) as *const c_char;
+    // SAFETY: the symbol is a NUL-terminated char array of the server.
+    unsafe { server::c_to_string(p) }.filter(|s| !s.is_empty())
+}
+
+/// Reads a `char *name` data symbol of the server.
+fn char_ptr(name: &str) -> Option<String> {
+    let p = lookup(name) as *const *const c_char;
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: the symbol is a `char *` variable holding null or a string.
+    unsafe { server::c_to_string(*p) }.filter(|s| !s.is_empty())
+}
+
+fn read_symbols() -> Result<Settings, Failure> {
+    let datadir = char_array("mysql_real_data_home")
+        .map(PathBuf::from)
+        .ok_or_else(|| Failure::new(libc::ENOSYS, "cannot find the server's datadir"))?;
+    let basename = abs(&datadir, char_ptr("log_bin_basename"));
+    Ok(Settings {
+        log_bin: basename.is_some(),
+        log_bin_index: basename.as_ref().map(|b| b.with_extension("index")),
+        log_bin_basename: basename,
+        pid_file: abs(&datadir, char_array("pidfile_name")),
+        socket: abs(&datadir, char_ptr("mysqld_unix_port")),
+        datadir,
+        ..Settings::default()
+    })
+}

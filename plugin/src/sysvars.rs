@@ -1,0 +1,337 @@
+//! System variables: the SQL interface users know from Percona's plugin.
+//!
+//! `SET tokudb_backup_dir='/path'` runs the whole backup inside the variable's
+//! check function, like the original: a failed backup fails the statement
+//! with ER_WRONG_VALUE_FOR_VAR, and the session keeps the details in
+//! tokudb_backup_last_error / tokudb_backup_last_error_string.
+
+use crate::abi::*;
+use crate::cstr;
+use crate::{backup, exclude, library, server};
+use std::cell::RefCell;
+use std::ffi::{c_char, c_int, c_void, CString};
+
+const SESSION_STR: c_int = PLUGIN_VAR_STR
+    | PLUGIN_VAR_THDLOCAL
+    | PLUGIN_VAR_MEMALLOC
+    | PLUGIN_VAR_NOCMDOPT
+    | PLUGIN_VAR_NOCMDARG;
+
+pub static BACKUP_DIR: ServerShared<ThdVarStr> = ServerShared::new(ThdVarStr {
+    header: header(
+        SESSION_STR,
+        cstr!("dir"),
+        cstr!("Setting it runs a hot backup into this directory (absent or empty) and returns when the backup ends"),
+        Some(check_backup_dir),
+        None,
+    ),
+    offset: 0,
+    def_val: std::ptr::null(),
+    resolve: None,
+});
+
+pub static LAST_ERROR: ServerShared<ThdVarNum<ULong>> = ServerShared::new(ThdVarNum {
+    header: header(
+        PLUGIN_VAR_LONG | PLUGIN_VAR_UNSIGNED | PLUGIN_VAR_THDLOCAL | PLUGIN_VAR_NOCMDOPT,
+        cstr!("last_error"),
+        cstr!("errno of the last backup of this session; 0 is success"),
+        None,
+        None,
+    ),
+    offset: 0,
+    def_val: 0,
+    min_val: 0,
+    max_val: ULong::MAX,
+    blk_sz: 1,
+    resolve: None,
+});
+
+pub static LAST_ERROR_STRING: ServerShared<ThdVarStr> = ServerShared::new(ThdVarStr {
+    header: header(
+        SESSION_STR,
+        cstr!("last_error_string"),
+        cstr!("Message of the last backup error of this session (several are joined with '; ')"),
+        None,
+        None,
+    ),
+    offset: 0,
+    def_val: std::ptr::null(),
+    resolve: None,
+});
+
+pub static EXCLUDE: ServerShared<ThdVarStr> = ServerShared::new(ThdVarStr {
+    header: header(
+        SESSION_STR,
+        cstr!("exclude"),
+        cstr!("POSIX extended regular expression: source files whose path matches are not copied"),
+        Some(check_exclude),
+        None,
+    ),
+    offset: 0,
+    def_val: std::ptr::null(),
+    resolve: None,
+});
+
+pub static THROTTLE: ServerShared<ThdVarNum<ULongLong>> = ServerShared::new(ThdVarNum {
+    header: header(
+        PLUGIN_VAR_LONGLONG | PLUGIN_VAR_UNSIGNED | PLUGIN_VAR_THDLOCAL | PLUGIN_VAR_NOCMDOPT,
+        cstr!("throttle"),
+        cstr!("Bytes per second the backup may read; changing it affects a running backup at once"),
+        None,
+        Some(update_throttle),
+    ),
+    offset: 0,
+    def_val: u64::MAX,
+    min_val: 0,
+    max_val: u64::MAX,
+    blk_sz: 1,
+    resolve: None,
+});
+
+/// Storage of the global string variables: the server reads `*value`.
+pub static ALLOWED_PREFIX_VALUE: ServerShared<*mut c_char> =
+    ServerShared::new(std::ptr::null_mut());
+pub static VERSION_VALUE: ServerShared<*mut c_char> = ServerShared::new(std::ptr::null_mut());
+pub static PLUGIN_VERSION_VALUE: ServerShared<*mut c_char> =
+    ServerShared::new(cstr!(env!("CARGO_PKG_VERSION")) as *mut c_char);
+
+pub static ALLOWED_PREFIX: ServerShared<SysVarStr> = ServerShared::new(SysVarStr {
+    header: header(
+        PLUGIN_VAR_STR | PLUGIN_VAR_READONLY,
+        cstr!("allowed_prefix"),
+        cstr!("When set (my.cnf), backup destinations must resolve to a path under this prefix"),
+        None,
+        None,
+    ),
+    value: ALLOWED_PREFIX_VALUE.get(),
+    def_val: std::ptr::null(),
+});
+
+pub static VERSION: ServerShared<SysVarStr> = ServerShared::new(SysVarStr {
+    header: header(
+        PLUGIN_VAR_STR | PLUGIN_VAR_READONLY | PLUGIN_VAR_NOCMDOPT | PLUGIN_VAR_NOCMDARG,
+        cstr!("version"),
+        cstr!("Version of the libHotBackup library in use (empty when it is not preloaded)"),
+        None,
+        None,
+    ),
+    value: VERSION_VALUE.get(),
+    def_val: cstr!(""),
+});
+
+pub static PLUGIN_VERSION: ServerShared<SysVarStr> = ServerShared::new(SysVarStr {
+    header: header(
+        PLUGIN_VAR_STR | PLUGIN_VAR_READONLY | PLUGIN_VAR_NOCMDOPT | PLUGIN_VAR_NOCMDARG,
+        cstr!("plugin_version"),
+        cstr!("Version of the tokudb_backup plugin"),
+        None,
+        None,
+    ),
+    value: PLUGIN_VERSION_VALUE.get(),
+    def_val: cstr!(env!("CARGO_PKG_VERSION")),
+});
+
+pub static SYSTEM_VARS: ServerShared<[*mut SysVar; 9]> = ServerShared::new([
+    BACKUP_DIR.get() as *mut SysVar,
+    LAST_ERROR.get() as *mut SysVar,
+    LAST_ERROR_STRING.get() as *mut SysVar,
+    EXCLUDE.get() as *mut SysVar,
+    THROTTLE.get() as *mut SysVar,
+    ALLOWED_PREFIX.get() as *mut SysVar,
+    VERSION.get() as *mut SysVar,
+    PLUGIN_VERSION.get() as *mut SysVar,
+    std::ptr::null_mut(),
+]);
+
+/// Called from the plugin's init: publishes the library version.
+pub fn publish_versions() {
+    let v = match library::load() {
+        Ok(lib) => lib.version.to_string(),
+        Err(_) => String::new(),
+    };
+    // Leaked once per plugin load: the server reads it until uninstall.
+    let p = CString::new(v).unwrap_or_default().into_raw();
+    // SAFETY: init runs before any session can read the variable; the
+    // pointer stays valid (leaked) for as long as the server may read it.
+    unsafe { *VERSION_VALUE.get() = p };
+}
+
+/// The global allowed_prefix, if set.
+pub fn allowed_prefix() -> Option<String> {
+    // SAFETY: read-only after startup; the server owns the string it stored.
+    let p = unsafe { *ALLOWED_PREFIX_VALUE.get() };
+    // SAFETY: null or the server's NUL-terminated option value.
+    unsafe { server::c_to_string(p) }.filter(|s| !s.is_empty())
+}
+
+/// Reads this session's value of a string variable.
+fn session_str(thd: Thd, var: &ServerShared<ThdVarStr>) -> Option<String> {
+    // SAFETY: the server filled offset/resolve at load; resolve returns the
+    // address of this session's `char *`, valid during the statement.
+    unsafe {
+        let v = &*var.get();
+        let resolve = v.resolve?;
+        server::c_to_string(*resolve(thd, v.offset))
+    }
+}
+
+/// Session values the backup needs.
+pub struct SessionSettings {
+    pub exclude: Option<String>,
+    pub throttle: u64,
+}
+
+pub fn session_settings(thd: Thd) -> SessionSettings {
+    // SAFETY: as in session_str, for a u64 session variable.
+    let throttle = unsafe {
+        let v = &*THROTTLE.get();
+        match v.resolve {
+            Some(r) => *r(thd, v.offset),
+            None => u64::MAX,
+        }
+    };
+    SessionSettings {
+        exclude: session_str(thd, &EXCLUDE).filter(|s| !s.is_empty()),
+        throttle,
+    }
+}
+
+/// Records the outcome of a backup in the session's error variables.
+pub fn set_last_error(thd: Thd, errno: i32, message: &str) {
+    let srv = server::get();
+    // SAFETY: resolve gives this session's storage (see session_str). The
+    // string variable is MEMALLOC: the server frees it with my_free, so it is
+    // allocated with the server's my_strdup.
+    unsafe {
+        let le = &*LAST_ERROR.get();
+        if let Some(r) = le.resolve {
+            *r(thd, le.offset) = errno.max(0) as ULong;
+        }
+        let ls = &*LAST_ERROR_STRING.get();
+        if let (Some(r), Some(strdup), Some(free)) = (ls.resolve, srv.my_strdup, srv.my_free) {
+            let slot = r(thd, ls.offset);
+            let old = *slot;
+            *slot = if message.is_empty() {
+                std::ptr::null_mut()
+            } else {
+                let c = CString::new(message.replace('\0', " ")).unwrap_or_default();
+                strdup(0, c.as_ptr(), 0)
+            };
+            if !old.is_null() {
+                free(old as *mut c_void);
+            }
+        }
+    }
+}
+
+thread_local! {
+    /// The checked string handed to the server's update of the same
+    /// statement (on this thread, right after check returns).
+    static SAVED: RefCell<CString> = RefCell::new(CString::default());
+}
+
+/// Reads a SET value as a string.
+///
+/// # Safety
+/// `value` is the server's st_mysql_value for the running statement.
+unsafe fn value_string(value: *mut MysqlValue) -> Option<String> {
+    let mut buf = [0 as c_char; 1024];
+    let mut len = buf.len() as c_int;
+    // SAFETY: val_str fills buf or returns its own string of `len` bytes.
+    unsafe {
+        let f = (*value).val_str?;
+        let p = f(value, buf.as_mut_ptr(), &mut len);
+        if p.is_null() {
+            return None;
+        }
+        let bytes = std::slice::from_raw_parts(p as *const u8, len.max(0) as usize);
+        Some(String::from_utf8_lossy(bytes).into_owned())
+    }
+}
+
+/// Stores `s` where the server's update reads the checked value.
+///
+/// # Safety
+/// `save` is the check function's save area (room for a pointer).
+unsafe fn save_string(save: *mut c_void, s: Option<&str>) {
+    let ptr = match s {
+        Some(s) => SAVED.with(|cell| {
+            *cell.borrow_mut() = CString::new(s.replace('\0', " ")).unwrap_or_default();
+            cell.borrow().as_ptr()
+        }),
+        None => std::ptr::null(),
+    };
+    // SAFETY: guaranteed by the caller.
+    unsafe { *(save as *mut *const c_char) = ptr };
+}
+
+unsafe extern "C" fn check_backup_dir(
+    thd: Thd,
+    _var: *mut SysVar,
+    save: *mut c_void,
+    value: *mut MysqlValue,
+) -> c_int {
+    let r = std::panic::catch_unwind(|| {
+        // SAFETY: value comes from the server for this statement.
+        let dest = unsafe { value_string(value) };
+        match backup::run(thd, dest.as_deref()) {
+            Ok(()) => {
+                // SAFETY: save is this check's save area.
+                unsafe { save_string(save, dest.as_deref()) };
+                0
+            }
+            Err(()) => 1,
+        }
+    });
+    r.unwrap_or_else(|_| {
+        server::log_line("ERROR", "internal error (panic) while running a backup");
+        set_last_error(
+            thd,
+            libc::EINVAL,
+            "internal error in tokudb_backup; see the error log",
+        );
+        1
+    })
+}
+
+unsafe extern "C" fn check_exclude(
+    thd: Thd,
+    _var: *mut SysVar,
+    save: *mut c_void,
+    value: *mut MysqlValue,
+) -> c_int {
+    let r = std::panic::catch_unwind(|| {
+        // SAFETY: value comes from the server for this statement.
+        let pattern = unsafe { value_string(value) };
+        if let Some(p) = pattern.as_deref().filter(|p| !p.is_empty()) {
+            if let Err(e) = exclude::Exclude::new(p) {
+                let msg = format!("tokudb_backup_exclude: invalid regular expression '{p}': {e}");
+                server::get().warn(thd, &msg);
+                return 1;
+            }
+        }
+        // SAFETY: save is this check's save area.
+        unsafe { save_string(save, pattern.as_deref()) };
+        0
+    });
+    r.unwrap_or(1)
+}
+
+unsafe extern "C" fn update_throttle(
+    _thd: Thd,
+    _var: *mut SysVar,
+    var_ptr: *mut c_void,
+    save: *const c_void,
+) {
+    let _ = std::panic::catch_unwind(|| {
+        // SAFETY: for an unsigned long long variable the save area and the
+        // variable both hold a u64 (plugin.h contract).
+        let v = unsafe {
+            let v = *(save as *const u64);
+            *(var_ptr as *mut u64) = v;
+            v
+        };
+        // Any session may retune the running backup, as with Percona's plugin.
+        library::throttle(v);
+    });
+}
