@@ -64,8 +64,13 @@ pub fn run(thd: Thd, dest: Option<&str>) -> Result<(), ()> {
             }
             sysvars::set_last_error(thd, failures[0].errno, &joined);
             srv.warn(thd, &joined);
+            let kind = if failures[0].errno == libc::EINTR {
+                "killed"
+            } else {
+                "error"
+            };
             status::with(|p| {
-                p.last_result = format!("error {}: {joined}", failures[0].errno);
+                p.last_result = format!("{kind} (errno {}): {joined}", failures[0].errno);
             });
             Err(())
         }
@@ -394,7 +399,6 @@ fn copy(
                 dest.display()
             ),
         ));
-        status::with(|p| p.last_result = "killed".into());
     }
     failures.append(&mut ctx.errors);
     if failures.is_empty() {
