@@ -24,7 +24,10 @@ fn install_and_uninstall_by_sql_under_both_names() {
     assert_eq!(plugin_status(&s), "");
     s.sql("INSTALL PLUGIN tokudb_backup SONAME 'tokubackup.so'");
     assert_eq!(plugin_status(&s), "ACTIVE");
-    assert_eq!(s.sql("SELECT @@tokudb_backup_version"), env!("CARGO_PKG_VERSION"));
+    assert_eq!(
+        s.sql("SELECT @@tokudb_backup_version"),
+        env!("CARGO_PKG_VERSION")
+    );
     s.sql("UNINSTALL PLUGIN tokudb_backup");
     assert_eq!(plugin_status(&s), "");
     assert!(s.query("SELECT @@tokudb_backup_version").is_err());
@@ -51,23 +54,38 @@ fn without_the_library_the_plugin_loads_and_explains_how_to_preload() {
     );
     assert_eq!(plugin_status(&s), "ACTIVE");
     assert_eq!(s.sql("SELECT @@tokudb_backup_version"), "");
-    assert_eq!(s.sql("SELECT @@tokudb_backup_plugin_version"), env!("CARGO_PKG_VERSION"));
-    assert!(s.log().contains("tokudb_backup: plugin loaded, but backups cannot run"));
+    assert_eq!(
+        s.sql("SELECT @@tokudb_backup_plugin_version"),
+        env!("CARGO_PKG_VERSION")
+    );
+    assert!(s
+        .log()
+        .contains("tokudb_backup: plugin loaded, but backups cannot run"));
     let dest = scratch("nolib").join("bk");
     let (res, errno, msg) = s.backup("root", "", dest.to_str().unwrap());
     let e = res.unwrap_err();
     assert!(e.contains("ERROR 1231"), "{e}");
     assert_eq!(errno, libc::ENOSYS as u64);
-    assert!(msg.contains("LD_PRELOAD") && msg.contains("libHotBackup"), "{msg}");
+    assert!(
+        msg.contains("LD_PRELOAD") && msg.contains("libHotBackup"),
+        "{msg}"
+    );
     assert!(!dest.exists());
-    assert!(s.log().contains("[ERROR] tokudb_backup: backup failed: libHotBackup is not loaded"));
+    assert!(s
+        .log()
+        .contains("[ERROR] tokudb_backup: backup failed: libHotBackup is not loaded"));
     std::fs::remove_dir_all(dest.parent().unwrap()).unwrap();
 }
 
 /// A stand-in library that claims the next major version: the plugin must
 /// refuse it before calling anything.
 fn other_major_library(dir: &Path) -> std::path::PathBuf {
-    let major: u64 = env!("CARGO_PKG_VERSION").split('.').next().unwrap().parse().unwrap();
+    let major: u64 = env!("CARGO_PKG_VERSION")
+        .split('.')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
     let src = dir.join("other_major.c");
     std::fs::write(
         &src,
@@ -81,8 +99,17 @@ fn other_major_library(dir: &Path) -> std::path::PathBuf {
     )
     .unwrap();
     let so = dir.join("libHotBackup-other-major.so");
-    let out = Command::new("cc").args(["-shared", "-fPIC", "-o"]).arg(&so).arg(&src).output().unwrap();
-    assert!(out.status.success(), "cc: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("cc")
+        .args(["-shared", "-fPIC", "-o"])
+        .arg(&so)
+        .arg(&src)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "cc: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     so
 }
 
@@ -101,7 +128,10 @@ fn library_of_another_major_version_is_refused() {
     let (res, errno, msg) = s.backup("root", "", dest.to_str().unwrap());
     assert!(res.is_err());
     assert_eq!(errno, libc::EPROTO as u64, "{msg}");
-    assert!(msg.contains("major version differs") && msg.contains(env!("CARGO_PKG_VERSION")), "{msg}");
+    assert!(
+        msg.contains("major version differs") && msg.contains(env!("CARGO_PKG_VERSION")),
+        "{msg}"
+    );
     assert!(!dest.exists());
     assert_eq!(s.sql("SELECT 1"), "1");
     drop(s);
@@ -127,7 +157,10 @@ fn allowed_prefix_is_enforced_through_symlinks_and_dotdot() {
             ..Opts::default()
         },
     );
-    assert_eq!(s.sql("SELECT @@tokudb_backup_allowed_prefix"), allowed.to_str().unwrap());
+    assert_eq!(
+        s.sql("SELECT @@tokudb_backup_allowed_prefix"),
+        allowed.to_str().unwrap()
+    );
     for dest in [
         allowed.join("escape/bk"),
         Path::new(&format!("{}/../outside/bk", allowed.display())).to_path_buf(),
@@ -139,7 +172,11 @@ fn allowed_prefix_is_enforced_through_symlinks_and_dotdot() {
         assert_eq!(errno, libc::EPERM as u64, "{}: {msg}", dest.display());
         assert!(msg.contains("tokudb_backup_allowed_prefix"), "{msg}");
     }
-    assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0, "nothing written outside the prefix");
+    assert_eq!(
+        std::fs::read_dir(&outside).unwrap().count(),
+        0,
+        "nothing written outside the prefix"
+    );
     assert!(!Path::new("/tmp/bk-outside-prefix").exists());
     let ok = allowed.join("nightly");
     let (res, _, msg) = s.backup("root", "", ok.to_str().unwrap());

@@ -128,6 +128,28 @@ fn template_datadir() -> PathBuf {
     .clone()
 }
 
+/// A fresh datadir made with extra server options (e.g. an undo directory
+/// or InnoDB data home outside it, which must be set at creation).
+pub fn install_db(datadir: &Path, extra: &[String]) {
+    ensure_deps();
+    let out = Command::new("mariadb-install-db")
+        .args([
+            "--no-defaults",
+            "--user=root",
+            "--skip-test-db",
+            "--auth-root-authentication-method=normal",
+        ])
+        .arg(format!("--datadir={}", datadir.display()))
+        .args(extra)
+        .output()
+        .expect("mariadb-install-db");
+    assert!(
+        out.status.success(),
+        "mariadb-install-db failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -402,6 +424,30 @@ impl Server {
     ) -> (Result<(), String>, u64, String) {
         let (out, err) = self.session(user, &backup_script(prelude, dest));
         parse_backup_result(&out, &err)
+    }
+
+    /// Runs `script` in a background session. Without `force` it stops at
+    /// its first error (which rolls the open transaction back when the
+    /// session ends); with it, it goes on.
+    pub fn spawn_script(&self, user: &str, script: &str, force: bool) -> Child {
+        use std::io::Write;
+        let mut cmd = self.client(user);
+        if force {
+            cmd.arg("--force");
+        }
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let script = script.to_string();
+        // Fed from a thread: the script may be larger than the pipe buffer.
+        std::thread::spawn(move || {
+            let _ = stdin.write_all(script.as_bytes());
+        });
+        child
     }
 
     /// Starts `SET tokudb_backup_dir` in a background session; finish it
