@@ -632,12 +632,29 @@ pub const INITIAL: i64 = 1000;
 /// Bank schema: InnoDB accounts + transfer log, an Aria ledger, and a filler
 /// table so the backup takes a moment.
 pub fn load_bank(s: &Server, filler_rows: u32) {
-    let mut sql = String::from(
+    load_bank_with(s, filler_rows, None, None)
+}
+
+/// Same, with the accounts (InnoDB) and the ledger (Aria) created with
+/// DATA DIRECTORY outside the datadir when given.
+pub fn load_bank_with(
+    s: &Server,
+    filler_rows: u32,
+    innodb_dir: Option<&Path>,
+    aria_dir: Option<&Path>,
+) {
+    let dd = |d: Option<&Path>| {
+        d.map(|d| format!(" DATA DIRECTORY='{}'", d.display()))
+            .unwrap_or_default()
+    };
+    let mut sql = format!(
         "CREATE DATABASE bank;
-         CREATE TABLE bank.accounts(id INT PRIMARY KEY, balance BIGINT NOT NULL) ENGINE=InnoDB;
+         CREATE TABLE bank.accounts(id INT PRIMARY KEY, balance BIGINT NOT NULL) ENGINE=InnoDB{};
          CREATE TABLE bank.transfers(id BIGINT AUTO_INCREMENT PRIMARY KEY, src INT NOT NULL, dst INT NOT NULL, amount INT NOT NULL, client INT NOT NULL) ENGINE=InnoDB;
-         CREATE TABLE bank.aria_ledger(id INT PRIMARY KEY, balance BIGINT NOT NULL) ENGINE=Aria TRANSACTIONAL=1;
+         CREATE TABLE bank.aria_ledger(id INT PRIMARY KEY, balance BIGINT NOT NULL) ENGINE=Aria TRANSACTIONAL=1{};
          CREATE TABLE bank.filler(id INT AUTO_INCREMENT PRIMARY KEY, pad VARCHAR(255)) ENGINE=InnoDB;\n",
+        dd(innodb_dir),
+        dd(aria_dir)
     );
     let vals: Vec<String> = (1..=ACCOUNTS).map(|i| format!("({i},{INITIAL})")).collect();
     sql += &format!("INSERT INTO bank.accounts VALUES {};\n", vals.join(","));
