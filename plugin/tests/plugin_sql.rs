@@ -316,6 +316,10 @@ fn throttle_and_progress_of_a_running_backup() {
         state.contains("tokudb backup about") && state.contains("% done"),
         "{state}"
     );
+    // thd_progress_report feeds the PROGRESS column (and the client's
+    // progress line), as ALTER TABLE does.
+    let progress: f64 = state.rsplit('\t').next().unwrap().parse().unwrap();
+    assert!(progress > 0.0 && progress < 100.0, "PROGRESS {progress}");
     assert_eq!(s.status("Tokudb_backup_state"), "copying");
     let total: u64 = s.status("Tokudb_backup_bytes_total").parse().unwrap();
     let copied: u64 = s.status("Tokudb_backup_bytes_copied").parse().unwrap();
