@@ -1,0 +1,138 @@
+#!/usr/bin/env bash
+# sysbench oltp_write_only on a ~1 GiB dataset, four runs on the same data:
+#   1. server without libHotBackup            (baseline)
+#   2. library preloaded, idle                (cost of the hooks)
+#   3. library preloaded, SET tokudb_backup_dir during the run
+#   4. no library, mariabackup --backup during the run, then --prepare
+# Prints TPS for each run, TPS inside the backup window, backup wall times and
+# ratios against the baseline measured in the same run.
+#
+#   plugin/bench/sysbench.sh            (TABLES, TABLE_SIZE, THREADS, DURATION override)
+set -euo pipefail
+# shellcheck source=ci/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../../ci/lib.sh"
+
+TABLES="${TABLES:-8}"
+TABLE_SIZE="${TABLE_SIZE:-500000}"
+THREADS="${THREADS:-4}"
+DURATION="${DURATION:-60}"
+BACKUP_AT="${BACKUP_AT:-10}"
+
+"$REPO_ROOT/ci/install-deps.sh" --bench
+(cd "$REPO_ROOT" && cargo build --release -p hotbackup -p tokudb_backup 2>&1 | tail -n 1) >&2
+LIB="$TARGET_DIR/release/libHotBackup.so"
+PLUGIN="$TARGET_DIR/release/libtokudb_backup.so"
+
+WORK="${WORK:-$(mktemp -d /var/tmp/tokudb-bench.XXXXXX)}"
+mkdir -p "$WORK/plugins"
+ln -sf "$PLUGIN" "$WORK/plugins/tokudb_backup.so"
+SERVER_PID=""
+cleanup() {
+    [ -n "$SERVER_PID" ] && kill -KILL "$SERVER_PID" 2>/dev/null
+    [ -n "${KEEP:-}" ] || rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+# start_server DATADIR PRELOAD(0|1)
+start_server() {
+    local d="$1" env=()
+    [ "$2" = 1 ] && env=(env "LD_PRELOAD=$LIB")
+    "${env[@]}" mariadbd --no-defaults --datadir="$d" --socket="$d/sock" --skip-networking \
+        --user=root --pid-file="$d/pid" --log-error="$d/err.log" --plugin-dir="$WORK/plugins" \
+        --plugin-load-add=tokudb_backup.so --log-bin=mysql-bin --server-id=1 \
+        --innodb-buffer-pool-size=512M --max-connections=100 2>/dev/null &
+    SERVER_PID=$!
+    disown
+    wait_for_server "$d/sock" "" 300 || { tail -n 30 "$d/err.log" >&2; die "server did not start"; }
+}
+stop_server() {
+    stop_pid "$SERVER_PID"
+    SERVER_PID=""
+}
+sb() { # sb DATADIR CMD [args]
+    local d="$1" cmd="$2"
+    shift 2
+    sysbench oltp_write_only --db-driver=mysql --mysql-socket="$d/sock" --mysql-user=root \
+        --mysql-db=sbtest --tables="$TABLES" --table-size="$TABLE_SIZE" "$@" "$cmd"
+}
+now() { date +%s.%N; }
+calc() { awk "BEGIN { printf \"%.2f\", $1 }"; }
+
+log "== preparing $TABLES x $TABLE_SIZE rows (once)"
+T="$WORK/template"
+init_datadir "$T"
+start_server "$T" 0
+mariadb_client "$T/sock" "CREATE DATABASE sbtest"
+sb "$T" prepare --threads=2 >/dev/null
+stop_server
+rm -f "$T/err.log"
+log "dataset: $(du -sh "$T" | cut -f1)"
+
+# run NAME PRELOAD BACKUP(none|plugin|mariabackup): prints "name tps window_tps backup_s prepare_s"
+run() {
+    local name="$1" preload="$2" kind="$3" d="$WORK/$1" out="$WORK/$1.sysbench"
+    rm -rf "$d" "$WORK/$1.bk"
+    cp -a "$T" "$d"
+    start_server "$d" "$preload"
+    local t0 bstart="" bend="" prep=""
+    t0="$(now)"
+    sb "$d" run --threads="$THREADS" --time="$DURATION" --report-interval=1 >"$out" 2>&1 &
+    local sbpid=$!
+    if [ "$kind" != none ]; then
+        sleep "$BACKUP_AT"
+        bstart="$(now)"
+        if [ "$kind" = plugin ]; then
+            mariadb_client "$d/sock" "SET tokudb_backup_dir='$WORK/$1.bk'" >/dev/null
+            [ -f "$WORK/$1.bk/BACKUP-COMPLETE" ] || die "plugin backup incomplete"
+        else
+            mariabackup --backup --target-dir="$WORK/$1.bk" --socket="$d/sock" --user=root \
+                >"$WORK/$1.mariabackup.log" 2>&1 || die "mariabackup --backup failed"
+        fi
+        bend="$(now)"
+    fi
+    wait "$sbpid"
+    if [ "$kind" = mariabackup ]; then
+        local p0
+        p0="$(now)"
+        mariabackup --prepare --target-dir="$WORK/$1.bk" >>"$WORK/$1.mariabackup.log" 2>&1 ||
+            die "mariabackup --prepare failed"
+        prep="$(calc "$(now) - $p0")"
+    fi
+    stop_server
+    local tps window="" bsecs=""
+    tps="$(grep -oP 'transactions:\s+\d+\s+\(\K[0-9.]+' "$out")"
+    if [ -n "$bstart" ]; then
+        bsecs="$(calc "$bend - $bstart")"
+        # Average of the 1-second reports that fall inside the backup window.
+        window="$(awk -v s="$(calc "$bstart - $t0")" -v e="$(calc "$bend - $t0")" '
+            /^\[ *[0-9]+s \]/ { t = $2 + 0; if (t - 1 >= s && t <= e) { n++; sum += $7 } }
+            END { if (n) printf "%.1f", sum / n; else print "" }' "$out")"
+    fi
+    printf '%s %s %s %s %s\n' "$name" "$tps" "${window:--}" "${bsecs:--}" "${prep:--}"
+    rm -rf "$d" "$WORK/$1.bk"
+}
+
+log "== runs: $THREADS threads, ${DURATION}s each, backups start at ${BACKUP_AT}s"
+R1="$(run no_library 0 none)"
+R2="$(run library_idle 1 none)"
+R3="$(run tokudb_backup 1 plugin)"
+R4="$(run mariabackup 0 mariabackup)"
+
+read -r _ base _ _ _ <<<"$R1"
+read -r _ idle _ _ _ <<<"$R2"
+read -r _ tb_all tb_win tb_secs _ <<<"$R3"
+read -r _ mb_all mb_win mb_secs mb_prep <<<"$R4"
+ratio() { awk "BEGIN { if ($2 > 0) printf \"%.3f\", $1 / $2; else print \"n/a\" }"; }
+cat <<EOF
+
+| run | TPS (whole run) | TPS during backup | backup wall time | prepare | time to restorable backup |
+|---|---|---|---|---|---|
+| no library | $base | | | | |
+| library preloaded, idle | $idle ($(ratio "$idle" "$base") x) | | | | |
+| tokudb_backup (SET tokudb_backup_dir) | $tb_all | $tb_win ($(ratio "$tb_win" "$base") x) | ${tb_secs} s | none | ${tb_secs} s |
+| mariabackup --backup / --prepare | $mb_all | $mb_win ($(ratio "$mb_win" "$base") x) | ${mb_secs} s | ${mb_prep} s | $(calc "$mb_secs + $mb_prep") s |
+
+idle / no library: $(ratio "$idle" "$base") (target >= 0.98)
+TPS during backup, tokudb_backup / mariabackup: $(ratio "$tb_win" "$mb_win") (target >= 1)
+time to restorable backup, tokudb_backup / mariabackup: $(ratio "$tb_secs" "$(calc "$mb_secs + $mb_prep")") (target < 1)
+EOF
