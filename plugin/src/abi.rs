@@ -235,6 +235,7 @@ pub const DAEMON_INTERFACE_VERSION: c_int = 50744 << 8;
 pub const DAEMON_INTERFACE_VERSION: c_int = 80036 << 8;
 
 /// MariaDB_PLUGIN_MATURITY_GAMMA: accepted by Debian's default plugin_maturity.
+#[cfg(feature = "mariadb")]
 pub const MATURITY_GAMMA: c_uint = 4;
 
 /// NUL-terminated string literal as a C pointer.
@@ -258,5 +259,105 @@ pub const fn header(
         comment,
         check,
         update,
+    }
+}
+
+/// The layouts above against the server's own header (libmariadbd-dev):
+/// a C program prints sizeof/offsetof of the structures the server reads.
+#[cfg(all(test, feature = "mariadb"))]
+mod tests {
+    use super::*;
+    use std::mem::{offset_of, size_of};
+    use std::process::Command;
+
+    const HEADER_DIR: &str = "/usr/include/mariadb/server";
+
+    fn c_layout() -> Vec<usize> {
+        if !std::path::Path::new(HEADER_DIR)
+            .join("mysql/plugin.h")
+            .exists()
+        {
+            let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../ci/install-deps.sh");
+            let st = Command::new("bash")
+                .arg(script)
+                .status()
+                .expect("run ci/install-deps.sh");
+            assert!(st.success(), "ci/install-deps.sh failed");
+        }
+        let dir = std::env::temp_dir().join(format!("tokudb_backup_abi_{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let src = dir.join("layout.c");
+        std::fs::write(
+            &src,
+            r#"
+#include <stdio.h>
+#include <stddef.h>
+#include <mysql/plugin.h>
+static MYSQL_THDVAR_STR(s, PLUGIN_VAR_MEMALLOC, "", NULL, NULL, NULL);
+static MYSQL_THDVAR_ULONGLONG(n, 0, "", NULL, NULL, 0, 0, 1, 1);
+static char *g;
+static MYSQL_SYSVAR_STR(g, g, PLUGIN_VAR_READONLY, "", NULL, NULL, NULL);
+int main(void) {
+  printf("%zu %zu %zu %zu %zu\n", sizeof(struct st_maria_plugin),
+         offsetof(struct st_maria_plugin, status_vars), offsetof(struct st_maria_plugin, maturity),
+         sizeof(struct st_mysql_show_var), sizeof(struct st_mysql_value));
+  printf("%zu %zu %zu\n", sizeof(mysql_sysvar_s), offsetof(__typeof__(mysql_sysvar_s), resolve),
+         offsetof(__typeof__(mysql_sysvar_s), def_val));
+  printf("%zu %zu %zu\n", sizeof(mysql_sysvar_n), offsetof(__typeof__(mysql_sysvar_n), resolve),
+         offsetof(__typeof__(mysql_sysvar_n), max_val));
+  printf("%zu %zu\n", sizeof(mysql_sysvar_g), offsetof(__typeof__(mysql_sysvar_g), def_val));
+  printf("%d %d %d\n", SHOW_CHAR, SHOW_FUNC, SHOW_UNDEF);
+  printf("%d %d\n", MARIA_PLUGIN_INTERFACE_VERSION, MariaDB_PLUGIN_MATURITY_GAMMA);
+  return 0;
+}
+"#,
+        )
+        .unwrap();
+        let exe = dir.join("layout");
+        let out = Command::new("cc")
+            .arg(format!("-I{HEADER_DIR}"))
+            .arg("-DMYSQL_DYNAMIC_PLUGIN")
+            .arg("-o")
+            .arg(&exe)
+            .arg(&src)
+            .output()
+            .expect("cc");
+        assert!(
+            out.status.success(),
+            "cc: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let out = Command::new(&exe).output().unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .split_whitespace()
+            .map(|v| v.parse().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn layouts_match_the_mariadb_header() {
+        let rust = vec![
+            size_of::<PluginDecl>(),
+            offset_of!(PluginDecl, status_vars),
+            offset_of!(PluginDecl, maturity),
+            size_of::<ShowVar>(),
+            size_of::<MysqlValue>(),
+            size_of::<ThdVarStr>(),
+            offset_of!(ThdVarStr, resolve),
+            offset_of!(ThdVarStr, def_val),
+            size_of::<ThdVarNum<ULongLong>>(),
+            offset_of!(ThdVarNum<ULongLong>, resolve),
+            offset_of!(ThdVarNum<ULongLong>, max_val),
+            size_of::<SysVarStr>(),
+            offset_of!(SysVarStr, def_val),
+            SHOW_CHAR as usize,
+            SHOW_FUNC as usize,
+            SHOW_UNDEF as usize,
+            PLUGIN_INTERFACE_VERSION as usize,
+            MATURITY_GAMMA as usize,
+        ];
+        assert_eq!(rust, c_layout());
     }
 }
