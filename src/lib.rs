@@ -1,4 +1,45 @@
-extern "C" fn open_impl(p: *const libc::c_char, f: libc::c_int, m: libc::mode_t) -> libc::c_int { let _=(p,m); f }
-core::arch::global_asm!(".globl hb_open", ".hidden hb_open", ".set hb_open, {}", sym open_impl);
-#[no_mangle]
-pub extern "C" fn write(fd: i32, b: *const libc::c_void, n: usize) -> isize { let _=(fd,b); n as isize }
+//! libHotBackup: hot backup of directories that the process it is loaded
+//! into keeps writing. Preloaded (LD_PRELOAD), it interposes the libc
+//! functions that change files; `tokubackup_create_backup` copies
+//! directories while mirroring every change to the parts already copied, so
+//! the destination ends as an exact snapshot of one instant.
+//!
+//! Module map: `gate` (the idle path), `hooks` (interposed symbols), `real`
+//! (the libc functions behind them), `capture` (what a hook does during a
+//! backup), `session` (a running backup), `fd_table`, `source_file` (and its
+//! range locks), `namespace` (names and paths), `copier`, `throttle`, `api`
+//! (the C API), `sys` (the library's own raw I/O).
+
+#![allow(non_snake_case)]
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(clippy::undocumented_unsafe_blocks)]
+
+mod api;
+mod capture;
+mod copier;
+mod fd_table;
+mod gate;
+mod hooks;
+mod logging;
+mod namespace;
+mod real;
+mod session;
+mod source_file;
+mod sys;
+mod throttle;
+
+extern "C" fn after_fork_child() {
+    gate::after_fork_child();
+    session::forget_after_fork();
+    api::after_fork_child();
+}
+
+extern "C" fn init() {
+    gate::init();
+    // SAFETY: registering a plain function as the fork child handler.
+    unsafe { libc::pthread_atfork(None, None, Some(after_fork_child)) };
+}
+
+#[used]
+#[link_section = ".init_array"]
+static INIT: extern "C" fn() = init;

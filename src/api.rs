@@ -1,0 +1,496 @@
+//! The C API (Percona TokuBackup's): tokubackup_create_backup,
+//! tokubackup_throttle_backup, tokubackup_version_string.
+
+use crate::gate::{self, as_application};
+use crate::namespace::Root;
+use crate::session::{self, Exclude, ExcludeFn, Session};
+use crate::sys;
+use rustix::fd::AsFd;
+use rustix::fs::{self, AtFlags, Mode};
+use rustix::io::Errno;
+use std::ffi::{CStr, CString, OsStr};
+use std::os::unix::ffi::OsStrExt;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering::*};
+use std::time::{Duration, Instant};
+
+pub type PollFn = unsafe extern "C" fn(f32, *const libc::c_char, *mut libc::c_void) -> libc::c_int;
+pub type ErrorFn = unsafe extern "C" fn(libc::c_int, *const libc::c_char, *mut libc::c_void);
+pub type StopFn = unsafe extern "C" fn(*mut libc::c_void);
+
+static RUNNING: AtomicBool = AtomicBool::new(false);
+
+/// How often the poll callback is called (the contract says at least once a
+/// second).
+const POLL_EVERY: Duration = Duration::from_millis(250);
+/// How long capture may wait, when starting, for a file operation that
+/// began before it.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub struct Callbacks {
+    pub poll: Option<(PollFn, *mut libc::c_void)>,
+    pub error: Option<(ErrorFn, *mut libc::c_void)>,
+    pub before_stop: Option<(StopFn, *mut libc::c_void)>,
+    pub after_stop: Option<(StopFn, *mut libc::c_void)>,
+}
+
+impl Callbacks {
+    fn poll(&self, progress: f32, text: &str) -> libc::c_int {
+        let Some((f, extra)) = self.poll else { return 0 };
+        let c = CString::new(text.replace('\0', " ")).unwrap_or_default();
+        // SAFETY: the caller's callback, with its own extra pointer and a
+        // string valid during the call, on the caller's thread.
+        as_application(|| unsafe { f(progress, c.as_ptr(), extra) })
+    }
+
+    fn error(&self, errno: i32, text: &str) {
+        let Some((f, extra)) = self.error else { return };
+        let c = CString::new(text.replace('\0', " ")).unwrap_or_default();
+        // SAFETY: as for poll.
+        as_application(|| unsafe { f(errno, c.as_ptr(), extra) })
+    }
+
+    fn stop(which: &Option<(StopFn, *mut libc::c_void)>) {
+        if let Some((f, extra)) = *which {
+            // SAFETY: as for poll.
+            as_application(|| unsafe { f(extra) })
+        }
+    }
+}
+
+/// An error before any copying starts.
+struct Refusal(i32, String);
+
+fn refuse(e: Errno, msg: String) -> Refusal {
+    Refusal(e.raw_os_error(), msg)
+}
+
+fn dir_arg(p: *const libc::c_char, what: &str, i: usize) -> Result<PathBuf, Refusal> {
+    if p.is_null() {
+        return Err(Refusal(libc::EINVAL, format!("{what} directory #{i} is NULL")));
+    }
+    // SAFETY: the caller passes NUL-terminated strings (API contract).
+    let bytes = unsafe { CStr::from_ptr(p) }.to_bytes();
+    if bytes.is_empty() {
+        return Err(Refusal(libc::EINVAL, format!("{what} directory #{i} is an empty string")));
+    }
+    Ok(PathBuf::from(OsStr::from_bytes(bytes)))
+}
+
+/// Where a destination will be once created, resolved the way the kernel
+/// will resolve it: existing parts through their symbolic links, `..` from
+/// there, missing parts as written.
+fn resolve_dest(dest: &Path) -> Result<PathBuf, Refusal> {
+    let fail = |e: Errno| refuse(e, format!("destination {}: {}", dest.display(), sys::strerror(e)));
+    let mut cur = if dest.is_absolute() { PathBuf::from("/") } else { sys::canonical_dir(fs::CWD, Path::new(".")).map_err(fail)? };
+    let mut exists = true;
+    for c in dest.components() {
+        match c {
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+            Component::ParentDir => {
+                cur.pop();
+            }
+            Component::Normal(name) => {
+                let next = cur.join(name);
+                if exists {
+                    match sys::canonical_dir(fs::CWD, &next) {
+                        Ok(c) => {
+                            cur = c;
+                            continue;
+                        }
+                        Err(Errno::NOENT) => exists = false,
+                        Err(e) => return Err(fail(e)),
+                    }
+                }
+                cur = next;
+            }
+        }
+    }
+    Ok(cur)
+}
+
+fn overlaps(a: &Path, b: &Path) -> bool {
+    a.starts_with(b) || b.starts_with(a)
+}
+
+/// Create the destination (and missing parents, mode 0700) or check that it
+/// is an empty directory. Returns the directories it created.
+fn prepare_dest(dest: &Path, shown: &Path) -> Result<Vec<PathBuf>, Refusal> {
+    match fs::statat(fs::CWD, dest, AtFlags::empty()) {
+        Ok(st) => {
+            if st.st_mode & libc::S_IFMT != libc::S_IFDIR {
+                return Err(refuse(Errno::NOTDIR, format!("destination {} exists and is not a directory", shown.display())));
+            }
+            let dir = sys::open_dir(dest).map_err(|e| refuse(e, format!("destination {}: {}", shown.display(), sys::strerror(e))))?;
+            let entries = sys::list_dir(dir.as_fd()).map_err(|e| refuse(e, format!("destination {}: {}", shown.display(), sys::strerror(e))))?;
+            if !entries.is_empty() {
+                return Err(refuse(Errno::NOTEMPTY, format!("destination {} is not empty", shown.display())));
+            }
+            Ok(Vec::new())
+        }
+        Err(Errno::NOENT) => {
+            let mut created = Vec::new();
+            let mut path = PathBuf::from("/");
+            for c in dest.components().skip(1) {
+                path.push(c);
+                match fs::mkdirat(fs::CWD, &path, Mode::RWXU) {
+                    Ok(()) => created.push(path.clone()),
+                    Err(Errno::EXIST) => {}
+                    Err(e) => {
+                        remove_created(&created);
+                        return Err(refuse(e, format!("cannot create destination {}: {}", path.display(), sys::strerror(e))));
+                    }
+                }
+            }
+            Ok(created)
+        }
+        Err(e) => Err(refuse(e, format!("destination {}: {}", shown.display(), sys::strerror(e)))),
+    }
+}
+
+fn remove_created(created: &[PathBuf]) {
+    for p in created.iter().rev() {
+        let _ = fs::unlinkat(fs::CWD, p, AtFlags::REMOVEDIR);
+    }
+}
+
+/// What this process does that no hook can see, which would make a backup
+/// silently wrong: io_uring or libaio contexts, shared writable mappings of
+/// files in the sources.
+fn check_invisible_io(sources: &[PathBuf]) -> Result<(), Refusal> {
+    if let Ok(dir) = sys::open_dir(Path::new("/proc/self/fd")) {
+        for name in sys::list_dir(dir.as_fd()).unwrap_or_default() {
+            let link = Path::new("/proc/self/fd").join(&name);
+            if let Ok(target) = fs::readlinkat(fs::CWD, &link, Vec::new()) {
+                if target.as_bytes() == b"anon_inode:[io_uring]" {
+                    return Err(Refusal(
+                        libc::EOPNOTSUPP,
+                        "this process uses io_uring, whose writes cannot be captured; start it with libHotBackup.so.1 preloaded from the start (which turns io_uring off), or switch it off (for MariaDB: innodb_use_native_aio=0)".into(),
+                    ));
+                }
+            }
+        }
+    }
+    let maps = std::fs::read("/proc/self/maps").unwrap_or_default();
+    for line in maps.split(|&b| b == b'\n') {
+        let fields: Vec<&[u8]> = line.split(|&b| b == b' ').filter(|f| !f.is_empty()).collect();
+        if fields.len() < 6 {
+            continue;
+        }
+        let path = Path::new(OsStr::from_bytes(fields[5]));
+        if fields[5].starts_with(b"/[aio]") {
+            return Err(Refusal(
+                libc::EOPNOTSUPP,
+                "this process uses Linux native AIO (libaio), whose writes cannot be captured; start it with libHotBackup.so.1 preloaded from the start (which turns it off), or switch it off (for MariaDB: innodb_use_native_aio=0)".into(),
+            ));
+        }
+        if fields[1].len() >= 4 && fields[1][1] == b'w' && fields[1][3] == b's' && sources.iter().any(|s| path.starts_with(s)) {
+            return Err(Refusal(
+                libc::EOPNOTSUPP,
+                format!("{} is mapped shared and writable by this process; stores through a mapping cannot be captured", path.display()),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Validate the arguments, create the destinations, build the session.
+fn prepare(sources: &[PathBuf], dests: &[PathBuf], exclude: Option<Exclude>) -> Result<(Session, Vec<PathBuf>), Refusal> {
+    let mut canon_src = Vec::new();
+    for s in sources {
+        let c = sys::canonical_dir(fs::CWD, s).map_err(|e| refuse(e, format!("source directory {}: {}", s.display(), sys::strerror(e))))?;
+        canon_src.push(c);
+    }
+    let mut canon_dest = Vec::new();
+    for d in dests {
+        canon_dest.push(resolve_dest(d)?);
+    }
+    for (i, a) in canon_src.iter().enumerate() {
+        for (j, b) in canon_src.iter().enumerate().skip(i + 1) {
+            if overlaps(a, b) {
+                return Err(Refusal(libc::EINVAL, format!("source directories {} and {} overlap", sources[i].display(), sources[j].display())));
+            }
+        }
+        for (j, d) in canon_dest.iter().enumerate() {
+            if overlaps(a, d) {
+                return Err(Refusal(
+                    libc::EINVAL,
+                    format!("destination {} overlaps source {} (resolved: {} and {})", dests[j].display(), sources[i].display(), d.display(), a.display()),
+                ));
+            }
+        }
+    }
+    for (i, a) in canon_dest.iter().enumerate() {
+        for (j, b) in canon_dest.iter().enumerate().skip(i + 1) {
+            if overlaps(a, b) {
+                return Err(Refusal(libc::EINVAL, format!("destinations {} and {} overlap", dests[i].display(), dests[j].display())));
+            }
+        }
+    }
+    check_invisible_io(&canon_src)?;
+    let mut created = Vec::new();
+    let mut roots = Vec::new();
+    for (i, d) in canon_dest.iter().enumerate() {
+        match prepare_dest(d, &dests[i]).and_then(|c| {
+            created.extend(c);
+            sys::open_dir(d).map_err(|e| refuse(e, format!("destination {}: {}", dests[i].display(), sys::strerror(e))))
+        }) {
+            Ok(dest_dir) => roots.push(Root { src: canon_src[i].clone(), dest: d.clone(), dest_dir }),
+            Err(r) => {
+                remove_created(&created);
+                return Err(r);
+            }
+        }
+    }
+    Ok((Session::new(roots, exclude), created))
+}
+
+/// Copies, then stops capture. Returns 0 or the first error number.
+fn run(session_ptr: *mut Session, cb: &Callbacks, threads: usize) -> libc::c_int {
+    // SAFETY: the session stays installed (and so alive) until `uninstall`
+    // below, after capture stopped and the copy threads were joined.
+    let s: &Session = unsafe { &*session_ptr };
+    let mut abort_code = 0;
+    let mut copy_done = false;
+    std::thread::scope(|scope| {
+        let worker = std::thread::Builder::new()
+            .name("hotbackup-copy".into())
+            .spawn_scoped(scope, || {
+                let _lib = gate::LibraryScope::enter();
+                if let Err((e, msg)) = crate::copier::walk(s) {
+                    s.fail(e, msg);
+                    return;
+                }
+                std::thread::scope(|inner| {
+                    for _ in 1..threads {
+                        let _ = std::thread::Builder::new().name("hotbackup-copy".into()).spawn_scoped(inner, || {
+                            let _lib = gate::LibraryScope::enter();
+                            crate::copier::run_queue(s);
+                        });
+                    }
+                    crate::copier::run_queue(s);
+                });
+            });
+        let worker = match worker {
+            Ok(w) => w,
+            Err(e) => {
+                s.fail_raw(e.raw_os_error().unwrap_or(libc::EAGAIN), format!("cannot start the copy thread: {e}"));
+                return;
+            }
+        };
+        let mut last_poll = Instant::now() - POLL_EVERY;
+        while !worker.is_finished() {
+            if last_poll.elapsed() >= POLL_EVERY {
+                let (frac, text) = s.progress();
+                let r = cb.poll(frac, &text);
+                last_poll = Instant::now();
+                if r != 0 && abort_code == 0 {
+                    abort_code = r;
+                    s.abort.store(true, SeqCst);
+                }
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if worker.join().is_err() {
+            s.fail_raw(libc::EIO, "internal error in libHotBackup's copy thread".into());
+        }
+        copy_done = !s.stopping();
+    });
+    if copy_done {
+        let (_, text) = s.progress();
+        let r = cb.poll(1.0, &format!("copy complete, stopping capture: {text}"));
+        if r != 0 {
+            abort_code = r;
+            copy_done = false;
+        }
+    }
+    if copy_done {
+        Callbacks::stop(&cb.before_stop);
+        gate::stop_capture();
+        Callbacks::stop(&cb.after_stop);
+    } else {
+        gate::stop_capture();
+    }
+    if abort_code != 0 {
+        return abort_code;
+    }
+    0
+}
+
+fn env_threads() -> usize {
+    std::env::var("HOTBACKUP_COPY_THREADS").ok().and_then(|v| v.parse().ok()).filter(|&n| (1..=64).contains(&n)).unwrap_or(2)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn create_backup(sources: &[PathBuf], dests: &[PathBuf], cb: &Callbacks, exclude: Option<Exclude>) -> libc::c_int {
+    let report = |code: i32, msg: &str| {
+        crate::logging::error(msg);
+        cb.error(code, msg);
+        code
+    };
+    if RUNNING.compare_exchange(false, true, SeqCst, SeqCst).is_err() {
+        return report(libc::EBUSY, "a backup is already running in this process");
+    }
+    let result = (|| {
+        let (session, created) = match prepare(sources, dests, exclude) {
+            Ok(x) => x,
+            Err(Refusal(code, msg)) => return report(code, &msg),
+        };
+        crate::logging::info(&format!(
+            "backup started: {}",
+            session.roots.iter().map(|r| format!("{} -> {}", r.src.display(), r.dest.display())).collect::<Vec<_>>().join(", ")
+        ));
+        let began = Instant::now();
+        let ptr = session::install(Box::new(session));
+        if let Err(stuck) = gate::start_capture(START_TIMEOUT) {
+            // SAFETY: start_capture stopped capture again before returning.
+            let s = unsafe { session::uninstall(ptr) };
+            drop(s);
+            remove_created(&created);
+            return report(
+                libc::ETIMEDOUT,
+                &format!("capture could not start: a thread stayed inside a file operation (descriptor {}) for {:?}", stuck.what, stuck.waited),
+            );
+        }
+        let code = run(ptr, cb, env_threads());
+        // SAFETY: `run` stopped capture (gate::stop_capture) on every path,
+        // and joined every copy thread.
+        let s = unsafe { session::uninstall(ptr) };
+        let mut errors = s.take_errors();
+        if errors.is_empty() && code == 0 {
+            for root in &s.roots {
+                if let Err(e) = fs::syncfs(root.dest_dir.as_fd()) {
+                    errors.push((e.raw_os_error(), format!("sync destination {}: {}", root.dest.display(), sys::strerror(e))));
+                }
+            }
+        }
+        let (done, total) = (s.bytes_done.load(Relaxed), s.bytes_total.load(Relaxed));
+        drop(s);
+        for (e, msg) in &errors {
+            report(*e, msg);
+        }
+        if let Some((e, _)) = errors.first() {
+            return *e;
+        }
+        if code != 0 {
+            crate::logging::info(&format!("backup aborted by its caller (code {code})"));
+            return code;
+        }
+        crate::logging::info(&format!("backup complete: {done} of {total} bytes copied in {:.1} s", began.elapsed().as_secs_f64()));
+        0
+    })();
+    RUNNING.store(false, SeqCst);
+    result
+}
+
+pub fn after_fork_child() {
+    RUNNING.store(false, SeqCst);
+}
+
+/// # Safety
+/// Percona TokuBackup's contract: arrays of `dir_count` NUL-terminated
+/// strings; callbacks valid for the duration of the call.
+#[no_mangle]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn tokubackup_create_backup(
+    source_dirs: *const *const libc::c_char,
+    dest_dirs: *const *const libc::c_char,
+    dir_count: libc::c_int,
+    poll_fun: Option<PollFn>,
+    poll_extra: *mut libc::c_void,
+    error_fun: Option<ErrorFn>,
+    error_extra: *mut libc::c_void,
+    exclude_fun: Option<ExcludeFn>,
+    exclude_extra: *mut libc::c_void,
+    before_stop_capture: Option<StopFn>,
+    bsc_extra: *mut libc::c_void,
+    after_stop_capture: Option<StopFn>,
+    asc_extra: *mut libc::c_void,
+) -> libc::c_int {
+    let cb = Callbacks {
+        poll: poll_fun.map(|f| (f, poll_extra)),
+        error: error_fun.map(|f| (f, error_extra)),
+        before_stop: before_stop_capture.map(|f| (f, bsc_extra)),
+        after_stop: after_stop_capture.map(|f| (f, asc_extra)),
+    };
+    let r = catch_unwind(AssertUnwindSafe(|| {
+        if source_dirs.is_null() || dest_dirs.is_null() || dir_count <= 0 {
+            let msg = format!("invalid arguments: {} directories, source list {:?}, destination list {:?}", dir_count, source_dirs, dest_dirs);
+            cb.error(libc::EINVAL, &msg);
+            return libc::EINVAL;
+        }
+        let mut sources = Vec::new();
+        let mut dests = Vec::new();
+        for i in 0..dir_count as usize {
+            // SAFETY: the caller's arrays hold `dir_count` entries.
+            let (s, d) = unsafe { (*source_dirs.add(i), *dest_dirs.add(i)) };
+            match dir_arg(s, "source", i).and_then(|s| Ok((s, dir_arg(d, "destination", i)?))) {
+                Ok((s, d)) => {
+                    sources.push(s);
+                    dests.push(d);
+                }
+                Err(Refusal(code, msg)) => {
+                    cb.error(code, &msg);
+                    return code;
+                }
+            }
+        }
+        let exclude = exclude_fun.map(|fun| Exclude { fun, extra: exclude_extra });
+        create_backup(&sources, &dests, &cb, exclude)
+    }));
+    r.unwrap_or_else(|_| {
+        RUNNING.store(false, SeqCst);
+        libc::EIO
+    })
+}
+
+#[no_mangle]
+pub extern "C" fn tokubackup_throttle_backup(bytes_per_second: libc::c_ulong) {
+    crate::throttle::set_rate(bytes_per_second as u64);
+}
+
+#[repr(transparent)]
+pub struct VersionPtr(*const libc::c_char);
+// SAFETY: points to an immutable static string.
+unsafe impl Sync for VersionPtr {}
+
+static VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "\0");
+
+#[no_mangle]
+#[allow(non_upper_case_globals)]
+pub static tokubackup_version_string: VersionPtr = VersionPtr(VERSION.as_ptr().cast());
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overlap_is_component_wise() {
+        assert!(overlaps(Path::new("/data/mysql"), Path::new("/data/mysql/backup")));
+        assert!(overlaps(Path::new("/data/mysql"), Path::new("/data/mysql")));
+        assert!(!overlaps(Path::new("/data/mysql"), Path::new("/data/mysql-backup")));
+    }
+
+    #[test]
+    fn resolve_dest_follows_existing_symlinks() {
+        let tmp = std::env::temp_dir().join(format!("hb-resolve-{}", std::process::id()));
+        std::fs::create_dir_all(tmp.join("real")).unwrap();
+        std::os::unix::fs::symlink(tmp.join("real"), tmp.join("link")).unwrap();
+        let canon = tmp.canonicalize().unwrap();
+        assert_eq!(resolve_dest(&tmp.join("link/new/../b")).ok().unwrap(), canon.join("real/b"));
+        // `..` after a symbolic link goes to the link target's parent.
+        assert_eq!(resolve_dest(&tmp.join("link/../x")).ok().unwrap(), canon.join("x"));
+        std::fs::create_dir_all(tmp.join("real/sub")).unwrap();
+        std::os::unix::fs::symlink(tmp.join("real/sub"), tmp.join("deep")).unwrap();
+        assert_eq!(resolve_dest(&tmp.join("deep/../y")).ok().unwrap(), canon.join("real/y"));
+        std::fs::remove_dir_all(&tmp).unwrap();
+    }
+
+    #[test]
+    fn version_string_is_cargo_version() {
+        // SAFETY: VERSION is NUL-terminated.
+        let v = unsafe { CStr::from_ptr(tokubackup_version_string.0) };
+        assert_eq!(v.to_str().unwrap(), env!("CARGO_PKG_VERSION"));
+    }
+}

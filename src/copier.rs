@@ -1,0 +1,375 @@
+//! The copier: the walk that reproduces the source trees' names in the
+//! destinations, and the copy of each file's bytes in chunks, each under the
+//! range lock of the bytes it copies, so that a concurrent write lands either
+//! before the chunk is read (and is copied) or after it is written (and is
+//! mirrored) - the copy never goes back in time. Holes stay holes.
+
+use crate::namespace::{Names, RelPath, Root};
+use crate::session::{dest_error, Session};
+use crate::source_file::{SourceFile, WHOLE};
+use crate::sys;
+use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
+use rustix::fs::{self, AtFlags, FallocateFlags, FileType, Mode, OFlags, SeekFrom};
+use rustix::io::Errno;
+use std::cell::RefCell;
+use std::sync::atomic::Ordering::*;
+use std::sync::Arc;
+
+/// Largest chunk copied under one range lock: a writer to those bytes waits
+/// at most for one chunk (about a millisecond from the page cache).
+pub const CHUNK: u64 = 1 << 20;
+
+/// What the walk does with the regular files it meets.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum WalkMode {
+    /// Initial walk: queue them for the copier threads.
+    Queue,
+    /// A tree that entered the sources during capture: copy now.
+    CopyNow,
+}
+
+/// A data extent of the source known from SEEK_DATA/SEEK_HOLE. Copying a
+/// stale data extent is always right (a hole punched since reads as zeros);
+/// a hole is never trusted without asking again.
+#[derive(Default, Clone, Copy)]
+pub struct DataHint {
+    start: u64,
+    end: u64,
+}
+
+/// Reproduce the entry `name` (at `src_dir`/`file_name`) in the destination.
+fn walk_entry(s: &Session, names: &mut Names, name: &RelPath, mode: WalkMode) -> Result<(), (Errno, String)> {
+    let root = &s.roots[name.root];
+    let src = root.src_path(&name.rel);
+    let st = match fs::statat(fs::CWD, &src, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) => st,
+        Err(Errno::NOENT) => return Ok(()),
+        Err(e) => return Err((e, format!("stat {}: {}", src.display(), sys::strerror(e)))),
+    };
+    let dest_rel = Root::dest_rel(&name.rel);
+    let dest_dir = root.dest_dir.as_fd();
+    match FileType::from_raw_mode(st.st_mode) {
+        FileType::Directory => {
+            if !name.rel.as_os_str().is_empty() {
+                match fs::mkdirat(dest_dir, dest_rel, Mode::from_raw_mode(st.st_mode & 0o7777) | Mode::RWXU) {
+                    Ok(()) | Err(Errno::EXIST) => {}
+                    Err(e) => return Err((e, dest_error("mkdir", &root.dest_path(&name.rel), e))),
+                }
+            }
+            let dir = match sys::open_dir(&src) {
+                Ok(d) => d,
+                Err(Errno::NOENT) => return Ok(()),
+                Err(e) => return Err((e, format!("open directory {}: {}", src.display(), sys::strerror(e)))),
+            };
+            let mut entries = sys::list_dir(dir.as_fd()).map_err(|e| (e, format!("read directory {}: {}", src.display(), sys::strerror(e))))?;
+            drop(dir);
+            entries.sort();
+            for entry in entries {
+                if s.stopping() {
+                    return Ok(());
+                }
+                walk_entry(s, names, &name.join(entry), mode)?;
+            }
+        }
+        FileType::RegularFile => add_file(s, names, name, &st, mode)?,
+        FileType::Symlink => {
+            let target = fs::readlinkat(fs::CWD, &src, Vec::new()).map_err(|e| (e, format!("readlink {}: {}", src.display(), sys::strerror(e))))?;
+            match fs::symlinkat(target.as_c_str(), dest_dir, dest_rel) {
+                Ok(()) | Err(Errno::EXIST) => {}
+                Err(e) => return Err((e, dest_error("symlink", &root.dest_path(&name.rel), e))),
+            }
+        }
+        // Sockets, FIFOs and devices are not data; a restore recreates them.
+        _ => {}
+    }
+    Ok(())
+}
+
+fn add_file(s: &Session, names: &mut Names, name: &RelPath, st: &fs::Stat, mode: WalkMode) -> Result<(), (Errno, String)> {
+    let (file, new) = s.file_or_insert(st.st_dev, st.st_ino, 0);
+    let root = &s.roots[name.root];
+    if !new {
+        if let Some(first) = file.current_name().filter(|_| file.in_backup()) {
+            // Another name of a file already in the backup: a hard link.
+            names.insert(name.clone(), &file);
+            let from = &s.roots[first.root];
+            if fs::linkat(from.dest_dir.as_fd(), Root::dest_rel(&first.rel), root.dest_dir.as_fd(), Root::dest_rel(&name.rel), AtFlags::empty()).is_ok() {
+                return Ok(());
+            }
+            // Links across destinations cannot be made: the second name
+            // gets a copy (mirrored writes follow the first name only).
+        } else {
+            // A file that left the trees and came back: start it afresh.
+            file.set_dest(None);
+            file.set_copied_upto(0);
+        }
+        file.excluded.store(false, Release);
+    }
+    names.insert(name.clone(), &file);
+    if s.is_excluded(name) {
+        file.excluded.store(true, Release);
+        return Ok(());
+    }
+    let dest = fs::openat(
+        root.dest_dir.as_fd(),
+        Root::dest_rel(&name.rel),
+        OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::from_raw_mode(st.st_mode & 0o7777),
+    )
+    .map_err(|e| (e, dest_error("create", &root.dest_path(&name.rel), e)))?;
+    s.files_total.fetch_add(1, Relaxed);
+    s.bytes_total.fetch_add(st.st_size as u64, Relaxed);
+    match mode {
+        WalkMode::Queue => crate::source_file::lock(&s.queue).push_back(file),
+        WalkMode::CopyNow => {
+            file.set_dest(Some(Arc::new(dest)));
+            copy_file(s, &file, false)?;
+        }
+    }
+    Ok(())
+}
+
+/// The initial walk of every root, under the namespace lock.
+pub fn walk(s: &Session) -> Result<(), (Errno, String)> {
+    let mut names = s.names();
+    for i in 0..s.roots.len() {
+        walk_entry(s, &mut names, &RelPath::new(i, ""), WalkMode::Queue)?;
+    }
+    s.set_walked();
+    Ok(())
+}
+
+/// Bring an entry that appeared in a tree during capture (renamed or linked
+/// in from outside) into the destination, copying it now. The caller holds
+/// the namespace lock.
+pub fn import(s: &Session, names: &mut Names, name: &RelPath) -> Result<(), (Errno, String)> {
+    let root = &s.roots[name.root];
+    sys::remove_tree(root.dest_dir.as_fd(), Root::dest_rel(&name.rel)).map_err(|e| (e, dest_error("remove", &root.dest_path(&name.rel), e)))?;
+    names.remove_under(name);
+    s.bump_generation();
+    walk_entry(s, names, name, WalkMode::CopyNow)
+}
+
+/// Copy one file's bytes, chunk by chunk, then set the destination's size.
+/// `throttled` is false for copies made inside an application's call, which
+/// must not wait for the throttle.
+pub fn copy_file(s: &Session, file: &Arc<SourceFile>, throttled: bool) -> Result<(), (Errno, String)> {
+    let name = file.current_name();
+    let fail = |side: Side, op: &str, e: Errno| {
+        let path = match (&name, side) {
+            (Some(n), Side::Read) => s.src_path(n),
+            (Some(n), Side::Write) => s.dest_path(n),
+            (None, _) => Default::default(),
+        };
+        (e, format!("{op} {}: {}", path.display(), sys::strerror(e)))
+    };
+    let Some(src) = s.src_for(file).map_err(|e| fail(Side::Read, "open", e))? else { return Ok(()) };
+    let Some(dest) = s.dest_for(file).map_err(|e| fail(Side::Write, "open", e))? else { return Ok(()) };
+    let copy = |from: u64, len: u64, hint: &mut DataHint| {
+        copy_range(src.as_fd(), dest.as_fd(), from, len, hint).map_err(|(side, e)| fail(side, if side == Side::Read { "read" } else { "write" }, e))
+    };
+    let mut hint = DataHint::default();
+    let mut off = file.copied_upto();
+    while off != u64::MAX {
+        let chunk = if throttled { crate::throttle::Throttle::chunk(CHUNK) } else { CHUNK };
+        if throttled && !s.throttle.acquire(chunk, || s.stopping()) {
+            return Ok(());
+        }
+        let guard = file.ranges.lock(off, off + chunk);
+        if !file.in_backup() || s.stopping() {
+            return Ok(());
+        }
+        // The size is read under the lock: bytes written past an older
+        // size before the lock was taken were not mirrored and must be read.
+        let size = fs::fstat(src.as_fd()).map_err(|e| fail(Side::Read, "stat", e))?.st_size as u64;
+        if off >= size {
+            break;
+        }
+        let len = chunk.min(size - off);
+        copy(off, len, &mut hint)?;
+        file.raise_copied_upto(off + chunk);
+        drop(guard);
+        s.bytes_done.fetch_add(len, Relaxed);
+        off = file.copied_upto();
+    }
+    // The last bytes and the size are settled with the whole file locked, so
+    // that a write past the end cannot slip between the last chunk and the
+    // size being set.
+    let _guard = file.ranges.lock(WHOLE.0, WHOLE.1);
+    if !file.in_backup() || file.copied_upto() == u64::MAX {
+        return Ok(());
+    }
+    let size = fs::fstat(src.as_fd()).map_err(|e| fail(Side::Read, "stat", e))?.st_size as u64;
+    let from = file.copied_upto().min(size);
+    if size > from {
+        copy(from, size - from, &mut hint)?;
+    }
+    fs::ftruncate(dest.as_fd(), size).map_err(|e| fail(Side::Write, "truncate", e))?;
+    file.set_copied_upto(u64::MAX);
+    s.files_done.fetch_add(1, Relaxed);
+    Ok(())
+}
+
+/// Which side of a copy failed.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Side {
+    Read,
+    Write,
+}
+
+/// Copy `[off, off+len)` of `src` to the same place in `dest`, keeping
+/// holes. Errors say which side failed ("read" or "write").
+pub fn copy_range(src: BorrowedFd<'_>, dest: BorrowedFd<'_>, off: u64, len: u64, hint: &mut DataHint) -> Result<(), (Side, Errno)> {
+    let end = off.saturating_add(len);
+    let mut pos = off;
+    while pos < end {
+        if pos >= hint.start && pos < hint.end {
+            let seg_end = end.min(hint.end);
+            let copied = copy_data(src, dest, pos, seg_end - pos)?;
+            if copied < seg_end - pos {
+                // The source ends early (truncated meanwhile).
+                return Ok(());
+            }
+            pos = seg_end;
+            continue;
+        }
+        match fs::seek(src, SeekFrom::Data(pos)) {
+            Err(Errno::NXIO) => {
+                punch(dest, pos, end - pos)?;
+                return Ok(());
+            }
+            Err(Errno::INVAL) | Err(Errno::OPNOTSUPP) => {
+                // No hole support on this filesystem: everything is data.
+                *hint = DataHint { start: pos, end: u64::MAX };
+            }
+            Err(e) => return Err((Side::Read, e)),
+            Ok(data) => {
+                if data > pos {
+                    punch(dest, pos, data.min(end) - pos)?;
+                }
+                if data >= end {
+                    return Ok(());
+                }
+                let hole = fs::seek(src, SeekFrom::Hole(data)).map_err(|e| (Side::Read, e))?;
+                *hint = DataHint { start: data, end: hole };
+                pos = data;
+            }
+        }
+    }
+    Ok(())
+}
+
+thread_local! {
+    static BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Copy data bytes: in the kernel when it can, else through a buffer.
+/// Returns how many bytes were copied (fewer at the source's end).
+fn copy_data(src: BorrowedFd<'_>, dest: BorrowedFd<'_>, off: u64, len: u64) -> Result<u64, (Side, Errno)> {
+    let mut done = 0u64;
+    while done < len {
+        let mut off_in = off + done;
+        let mut off_out = off + done;
+        match fs::copy_file_range(src, Some(&mut off_in), dest, Some(&mut off_out), (len - done) as usize) {
+            Ok(0) => return Ok(done),
+            Ok(n) => done += n as u64,
+            Err(Errno::INTR) => {}
+            Err(Errno::XDEV) | Err(Errno::INVAL) | Err(Errno::NOSYS) | Err(Errno::OPNOTSUPP) => {
+                return copy_buffered(src, dest, off + done, len - done).map(|n| done + n);
+            }
+            Err(e @ (Errno::NOSPC | Errno::DQUOT | Errno::FBIG | Errno::ROFS)) => return Err((Side::Write, e)),
+            Err(e) => {
+                // Tell which side failed by retrying through a buffer.
+                return copy_buffered(src, dest, off + done, len - done).map(|n| done + n).map_err(|(side, e2)| (side, if e2 == Errno::INTR { e } else { e2 }));
+            }
+        }
+    }
+    Ok(done)
+}
+
+fn copy_buffered(src: BorrowedFd<'_>, dest: BorrowedFd<'_>, off: u64, len: u64) -> Result<u64, (Side, Errno)> {
+    BUF.with(|buf| {
+        let mut buf = buf.borrow_mut();
+        if buf.len() < CHUNK as usize {
+            buf.resize(CHUNK as usize, 0);
+        }
+        let mut done = 0u64;
+        while done < len {
+            let want = (len - done).min(buf.len() as u64) as usize;
+            let n = match rustix::io::pread(src, &mut buf[..want], off + done) {
+                Ok(0) => return Ok(done),
+                Ok(n) => n,
+                Err(Errno::INTR) => continue,
+                Err(e) => return Err((Side::Read, e)),
+            };
+            sys::pwrite_all(dest, &buf[..n], off + done).map_err(|e| (Side::Write, e))?;
+            done += n as u64;
+        }
+        Ok(done)
+    })
+}
+
+/// Make `[off, off+len)` of the destination a hole, if it holds data there.
+fn punch(dest: BorrowedFd<'_>, off: u64, len: u64) -> Result<(), (Side, Errno)> {
+    let end = off.saturating_add(len);
+    match fs::seek(dest, SeekFrom::Data(off)) {
+        Ok(d) if d < end => {}
+        Ok(_) | Err(Errno::NXIO) => return Ok(()),
+        Err(_) => {}
+    }
+    let size = fs::fstat(dest).map_err(|e| (Side::Write, e))?.st_size as u64;
+    let end = end.min(size);
+    if end <= off {
+        return Ok(());
+    }
+    match fs::fallocate(dest, FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE, off, end - off) {
+        Ok(()) => Ok(()),
+        Err(Errno::OPNOTSUPP) | Err(Errno::NOSYS) => write_zeros(dest, off, end - off),
+        Err(e) => Err((Side::Write, e)),
+    }
+}
+
+pub fn write_zeros(dest: BorrowedFd<'_>, off: u64, len: u64) -> Result<(), (Side, Errno)> {
+    let zeros = [0u8; 65536];
+    let mut done = 0;
+    while done < len {
+        let n = (len - done).min(zeros.len() as u64) as usize;
+        sys::pwrite_all(dest, &zeros[..n], off + done).map_err(|e| (Side::Write, e))?;
+        done += n as u64;
+    }
+    Ok(())
+}
+
+/// Copy threads: take queued files until none are left.
+pub fn run_queue(s: &Session) {
+    loop {
+        if s.stopping() {
+            return;
+        }
+        let next = crate::source_file::lock(&s.queue).pop_front();
+        let Some(file) = next else { return };
+        if let Err((e, msg)) = copy_file(s, &file, true) {
+            s.fail(e, msg);
+            return;
+        }
+        // Nothing writes through these any more unless an application
+        // descriptor needs them; they are reopened on demand.
+        file.set_src(None);
+        file.set_dest(None);
+    }
+}
+
+/// Copy a source file completely now (it changes in a way a mirror cannot
+/// follow on this destination, or it was just re-included). Caller holds
+/// the file's whole range.
+pub fn recopy_locked(s: &Session, file: &SourceFile, dest: &OwnedFd) -> Result<(), (Errno, String)> {
+    let name = file.current_name().unwrap_or_else(|| RelPath::new(0, ""));
+    let Some(src) = s.src_for(file).map_err(|e| (e, format!("open {}: {}", s.src_path(&name).display(), sys::strerror(e))))? else {
+        return Ok(());
+    };
+    let size = fs::fstat(src.as_fd()).map_err(|e| (e, format!("stat {}: {}", s.src_path(&name).display(), sys::strerror(e))))?.st_size as u64;
+    let mut hint = DataHint::default();
+    copy_range(src.as_fd(), dest.as_fd(), 0, size, &mut hint).map_err(|(_, e)| (e, dest_error("write", &s.dest_path(&name), e)))?;
+    fs::ftruncate(dest.as_fd(), size).map_err(|e| (e, dest_error("truncate", &s.dest_path(&name), e)))?;
+    Ok(())
+}

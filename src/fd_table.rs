@@ -1,0 +1,133 @@
+//! The file descriptor table of a running backup: which source file each
+//! of the application's descriptors writes to.
+//!
+//! Entries are learned lazily, on a descriptor's first change during the
+//! backup, from the kernel (fstat gives device and inode), so descriptors
+//! opened before the backup, inherited, or duplicated need no bookkeeping
+//! while no backup runs. Closing, duplicating onto, or reopening a number
+//! forgets its entry.
+
+use crate::source_file::SourceFile;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+const SHARDS: usize = 64;
+
+#[derive(Clone)]
+pub enum FdState {
+    /// Writes through this descriptor change `file`; `append` if O_APPEND.
+    Tracked { file: Arc<SourceFile>, append: bool },
+    /// Not a file of the source trees as of this import generation.
+    Untracked { generation: u64 },
+}
+
+pub struct FdTable {
+    shards: Vec<RwLock<HashMap<i32, FdState>>>,
+}
+
+impl Default for FdTable {
+    fn default() -> Self {
+        FdTable { shards: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect() }
+    }
+}
+
+impl FdTable {
+    fn shard(&self, fd: i32) -> &RwLock<HashMap<i32, FdState>> {
+        &self.shards[fd as usize % SHARDS]
+    }
+
+    pub fn get(&self, fd: i32) -> Option<FdState> {
+        self.shard(fd).read().unwrap_or_else(|e| e.into_inner()).get(&fd).cloned()
+    }
+
+    /// Look `fd` up, learning it with `resolve` if unknown or learned before
+    /// the latest import. `resolve` runs under the shard's write lock so that
+    /// a concurrent close cannot leave a stale entry behind.
+    pub fn get_or_resolve(&self, fd: i32, generation: u64, resolve: impl FnOnce() -> FdState) -> FdState {
+        match self.get(fd) {
+            Some(FdState::Untracked { generation: g }) if g < generation => {}
+            Some(state) => return state,
+            None => {}
+        }
+        let mut shard = self.shard(fd).write().unwrap_or_else(|e| e.into_inner());
+        if let Some(state) = shard.get(&fd) {
+            if !matches!(state, FdState::Untracked { generation: g } if *g < generation) {
+                return state.clone();
+            }
+        }
+        let state = resolve();
+        shard.insert(fd, state.clone());
+        state
+    }
+
+    pub fn forget(&self, fd: i32) {
+        self.shard(fd).write().unwrap_or_else(|e| e.into_inner()).remove(&fd);
+    }
+
+    /// Forget every descriptor in `[first, last]`.
+    pub fn forget_range(&self, first: u32, last: u32) {
+        for shard in &self.shards {
+            shard.write().unwrap_or_else(|e| e.into_inner()).retain(|&fd, _| (fd as u32) < first || (fd as u32) > last);
+        }
+    }
+
+    /// Number of descriptors currently known to write a source file.
+    #[cfg(test)]
+    pub fn tracked(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.read().unwrap_or_else(|e| e.into_inner()).values().filter(|v| matches!(v, FdState::Tracked { .. })).count())
+            .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file() -> Arc<SourceFile> {
+        Arc::new(SourceFile::new(1, 1, None, 0))
+    }
+
+    #[test]
+    fn resolves_once_then_caches() {
+        let t = FdTable::default();
+        let mut calls = 0;
+        let f = file();
+        for _ in 0..3 {
+            t.get_or_resolve(7, 0, || {
+                calls += 1;
+                FdState::Tracked { file: f.clone(), append: false }
+            });
+        }
+        assert_eq!(calls, 1);
+        assert_eq!(t.tracked(), 1);
+        t.forget(7);
+        assert!(t.get(7).is_none());
+    }
+
+    #[test]
+    fn untracked_entries_expire_with_a_new_generation() {
+        let t = FdTable::default();
+        t.get_or_resolve(3, 0, || FdState::Untracked { generation: 0 });
+        let mut resolved = false;
+        t.get_or_resolve(3, 0, || {
+            resolved = true;
+            FdState::Untracked { generation: 0 }
+        });
+        assert!(!resolved);
+        let st = t.get_or_resolve(3, 1, || FdState::Tracked { file: file(), append: true });
+        assert!(matches!(st, FdState::Tracked { append: true, .. }));
+    }
+
+    #[test]
+    fn forget_range_is_inclusive() {
+        let t = FdTable::default();
+        for fd in 0..10 {
+            t.get_or_resolve(fd, 0, || FdState::Untracked { generation: 0 });
+        }
+        t.forget_range(3, 5);
+        let left: Vec<i32> = (0..10).filter(|&fd| t.get(fd).is_some()).collect();
+        assert_eq!(left, vec![0, 1, 2, 6, 7, 8, 9]);
+    }
+}

@@ -1,0 +1,381 @@
+//! The gate every interposed call passes: what an idle hook costs, and how a
+//! backup knows which calls are still in flight when capture starts or stops.
+//!
+//! Each thread owns a cache-line sized slot in a static array. Entering a
+//! hook writes the thread's own slot (a sequence number made odd, and the
+//! descriptor involved), then reads the global `CAPTURING` flag. No write to
+//! memory shared with another thread, no lock, no system call, no
+//! allocation. The backup thread does the expensive half: after flipping
+//! `CAPTURING` it runs `membarrier(PRIVATE_EXPEDITED)`, which acts as a full
+//! memory barrier on every thread of the process, then reads all slots. That
+//! is the asymmetric form of Dekker's algorithm: either a hook saw the new
+//! flag, or the backup thread sees the hook's odd sequence number and waits
+//! for it to become even. Where membarrier is unavailable the hooks issue the
+//! fence themselves.
+//!
+//! A second bit per slot, `capture`, is held only while a hook is mirroring,
+//! so that stopping capture waits for mirrors in flight and not for a
+//! `write` blocked on a socket.
+
+use core::cell::Cell;
+use core::sync::atomic::{compiler_fence, fence, AtomicBool, AtomicI32, AtomicU32, AtomicU64, AtomicUsize, Ordering::*};
+use std::time::{Duration, Instant};
+
+/// True while a backup captures changes.
+pub static CAPTURING: AtomicBool = AtomicBool::new(false);
+
+/// Until the library's constructor has registered with membarrier, hooks
+/// fence for themselves.
+static HOOKS_FENCE: AtomicBool = AtomicBool::new(true);
+
+pub const NSLOTS: usize = 4096;
+
+/// What kind of call holds a slot: the backup start waits only for calls
+/// that can change a file.
+pub const KIND_NO_CHANGE: i32 = -3;
+pub const KIND_PATH: i32 = -2;
+
+#[repr(align(64))]
+pub struct Slot {
+    /// Odd while the owning thread is inside a hook.
+    seq: AtomicU64,
+    /// The descriptor the call writes through, or a KIND_* value.
+    what: AtomicI32,
+    /// Set while the thread mirrors a change for the running backup.
+    capture: AtomicBool,
+    claimed: AtomicBool,
+}
+
+#[allow(clippy::declare_interior_mutable_const)]
+const EMPTY_SLOT: Slot =
+    Slot { seq: AtomicU64::new(0), what: AtomicI32::new(0), capture: AtomicBool::new(false), claimed: AtomicBool::new(false) };
+static SLOTS: [Slot; NSLOTS] = [EMPTY_SLOT; NSLOTS];
+/// One past the highest slot ever claimed: scans stop there.
+static SLOTS_HIGH: AtomicUsize = AtomicUsize::new(0);
+/// Calls from threads that found no free slot (more than NSLOTS threads).
+static OVERFLOW_INFLIGHT: AtomicUsize = AtomicUsize::new(0);
+static OVERFLOW_CAPTURE: AtomicUsize = AtomicUsize::new(0);
+
+const NO_SLOT: u32 = u32::MAX;
+const OVERFLOW: u32 = u32::MAX - 1;
+
+thread_local! {
+    static MY_SLOT: Cell<u32> = const { Cell::new(NO_SLOT) };
+    /// Set while this thread runs the library's own code: hooks called from
+    /// there (a callback, a panic message) behave as if no backup ran.
+    static IN_LIBRARY: Cell<bool> = const { Cell::new(false) };
+}
+
+static KEY: AtomicU32 = AtomicU32::new(u32::MAX);
+
+#[inline(always)]
+fn hook_fence() {
+    if HOOKS_FENCE.load(Relaxed) {
+        fence(SeqCst);
+    } else {
+        compiler_fence(SeqCst);
+    }
+}
+
+/// Proof that the current thread is inside a hook; dropping it leaves.
+pub struct Gate {
+    slot: u32,
+    seq: u64,
+}
+
+impl Gate {
+    #[inline(always)]
+    pub fn enter(what: i32) -> Gate {
+        let idx = MY_SLOT.get();
+        if (idx as usize) < NSLOTS {
+            let slot = &SLOTS[idx as usize];
+            let seq = slot.seq.load(Relaxed) + 1;
+            slot.what.store(what, Relaxed);
+            slot.seq.store(seq, Relaxed);
+            hook_fence();
+            return Gate { slot: idx, seq };
+        }
+        Self::enter_slow(what)
+    }
+
+    #[cold]
+    fn enter_slow(what: i32) -> Gate {
+        if MY_SLOT.get() == NO_SLOT {
+            claim_slot();
+        }
+        let idx = MY_SLOT.get();
+        if (idx as usize) < NSLOTS {
+            return Self::enter(what);
+        }
+        OVERFLOW_INFLIGHT.fetch_add(1, SeqCst);
+        Gate { slot: OVERFLOW, seq: 0 }
+    }
+
+    /// Whether a backup is capturing; false inside the library's own code.
+    #[inline(always)]
+    pub fn capturing(&self) -> bool {
+        CAPTURING.load(Acquire) && !IN_LIBRARY.get()
+    }
+
+    /// Declare that this call will mirror a change; returns false if capture
+    /// stopped meanwhile (then the call must not touch the session).
+    pub fn begin_capture(&self) -> Option<CaptureGuard> {
+        if (self.slot as usize) < NSLOTS {
+            SLOTS[self.slot as usize].capture.store(true, Relaxed);
+            hook_fence();
+        } else {
+            OVERFLOW_CAPTURE.fetch_add(1, SeqCst);
+        }
+        let guard = CaptureGuard { slot: self.slot, was_in_library: IN_LIBRARY.replace(true) };
+        if CAPTURING.load(SeqCst) {
+            Some(guard)
+        } else {
+            None
+        }
+    }
+}
+
+impl Drop for Gate {
+    #[inline(always)]
+    fn drop(&mut self) {
+        if (self.slot as usize) < NSLOTS {
+            SLOTS[self.slot as usize].seq.store(self.seq + 1, Release);
+        } else {
+            OVERFLOW_INFLIGHT.fetch_sub(1, SeqCst);
+        }
+    }
+}
+
+/// Held while a hook may use the session; stopping capture waits for it.
+pub struct CaptureGuard {
+    slot: u32,
+    was_in_library: bool,
+}
+
+impl Drop for CaptureGuard {
+    fn drop(&mut self) {
+        IN_LIBRARY.set(self.was_in_library);
+        if (self.slot as usize) < NSLOTS {
+            SLOTS[self.slot as usize].capture.store(false, Release);
+        } else {
+            OVERFLOW_CAPTURE.fetch_sub(1, SeqCst);
+        }
+    }
+}
+
+/// Marks the current thread as running library code until dropped.
+pub struct LibraryScope(bool);
+
+impl LibraryScope {
+    pub fn enter() -> LibraryScope {
+        LibraryScope(IN_LIBRARY.replace(true))
+    }
+}
+
+impl Drop for LibraryScope {
+    fn drop(&mut self) {
+        IN_LIBRARY.set(self.0);
+    }
+}
+
+/// Run `f` as application code even if called from inside the library (the
+/// caller's callbacks must be captured like any other application call).
+pub fn as_application<R>(f: impl FnOnce() -> R) -> R {
+    let was = IN_LIBRARY.replace(false);
+    let r = f();
+    IN_LIBRARY.set(was);
+    r
+}
+
+#[cold]
+fn claim_slot() {
+    let start = SLOTS_HIGH.load(Relaxed).min(NSLOTS);
+    // Prefer slots freed by exited threads, then fresh ones.
+    let found = (0..start).chain(start..NSLOTS).find(|&i| {
+        SLOTS[i].claimed.compare_exchange(false, true, AcqRel, Relaxed).is_ok()
+    });
+    match found {
+        Some(i) => {
+            SLOTS_HIGH.fetch_max(i + 1, AcqRel);
+            MY_SLOT.set(i as u32);
+            register_thread_exit(i);
+        }
+        None => MY_SLOT.set(OVERFLOW),
+    }
+}
+
+extern "C" fn release_slot(value: *mut libc::c_void) {
+    let idx = value as usize - 1;
+    // Calls made by later thread destructors use the overflow counters.
+    MY_SLOT.set(OVERFLOW);
+    if idx < NSLOTS {
+        SLOTS[idx].capture.store(false, Relaxed);
+        SLOTS[idx].claimed.store(false, Release);
+    }
+}
+
+fn register_thread_exit(idx: usize) {
+    let mut key = KEY.load(Acquire);
+    if key == u32::MAX {
+        let mut k: libc::pthread_key_t = 0;
+        // SAFETY: `k` is a valid out-pointer; `release_slot` matches the
+        // destructor signature. Creating one key is cheap and never allocates.
+        if unsafe { libc::pthread_key_create(&mut k, Some(release_slot)) } != 0 {
+            return;
+        }
+        key = match KEY.compare_exchange(u32::MAX, k, AcqRel, Acquire) {
+            Ok(_) => k,
+            Err(existing) => {
+                // SAFETY: `k` was created above and never handed out.
+                unsafe { libc::pthread_key_delete(k) };
+                existing
+            }
+        };
+    }
+    // SAFETY: `key` is a live key; the value encodes the slot index + 1 so it
+    // is never NULL (NULL values get no destructor call).
+    unsafe { libc::pthread_setspecific(key, (idx + 1) as *const libc::c_void) };
+}
+
+/// Library constructor work: decide whether hooks may rely on membarrier.
+pub fn init() {
+    use rustix::thread::{membarrier, membarrier_query, MembarrierCommand, MembarrierQuery};
+    let q = membarrier_query();
+    if q.contains(MembarrierQuery::PRIVATE_EXPEDITED)
+        && membarrier(MembarrierCommand::RegisterPrivateExpedited).is_ok()
+    {
+        HOOKS_FENCE.store(false, SeqCst);
+    }
+}
+
+/// A barrier on every thread of the process (or nothing needed, when hooks
+/// fence themselves).
+fn process_barrier() {
+    fence(SeqCst);
+    if !HOOKS_FENCE.load(SeqCst) {
+        let r = rustix::thread::membarrier(rustix::thread::MembarrierCommand::PrivateExpedited);
+    }
+    fence(SeqCst);
+}
+
+/// In the child of fork(): other threads are gone, and so is their state.
+pub fn after_fork_child() {
+    CAPTURING.store(false, SeqCst);
+    let mine = MY_SLOT.get() as usize;
+    for (i, slot) in SLOTS.iter().enumerate().take(SLOTS_HIGH.load(Relaxed)) {
+        if i != mine {
+            slot.capture.store(false, Relaxed);
+            slot.claimed.store(false, Relaxed);
+            slot.seq.store(0, Relaxed);
+        }
+    }
+    OVERFLOW_INFLIGHT.store(0, Relaxed);
+    OVERFLOW_CAPTURE.store(0, Relaxed);
+}
+
+/// A thread that stayed inside a file operation too long for capture to start.
+#[derive(Debug)]
+pub struct Stuck {
+    pub what: i32,
+    pub waited: Duration,
+}
+
+/// Turn capture on, then wait for every call that began before and may still
+/// change a file. A call blocked on something other than a regular file (a
+/// socket, a pipe) cannot change a file and is not waited for.
+pub fn start_capture(timeout: Duration) -> Result<(), Stuck> {
+    CAPTURING.store(true, SeqCst);
+    process_barrier();
+    let high = SLOTS_HIGH.load(Acquire);
+    let pending: Vec<(usize, u64)> = (0..high)
+        .filter_map(|i| {
+            let seq = SLOTS[i].seq.load(Acquire);
+            (seq % 2 == 1 && SLOTS[i].what.load(Relaxed) != KIND_NO_CHANGE).then_some((i, seq))
+        })
+        .collect();
+    let began = Instant::now();
+    for (i, seq) in pending {
+        let mut checked_fd = false;
+        while SLOTS[i].seq.load(Acquire) == seq {
+            let what = SLOTS[i].what.load(Relaxed);
+            if !checked_fd && began.elapsed() > Duration::from_millis(20) && what >= 0 {
+                checked_fd = true;
+                if !is_regular_file(what) {
+                    break;
+                }
+            }
+            if began.elapsed() > timeout {
+                stop_capture();
+                return Err(Stuck { what, waited: began.elapsed() });
+            }
+            std::thread::sleep(Duration::from_micros(50));
+        }
+    }
+    let mut spins = 0u64;
+    while OVERFLOW_INFLIGHT.load(SeqCst) != 0 {
+        if began.elapsed() > timeout {
+            stop_capture();
+            return Err(Stuck { what: KIND_PATH, waited: began.elapsed() });
+        }
+        spins += 1;
+        std::thread::sleep(Duration::from_micros(50 * spins.min(20)));
+    }
+    Ok(())
+}
+
+fn is_regular_file(fd: i32) -> bool {
+    match rustix::fs::fstat(crate::sys::borrow(fd)) {
+        Ok(st) => (st.st_mode & libc::S_IFMT) == libc::S_IFREG,
+        Err(_) => false,
+    }
+}
+
+/// Turn capture off and wait until no hook is mirroring any more. After this
+/// returns no hook touches the session.
+pub fn stop_capture() {
+    CAPTURING.store(false, SeqCst);
+    process_barrier();
+    let high = SLOTS_HIGH.load(Acquire);
+    for slot in SLOTS.iter().take(high) {
+        while slot.capture.load(Acquire) {
+            std::thread::sleep(Duration::from_micros(20));
+        }
+    }
+    while OVERFLOW_CAPTURE.load(SeqCst) != 0 {
+        std::thread::sleep(Duration::from_micros(20));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slot_sequence_is_odd_inside_and_even_after() {
+        let g = Gate::enter(5);
+        let idx = MY_SLOT.get() as usize;
+        assert!(idx < NSLOTS);
+        assert_eq!(SLOTS[idx].seq.load(Relaxed) % 2, 1);
+        assert_eq!(SLOTS[idx].what.load(Relaxed), 5);
+        drop(g);
+        assert_eq!(SLOTS[idx].seq.load(Relaxed) % 2, 0);
+    }
+
+    #[test]
+    fn threads_get_distinct_slots_and_release_them() {
+        let idx: Vec<u32> = (0..8)
+            .map(|_| {
+                std::thread::spawn(|| {
+                    drop(Gate::enter(1));
+                    MY_SLOT.get()
+                })
+            })
+            .map(|h| h.join().unwrap())
+            .collect();
+        assert!(idx.iter().all(|&i| (i as usize) < NSLOTS));
+        // Released slots are claimable again.
+        for &i in &idx {
+            assert!(!SLOTS[i as usize].claimed.load(Acquire) || idx.iter().filter(|&&j| j == i).count() > 1);
+        }
+    }
+}

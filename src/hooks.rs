@@ -1,0 +1,580 @@
+//! The interposed libc symbols. Each is a few lines: pass the gate; if no
+//! backup captures, call the real function and return; otherwise hand the
+//! call to `capture`. The variadic ones (open, openat, fcntl and their 64
+//! forms) are defined in C (src/c/shim.c), which forwards here.
+//!
+//! Nothing here can panic before the real call; `capture` catches panics in
+//! its own work.
+
+#![allow(clippy::missing_safety_doc)]
+
+use crate::capture::{self, At, NameOp};
+use crate::gate::{Gate, KIND_NO_CHANGE, KIND_PATH};
+use crate::real;
+use crate::sys;
+use libc::{c_char, c_int, c_long, c_uint, c_void, iovec, loff_t, mode_t, off64_t, off_t, size_t, ssize_t};
+use rustix::fd::BorrowedFd;
+use rustix::io::Errno;
+use std::io::IoSlice;
+
+/// The bytes of a write buffer the kernel accepted.
+///
+/// # Safety
+/// `buf` must hold `n` readable bytes (it held them for the real call).
+unsafe fn bytes<'a>(buf: *const c_void, n: usize) -> &'a [u8] {
+    if n == 0 {
+        return &[];
+    }
+    // SAFETY: per the contract above.
+    unsafe { core::slice::from_raw_parts(buf.cast(), n) }
+}
+
+/// Mirror the first `n` bytes of an iovec array at `off`.
+///
+/// # Safety
+/// `iov` must point to `cnt` iovecs describing readable memory.
+unsafe fn mirror_iov(dest: BorrowedFd<'_>, iov: *const iovec, cnt: c_int, off: u64, n: usize) -> Result<(), Errno> {
+    // SAFETY: per the contract above.
+    let iov = unsafe { core::slice::from_raw_parts(iov, cnt.max(0) as usize) };
+    let total: usize = iov.iter().map(|v| v.iov_len).sum();
+    if total == n && iov.len() <= 64 {
+        let slices: Vec<IoSlice<'_>> =
+            // SAFETY: each iovec describes memory the application just wrote from.
+            iov.iter().map(|v| IoSlice::new(unsafe { bytes(v.iov_base, v.iov_len) })).collect();
+        let w = rustix::io::pwritev(dest, &slices, off)?;
+        if w == n {
+            return Ok(());
+        }
+    }
+    let mut left = n;
+    let mut at = off;
+    for v in iov {
+        if left == 0 {
+            break;
+        }
+        let k = v.iov_len.min(left);
+        // SAFETY: as above; k <= iov_len.
+        sys::pwrite_all(dest, unsafe { bytes(v.iov_base, k) }, at)?;
+        at += k as u64;
+        left -= k;
+    }
+    Ok(())
+}
+
+fn iov_len(iov: *const iovec, cnt: c_int) -> usize {
+    if iov.is_null() || cnt <= 0 {
+        return 0;
+    }
+    // SAFETY: the application passed `cnt` iovecs to the real call.
+    let iov = unsafe { core::slice::from_raw_parts(iov, cnt as usize) };
+    iov.iter().fold(0usize, |a, v| a.saturating_add(v.iov_len))
+}
+
+// ---- writes ----
+
+#[no_mangle]
+pub unsafe extern "C" fn write(fd: c_int, buf: *const c_void, n: size_t) -> ssize_t {
+    let gate = Gate::enter(fd);
+    if !gate.capturing() {
+        // SAFETY: forwarding the application's call.
+        return unsafe { real::write(fd, buf, n) };
+    }
+    // SAFETY (both closures): forwarding the application's call / mirroring
+    // bytes of its buffer that the kernel accepted.
+    capture::write_to(&gate, fd, At::Current, n, || unsafe { real::write(fd, buf, n) } as i64, |_, _, dest, off, k| {
+        sys::pwrite_all(dest, unsafe { bytes(buf, k) }, off)
+    }) as ssize_t
+}
+
+macro_rules! pwrite_hook {
+    ($name:ident, $off:ty) => {
+        #[no_mangle]
+        pub unsafe extern "C" fn $name(fd: c_int, buf: *const c_void, n: size_t, off: $off) -> ssize_t {
+            let gate = Gate::enter(fd);
+            if !gate.capturing() {
+                // SAFETY: forwarding the application's call.
+                return unsafe { real::$name(fd, buf, n, off) };
+            }
+            // SAFETY: as in `write`.
+            capture::write_to(&gate, fd, At::Offset(off as u64), n, || unsafe { real::$name(fd, buf, n, off) } as i64, |_, _, dest, o, k| {
+                sys::pwrite_all(dest, unsafe { bytes(buf, k) }, o)
+            }) as ssize_t
+        }
+    };
+}
+pwrite_hook!(pwrite, off_t);
+pwrite_hook!(pwrite64, off64_t);
+
+#[no_mangle]
+pub unsafe extern "C" fn writev(fd: c_int, iov: *const iovec, cnt: c_int) -> ssize_t {
+    let gate = Gate::enter(fd);
+    if !gate.capturing() {
+        // SAFETY: forwarding the application's call.
+        return unsafe { real::writev(fd, iov, cnt) };
+    }
+    // SAFETY: as in `write`; the iovecs stay valid for the whole call.
+    capture::write_to(&gate, fd, At::Current, iov_len(iov, cnt), || unsafe { real::writev(fd, iov, cnt) } as i64, |_, _, dest, off, k| unsafe {
+        mirror_iov(dest, iov, cnt, off, k)
+    }) as ssize_t
+}
+
+macro_rules! pwritev_hook {
+    ($name:ident, $off:ty) => {
+        #[no_mangle]
+        pub unsafe extern "C" fn $name(fd: c_int, iov: *const iovec, cnt: c_int, off: $off) -> ssize_t {
+            let gate = Gate::enter(fd);
+            if !gate.capturing() {
+                // SAFETY: forwarding the application's call.
+                return unsafe { real::$name(fd, iov, cnt, off) };
+            }
+            // SAFETY: as in `writev`.
+            capture::write_to(&gate, fd, At::Offset(off as u64), iov_len(iov, cnt), || unsafe { real::$name(fd, iov, cnt, off) } as i64, |_, _, dest, o, k| unsafe {
+                mirror_iov(dest, iov, cnt, o, k)
+            }) as ssize_t
+        }
+    };
+}
+pwritev_hook!(pwritev, off_t);
+pwritev_hook!(pwritev64, off64_t);
+
+macro_rules! pwritev2_hook {
+    ($name:ident, $off:ty) => {
+        #[no_mangle]
+        pub unsafe extern "C" fn $name(fd: c_int, iov: *const iovec, cnt: c_int, off: $off, flags: c_int) -> ssize_t {
+            let gate = Gate::enter(fd);
+            if !gate.capturing() {
+                // SAFETY: forwarding the application's call.
+                return unsafe { real::$name(fd, iov, cnt, off, flags) };
+            }
+            // Offset -1 means the file offset; RWF_APPEND appends.
+            let at = if off == -1 || flags & libc::RWF_APPEND != 0 { At::Current } else { At::Offset(off as u64) };
+            // SAFETY: as in `writev`.
+            capture::write_to(&gate, fd, at, iov_len(iov, cnt), || unsafe { real::$name(fd, iov, cnt, off, flags) } as i64, |_, _, dest, o, k| unsafe {
+                mirror_iov(dest, iov, cnt, o, k)
+            }) as ssize_t
+        }
+    };
+}
+pwritev2_hook!(pwritev2, off_t);
+pwritev2_hook!(pwritev64v2, off64_t);
+
+#[no_mangle]
+pub unsafe extern "C" fn copy_file_range(fd_in: c_int, off_in: *mut loff_t, fd_out: c_int, off_out: *mut loff_t, len: size_t, flags: c_uint) -> ssize_t {
+    let gate = Gate::enter(fd_out);
+    if !gate.capturing() {
+        // SAFETY: forwarding the application's call.
+        return unsafe { real::copy_file_range(fd_in, off_in, fd_out, off_out, len, flags) };
+    }
+    // SAFETY: a non-null off_out points to the caller's offset, read before the call.
+    let at = if off_out.is_null() { At::Current } else { At::Offset(unsafe { *off_out } as u64) };
+    // SAFETY: forwarding the application's call.
+    capture::write_to(&gate, fd_out, at, len, || unsafe { real::copy_file_range(fd_in, off_in, fd_out, off_out, len, flags) } as i64, capture::mirror_from_source)
+        as ssize_t
+}
+
+macro_rules! sendfile_hook {
+    ($name:ident, $off:ty) => {
+        #[no_mangle]
+        pub unsafe extern "C" fn $name(out_fd: c_int, in_fd: c_int, offset: *mut $off, count: size_t) -> ssize_t {
+            let gate = Gate::enter(out_fd);
+            if !gate.capturing() {
+                // SAFETY: forwarding the application's call.
+                return unsafe { real::$name(out_fd, in_fd, offset, count) };
+            }
+            // SAFETY: forwarding the application's call.
+            capture::write_to(&gate, out_fd, At::Current, count, || unsafe { real::$name(out_fd, in_fd, offset, count) } as i64, capture::mirror_from_source)
+                as ssize_t
+        }
+    };
+}
+sendfile_hook!(sendfile, off_t);
+sendfile_hook!(sendfile64, off64_t);
+
+// ---- sizes ----
+
+macro_rules! ftruncate_hook {
+    ($name:ident, $off:ty) => {
+        #[no_mangle]
+        pub unsafe extern "C" fn $name(fd: c_int, len: $off) -> c_int {
+            let gate = Gate::enter(fd);
+            if !gate.capturing() {
+                // SAFETY: forwarding the application's call.
+                return unsafe { real::$name(fd, len) };
+            }
+            // SAFETY: forwarding the application's call.
+            capture::resize_fd(&gate, fd, || unsafe { real::$name(fd, len) }, |r| r == 0, |_, _, dest| rustix::fs::ftruncate(dest, len.max(0) as u64))
+        }
+    };
+}
+ftruncate_hook!(ftruncate, off_t);
+ftruncate_hook!(ftruncate64, off64_t);
+
+macro_rules! truncate_hook {
+    ($name:ident, $off:ty) => {
+        #[no_mangle]
+        pub unsafe extern "C" fn $name(path: *const c_char, len: $off) -> c_int {
+            let gate = Gate::enter(KIND_PATH);
+            if !gate.capturing() {
+                // SAFETY: forwarding the application's call.
+                return unsafe { real::$name(path, len) };
+            }
+            // SAFETY: forwarding the application's call.
+            capture::truncate_path(&gate, path, len as i64, || unsafe { real::$name(path, len) })
+        }
+    };
+}
+truncate_hook!(truncate, off_t);
+truncate_hook!(truncate64, off64_t);
+
+macro_rules! fallocate_hook {
+    ($name:ident, $off:ty) => {
+        #[no_mangle]
+        pub unsafe extern "C" fn $name(fd: c_int, mode: c_int, off: $off, len: $off) -> c_int {
+            let gate = Gate::enter(fd);
+            if !gate.capturing() {
+                // SAFETY: forwarding the application's call.
+                return unsafe { real::$name(fd, mode, off, len) };
+            }
+            // SAFETY: forwarding the application's call.
+            capture::resize_fd(&gate, fd, || unsafe { real::$name(fd, mode, off, len) }, |r| r == 0, |s, file, dest| {
+                capture::mirror_fallocate(s, file, fd, dest, mode, off as u64, len as u64)
+            })
+        }
+    };
+}
+fallocate_hook!(fallocate, off_t);
+fallocate_hook!(fallocate64, off64_t);
+
+macro_rules! posix_fallocate_hook {
+    ($name:ident, $off:ty) => {
+        #[no_mangle]
+        pub unsafe extern "C" fn $name(fd: c_int, off: $off, len: $off) -> c_int {
+            let gate = Gate::enter(fd);
+            if !gate.capturing() {
+                // SAFETY: forwarding the application's call.
+                return unsafe { real::$name(fd, off, len) };
+            }
+            // posix_fallocate returns the error number instead of -1/errno.
+            // SAFETY: forwarding the application's call.
+            capture::resize_fd(&gate, fd, || unsafe { real::$name(fd, off, len) }, |r| r == 0, |s, file, dest| {
+                capture::mirror_fallocate(s, file, fd, dest, 0, off as u64, len as u64)
+            })
+        }
+    };
+}
+posix_fallocate_hook!(posix_fallocate, off_t);
+posix_fallocate_hook!(posix_fallocate64, off64_t);
+
+// ---- opening (the variadic entry points are in shim.c) ----
+
+fn open_kind(flags: c_int) -> i32 {
+    if flags & (libc::O_CREAT | libc::O_TRUNC) != 0 {
+        KIND_PATH
+    } else {
+        KIND_NO_CHANGE
+    }
+}
+
+macro_rules! open_impl {
+    ($impl_name:ident, $alias:literal, $real:ident) => {
+        extern "C" fn $impl_name(path: *const c_char, flags: c_int, mode: c_uint) -> c_int {
+            let gate = Gate::enter(open_kind(flags));
+            if !gate.capturing() {
+                // SAFETY: forwarding the application's call.
+                return unsafe { real::$real(path, flags, mode) };
+            }
+            // SAFETY: forwarding the application's call.
+            capture::open(&gate, libc::AT_FDCWD, path, flags, || unsafe { real::$real(path, flags, mode) })
+        }
+        core::arch::global_asm!(concat!(".globl ", $alias), concat!(".hidden ", $alias), concat!(".set ", $alias, ", {}"), sym $impl_name);
+    };
+}
+open_impl!(open_hook, "hb_open", open);
+open_impl!(open64_hook, "hb_open64", open64);
+
+macro_rules! openat_impl {
+    ($impl_name:ident, $alias:literal, $real:ident) => {
+        extern "C" fn $impl_name(dirfd: c_int, path: *const c_char, flags: c_int, mode: c_uint) -> c_int {
+            let gate = Gate::enter(open_kind(flags));
+            if !gate.capturing() {
+                // SAFETY: forwarding the application's call.
+                return unsafe { real::$real(dirfd, path, flags, mode) };
+            }
+            // SAFETY: forwarding the application's call.
+            capture::open(&gate, dirfd, path, flags, || unsafe { real::$real(dirfd, path, flags, mode) })
+        }
+        core::arch::global_asm!(concat!(".globl ", $alias), concat!(".hidden ", $alias), concat!(".set ", $alias, ", {}"), sym $impl_name);
+    };
+}
+openat_impl!(openat_hook, "hb_openat", openat);
+openat_impl!(openat64_hook, "hb_openat64", openat64);
+
+macro_rules! open2_hook {
+    ($name:ident) => {
+        #[no_mangle]
+        pub unsafe extern "C" fn $name(path: *const c_char, flags: c_int) -> c_int {
+            let gate = Gate::enter(open_kind(flags));
+            if !gate.capturing() {
+                // SAFETY: forwarding the application's call.
+                return unsafe { real::$name(path, flags) };
+            }
+            // SAFETY: forwarding the application's call.
+            capture::open(&gate, libc::AT_FDCWD, path, flags, || unsafe { real::$name(path, flags) })
+        }
+    };
+}
+open2_hook!(__open_2);
+open2_hook!(__open64_2);
+
+macro_rules! openat2_hook {
+    ($name:ident) => {
+        #[no_mangle]
+        pub unsafe extern "C" fn $name(dirfd: c_int, path: *const c_char, flags: c_int) -> c_int {
+            let gate = Gate::enter(open_kind(flags));
+            if !gate.capturing() {
+                // SAFETY: forwarding the application's call.
+                return unsafe { real::$name(dirfd, path, flags) };
+            }
+            // SAFETY: forwarding the application's call.
+            capture::open(&gate, dirfd, path, flags, || unsafe { real::$name(dirfd, path, flags) })
+        }
+    };
+}
+openat2_hook!(__openat_2);
+openat2_hook!(__openat64_2);
+
+macro_rules! creat_hook {
+    ($name:ident) => {
+        #[no_mangle]
+        pub unsafe extern "C" fn $name(path: *const c_char, mode: mode_t) -> c_int {
+            let gate = Gate::enter(KIND_PATH);
+            if !gate.capturing() {
+                // SAFETY: forwarding the application's call.
+                return unsafe { real::$name(path, mode) };
+            }
+            let flags = libc::O_CREAT | libc::O_WRONLY | libc::O_TRUNC;
+            // SAFETY: forwarding the application's call.
+            capture::open(&gate, libc::AT_FDCWD, path, flags, || unsafe { real::$name(path, mode) })
+        }
+    };
+}
+creat_hook!(creat);
+creat_hook!(creat64);
+
+// ---- names ----
+
+fn path_or_empty<'a>(p: *const c_char) -> &'a std::path::Path {
+    sys::c_path(p).unwrap_or(std::path::Path::new(""))
+}
+
+macro_rules! name_hook {
+    (fn $name:ident($($arg:ident: $ty:ty),*) => $op:expr) => {
+        #[no_mangle]
+        pub unsafe extern "C" fn $name($($arg: $ty),*) -> c_int {
+            let gate = Gate::enter(KIND_PATH);
+            if !gate.capturing() {
+                // SAFETY: forwarding the application's call.
+                return unsafe { real::$name($($arg),*) };
+            }
+            // SAFETY: forwarding the application's call.
+            capture::names_op(&gate, $op, || unsafe { real::$name($($arg),*) })
+        }
+    };
+}
+
+const CWD: c_int = libc::AT_FDCWD;
+
+name_hook!(fn rename(old: *const c_char, new: *const c_char) =>
+    NameOp::Rename { olddir: CWD, old: path_or_empty(old), newdir: CWD, new: path_or_empty(new), flags: 0 });
+name_hook!(fn renameat(olddir: c_int, old: *const c_char, newdir: c_int, new: *const c_char) =>
+    NameOp::Rename { olddir, old: path_or_empty(old), newdir, new: path_or_empty(new), flags: 0 });
+name_hook!(fn renameat2(olddir: c_int, old: *const c_char, newdir: c_int, new: *const c_char, flags: c_uint) =>
+    NameOp::Rename { olddir, old: path_or_empty(old), newdir, new: path_or_empty(new), flags });
+name_hook!(fn unlink(path: *const c_char) =>
+    NameOp::Unlink { dirfd: CWD, path: path_or_empty(path), dir: false });
+name_hook!(fn unlinkat(dirfd: c_int, path: *const c_char, flags: c_int) =>
+    NameOp::Unlink { dirfd, path: path_or_empty(path), dir: flags & libc::AT_REMOVEDIR != 0 });
+name_hook!(fn rmdir(path: *const c_char) =>
+    NameOp::Unlink { dirfd: CWD, path: path_or_empty(path), dir: true });
+name_hook!(fn mkdir(path: *const c_char, mode: mode_t) =>
+    { let _ = mode; NameOp::Mkdir { dirfd: CWD, path: path_or_empty(path) } });
+name_hook!(fn mkdirat(dirfd: c_int, path: *const c_char, mode: mode_t) =>
+    { let _ = mode; NameOp::Mkdir { dirfd, path: path_or_empty(path) } });
+name_hook!(fn link(old: *const c_char, new: *const c_char) =>
+    NameOp::Link { olddir: CWD, old: path_or_empty(old), newdir: CWD, new: path_or_empty(new), flags: 0 });
+name_hook!(fn linkat(olddir: c_int, old: *const c_char, newdir: c_int, new: *const c_char, flags: c_int) =>
+    NameOp::Link { olddir, old: path_or_empty(old), newdir, new: path_or_empty(new), flags });
+name_hook!(fn symlink(target: *const c_char, path: *const c_char) =>
+    NameOp::Symlink { target: path_or_empty(target), dirfd: CWD, path: path_or_empty(path) });
+name_hook!(fn symlinkat(target: *const c_char, dirfd: c_int, path: *const c_char) =>
+    NameOp::Symlink { target: path_or_empty(target), dirfd, path: path_or_empty(path) });
+
+// ---- descriptors ----
+
+/// After a call that changed what descriptor `fd` means, forget it,
+/// keeping the call's errno.
+fn forget_after(gate: &Gate, fd: c_int) {
+    if fd >= 0 && gate.capturing() {
+        let e = sys::errno();
+        capture::forget(gate, fd);
+        sys::set_errno(e);
+    }
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn close(fd: c_int) -> c_int {
+    let gate = Gate::enter(fd);
+    // SAFETY: forwarding the application's call.
+    let r = unsafe { real::close(fd) };
+    forget_after(&gate, fd);
+    r
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn close_range(first: c_uint, last: c_uint, flags: c_int) -> c_int {
+    let gate = Gate::enter(KIND_NO_CHANGE);
+    // SAFETY: forwarding the application's call.
+    let r = unsafe { real::close_range(first, last, flags) };
+    if r == 0 && gate.capturing() && flags & libc::CLOSE_RANGE_CLOEXEC as c_int == 0 {
+        capture::forget_range(&gate, first, last);
+    }
+    r
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn closefrom(lowfd: c_int) {
+    let gate = Gate::enter(KIND_NO_CHANGE);
+    // SAFETY: forwarding the application's call.
+    unsafe { real::closefrom(lowfd) };
+    if gate.capturing() {
+        capture::forget_range(&gate, lowfd.max(0) as u32, u32::MAX);
+    }
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn dup(fd: c_int) -> c_int {
+    let gate = Gate::enter(KIND_NO_CHANGE);
+    // SAFETY: forwarding the application's call.
+    let r = unsafe { real::dup(fd) };
+    forget_after(&gate, r);
+    r
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn dup2(old: c_int, new: c_int) -> c_int {
+    let gate = Gate::enter(new);
+    // SAFETY: forwarding the application's call.
+    let r = unsafe { real::dup2(old, new) };
+    forget_after(&gate, r);
+    r
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn dup3(old: c_int, new: c_int, flags: c_int) -> c_int {
+    let gate = Gate::enter(new);
+    // SAFETY: forwarding the application's call.
+    let r = unsafe { real::dup3(old, new, flags) };
+    forget_after(&gate, r);
+    r
+}
+
+macro_rules! fcntl_impl {
+    ($impl_name:ident, $alias:literal, $real:ident) => {
+        extern "C" fn $impl_name(fd: c_int, cmd: c_int, arg: c_long) -> c_int {
+            let gate = Gate::enter(KIND_NO_CHANGE);
+            // SAFETY: forwarding the application's call; `arg` is passed as
+            // libc reads it (an int, or a pointer, in the same register).
+            let r = unsafe { real::$real(fd, cmd, arg) };
+            match cmd {
+                libc::F_DUPFD | libc::F_DUPFD_CLOEXEC => forget_after(&gate, r),
+                libc::F_SETFL if r >= 0 => forget_after(&gate, fd),
+                _ => {}
+            }
+            r
+        }
+        core::arch::global_asm!(concat!(".globl ", $alias), concat!(".hidden ", $alias), concat!(".set ", $alias, ", {}"), sym $impl_name);
+    };
+}
+fcntl_impl!(fcntl_hook, "hb_fcntl", fcntl);
+fcntl_impl!(fcntl64_hook, "hb_fcntl64", fcntl64);
+
+// ---- mappings ----
+
+macro_rules! mmap_hook {
+    ($name:ident, $off:ty) => {
+        #[no_mangle]
+        pub unsafe extern "C" fn $name(addr: *mut c_void, len: size_t, prot: c_int, flags: c_int, fd: c_int, off: $off) -> *mut c_void {
+            if fd < 0 || flags & libc::MAP_SHARED == 0 || prot & libc::PROT_WRITE == 0 {
+                // SAFETY: forwarding the application's call.
+                return unsafe { real::$name(addr, len, prot, flags, fd, off) };
+            }
+            let gate = Gate::enter(KIND_NO_CHANGE);
+            // SAFETY: forwarding the application's call.
+            let r = unsafe { real::$name(addr, len, prot, flags, fd, off) };
+            if r != libc::MAP_FAILED && gate.capturing() {
+                let e = sys::errno();
+                capture::mapped_shared(&gate, fd);
+                sys::set_errno(e);
+            }
+            r
+        }
+    };
+}
+mmap_hook!(mmap, off_t);
+mmap_hook!(mmap64, off64_t);
+
+// ---- asynchronous I/O: turned off, so that writes go through pwrite ----
+
+/// Whether the process asked to keep io_uring/libaio (backups are then
+/// refused while a ring or context exists).
+fn native_aio_allowed() -> bool {
+    use core::sync::atomic::{AtomicU8, Ordering::Relaxed};
+    static ALLOWED: AtomicU8 = AtomicU8::new(0);
+    match ALLOWED.load(Relaxed) {
+        1 => false,
+        2 => true,
+        _ => {
+            // SAFETY: getenv with a NUL-terminated name; read once.
+            let v = unsafe { libc::getenv(c"HOTBACKUP_NATIVE_AIO".as_ptr()) };
+            // SAFETY: getenv returns NULL or a NUL-terminated string.
+            let allowed = !v.is_null() && unsafe { std::ffi::CStr::from_ptr(v) }.to_bytes() == b"1";
+            ALLOWED.store(if allowed { 2 } else { 1 }, Relaxed);
+            allowed
+        }
+    }
+}
+
+fn refuse_native_aio(what: &str) {
+    let msg = format!("libHotBackup: {what} refused so that every write can be captured for hot backups (set HOTBACKUP_NATIVE_AIO=1 to keep it and disable backups)\n");
+    let _ = rustix::io::write(sys::borrow(2), msg.as_bytes());
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn io_uring_queue_init(entries: c_uint, ring: *mut c_void, flags: c_uint) -> c_int {
+    if native_aio_allowed() {
+        // SAFETY: forwarding the application's call.
+        return unsafe { real::io_uring_queue_init(entries, ring, flags) };
+    }
+    refuse_native_aio("io_uring");
+    -libc::ENOSYS
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn io_uring_queue_init_params(entries: c_uint, ring: *mut c_void, params: *mut c_void) -> c_int {
+    if native_aio_allowed() {
+        // SAFETY: forwarding the application's call.
+        return unsafe { real::io_uring_queue_init_params(entries, ring, params) };
+    }
+    refuse_native_aio("io_uring");
+    -libc::ENOSYS
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn io_setup(nr: c_int, ctx: *mut c_void) -> c_int {
+    if native_aio_allowed() {
+        // SAFETY: forwarding the application's call.
+        return unsafe { real::io_setup(nr, ctx) };
+    }
+    refuse_native_aio("Linux native AIO (io_setup)");
+    -libc::ENOSYS
+}

@@ -1,0 +1,306 @@
+//! A running backup: its roots, files, names, descriptor table, progress
+//! and errors; how hooks reach it, and when it may be freed.
+
+use crate::fd_table::{FdState, FdTable};
+use crate::gate::{CaptureGuard, Gate};
+use crate::namespace::{self, Names, RelPath, Root};
+use crate::source_file::{lock, SourceFile};
+use crate::sys;
+use crate::throttle::Throttle;
+use rustix::fd::{AsFd, OwnedFd};
+use rustix::fs::{Mode, OFlags};
+use rustix::io::Errno;
+use std::collections::{HashMap, VecDeque};
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering::*};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+pub type ExcludeFn = unsafe extern "C" fn(*const libc::c_char, *mut libc::c_void) -> libc::c_int;
+
+/// The caller's exclude callback and its argument.
+pub struct Exclude {
+    pub fun: ExcludeFn,
+    pub extra: *mut libc::c_void,
+}
+
+// SAFETY: the API contract makes the exclude callback callable from any
+// thread with its extra pointer (documented in include/backup.h).
+unsafe impl Send for Exclude {}
+// SAFETY: as above.
+unsafe impl Sync for Exclude {}
+
+pub struct Session {
+    pub roots: Vec<Root>,
+    /// The namespace lock: every mirrored change of names holds it, and
+    /// the initial walk holds it throughout, so the destination's names
+    /// always equal the sources'. Taken before any range lock.
+    pub names: Mutex<Names>,
+    files: Mutex<HashMap<(u64, u64), Arc<SourceFile>>>,
+    pub fds: FdTable,
+    /// Bumped whenever a file enters the trees from outside, so that
+    /// descriptors found untracked before are looked at again.
+    generation: AtomicU64,
+    /// Set (under the namespace lock) once the initial walk has made the
+    /// destinations' names; changes of names before that are seen by the
+    /// walk itself and must not be mirrored.
+    walked: AtomicBool,
+    exclude: Option<Exclude>,
+    errors: Mutex<Vec<(i32, String)>>,
+    failed: AtomicBool,
+    pub abort: AtomicBool,
+    pub throttle: Throttle,
+    pub queue: Mutex<VecDeque<Arc<SourceFile>>>,
+    pub bytes_total: AtomicU64,
+    pub bytes_done: AtomicU64,
+    pub files_total: AtomicU64,
+    pub files_done: AtomicU64,
+}
+
+static SESSION: AtomicPtr<Session> = AtomicPtr::new(core::ptr::null_mut());
+
+/// The running session, for a hook that saw capture on. The guard keeps it
+/// alive: stopping capture waits for every such guard before freeing it.
+pub fn enter(gate: &Gate) -> Option<(CaptureGuard, &'static Session)> {
+    let guard = gate.begin_capture()?;
+    let p = SESSION.load(Acquire);
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: SESSION is set before capture starts and cleared only after
+    // `gate::stop_capture` has waited for every CaptureGuard, like ours.
+    Some((guard, unsafe { &*p }))
+}
+
+/// Publish the session for hooks (before capture starts).
+pub fn install(s: Box<Session>) -> *mut Session {
+    let p = Box::into_raw(s);
+    SESSION.store(p, Release);
+    p
+}
+
+/// Take the session back after capture has stopped.
+///
+/// # Safety
+/// `p` must come from `install`, and `gate::stop_capture` must have returned
+/// since, so that no hook holds a reference.
+pub unsafe fn uninstall(p: *mut Session) -> Box<Session> {
+    SESSION.store(core::ptr::null_mut(), Release);
+    // SAFETY: per the contract above, we are the only owner again.
+    unsafe { Box::from_raw(p) }
+}
+
+pub fn forget_after_fork() {
+    SESSION.store(core::ptr::null_mut(), Relaxed);
+}
+
+impl Session {
+    pub fn new(roots: Vec<Root>, exclude: Option<Exclude>) -> Session {
+        Session {
+            roots,
+            names: Mutex::new(Names::default()),
+            files: Mutex::new(HashMap::new()),
+            fds: FdTable::default(),
+            generation: AtomicU64::new(0),
+            walked: AtomicBool::new(false),
+            exclude,
+            errors: Mutex::new(Vec::new()),
+            failed: AtomicBool::new(false),
+            abort: AtomicBool::new(false),
+            throttle: Throttle::default(),
+            queue: Mutex::new(VecDeque::new()),
+            bytes_total: AtomicU64::new(0),
+            bytes_done: AtomicU64::new(0),
+            files_total: AtomicU64::new(0),
+            files_done: AtomicU64::new(0),
+        }
+    }
+
+    pub fn names(&self) -> MutexGuard<'_, Names> {
+        lock(&self.names)
+    }
+
+    /// Record an error; the backup has failed, mirroring stops.
+    pub fn fail(&self, errno: Errno, what: String) {
+        self.fail_raw(errno.raw_os_error(), what);
+    }
+
+    pub fn fail_raw(&self, errno: i32, what: String) {
+        let mut errors = lock(&self.errors);
+        if errors.len() < 16 {
+            errors.push((errno, what));
+        }
+        self.failed.store(true, Release);
+    }
+
+    pub fn failed(&self) -> bool {
+        self.failed.load(Acquire)
+    }
+
+    /// Whether the copier should stop: aborted or failed.
+    pub fn stopping(&self) -> bool {
+        self.failed() || self.abort.load(Acquire)
+    }
+
+    pub fn take_errors(&self) -> Vec<(i32, String)> {
+        std::mem::take(&mut *lock(&self.errors))
+    }
+
+    /// Whether changes of names are mirrored yet (caller holds the
+    /// namespace lock).
+    pub fn walked(&self) -> bool {
+        self.walked.load(Acquire)
+    }
+
+    /// The initial walk is over: from now on names are mirrored, and
+    /// descriptors found untracked during the walk are looked at again.
+    pub fn set_walked(&self) {
+        self.walked.store(true, Release);
+        self.bump_generation();
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Acquire)
+    }
+
+    pub fn bump_generation(&self) {
+        self.generation.fetch_add(1, AcqRel);
+    }
+
+    pub fn src_path(&self, name: &RelPath) -> std::path::PathBuf {
+        self.roots[name.root].src_path(&name.rel)
+    }
+
+    pub fn dest_path(&self, name: &RelPath) -> std::path::PathBuf {
+        self.roots[name.root].dest_path(&name.rel)
+    }
+
+    /// Ask the caller's exclude callback about a source path.
+    pub fn is_excluded(&self, name: &RelPath) -> bool {
+        let Some(ex) = &self.exclude else { return false };
+        let Ok(c) = CString::new(self.src_path(name).as_os_str().as_bytes()) else { return false };
+        // SAFETY: the callback was supplied by the caller for exactly this
+        // use; the string lives across the call.
+        unsafe { (ex.fun)(c.as_ptr(), ex.extra) != 0 }
+    }
+
+    pub fn file(&self, dev: u64, ino: u64) -> Option<Arc<SourceFile>> {
+        lock(&self.files).get(&(dev, ino)).cloned()
+    }
+
+    /// The file with this identity, created if new.
+    pub fn file_or_insert(&self, dev: u64, ino: u64, copied_upto: u64) -> (Arc<SourceFile>, bool) {
+        let mut files = lock(&self.files);
+        if let Some(f) = files.get(&(dev, ino)) {
+            return (f.clone(), false);
+        }
+        let f = Arc::new(SourceFile::new(dev, ino, None, copied_upto));
+        files.insert((dev, ino), f.clone());
+        (f, true)
+    }
+
+    /// What a descriptor writes to, learned from the kernel on first use.
+    pub fn tracked(&self, fd: libc::c_int) -> Option<(Arc<SourceFile>, bool)> {
+        if fd < 0 {
+            return None;
+        }
+        let state = self.fds.get_or_resolve(fd, self.generation(), || self.resolve_fd(fd));
+        match state {
+            FdState::Tracked { file, append } => Some((file, append)),
+            FdState::Untracked { .. } => None,
+        }
+    }
+
+    fn resolve_fd(&self, fd: libc::c_int) -> FdState {
+        let generation = self.generation();
+        let untracked = FdState::Untracked { generation };
+        let Ok(st) = rustix::fs::fstat(sys::borrow(fd)) else { return untracked };
+        if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+            return untracked;
+        }
+        match self.file(st.st_dev, st.st_ino) {
+            Some(file) => {
+                let append = rustix::fs::fcntl_getfl(sys::borrow(fd)).map(|f| f.contains(OFlags::APPEND)).unwrap_or(true);
+                FdState::Tracked { file, append }
+            }
+            None => untracked,
+        }
+    }
+
+    /// A write descriptor for the file's destination, cached on the file.
+    /// The name is read without the namespace lock (a writer holds a range
+    /// lock, and the namespace lock comes first), so it is checked again
+    /// after the open: a rename in between makes us try again.
+    pub fn dest_for(&self, file: &SourceFile) -> Result<Option<Arc<OwnedFd>>, Errno> {
+        if let Some(fd) = file.cached_dest() {
+            return Ok(Some(fd));
+        }
+        for _ in 0..100 {
+            let named = file.named();
+            let Some(name) = &named.name else { return Ok(None) };
+            match namespace::open_dest(&self.roots, name) {
+                Ok(fd) if file.named() == named => {
+                    let fd = Arc::new(fd);
+                    file.set_dest(Some(fd.clone()));
+                    return Ok(Some(fd));
+                }
+                Ok(_) => continue,
+                Err(Errno::NOENT) if file.named() != named => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Errno::AGAIN)
+    }
+
+    /// A read descriptor for the source file itself, cached on the file.
+    pub fn src_for(&self, file: &SourceFile) -> Result<Option<Arc<OwnedFd>>, Errno> {
+        if let Some(fd) = file.cached_src() {
+            return Ok(Some(fd));
+        }
+        for _ in 0..100 {
+            let Some(name) = file.current_name() else { return Ok(None) };
+            let path = self.src_path(&name);
+            let fd = match rustix::fs::openat(
+                rustix::fs::CWD,
+                &path,
+                OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NOATIME,
+                Mode::empty(),
+            ) {
+                Ok(fd) => fd,
+                // O_NOATIME is refused for files we do not own.
+                Err(Errno::PERM) => rustix::fs::openat(rustix::fs::CWD, &path, OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())?,
+                Err(Errno::NOENT) => continue,
+                Err(e) => return Err(e),
+            };
+            let st = rustix::fs::fstat(fd.as_fd())?;
+            if (st.st_dev, st.st_ino) == (file.dev, file.ino) {
+                let fd = Arc::new(fd);
+                file.set_src(Some(fd.clone()));
+                return Ok(Some(fd));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Progress as the poll callback shows it.
+    pub fn progress(&self) -> (f32, String) {
+        let total = self.bytes_total.load(Relaxed);
+        let done = self.bytes_done.load(Relaxed).min(total);
+        let frac = if total == 0 { 0.0 } else { done as f64 / total as f64 };
+        let text = format!(
+            "{} of {} bytes copied ({:.0}%), {} of {} files",
+            done,
+            total,
+            frac * 100.0,
+            self.files_done.load(Relaxed),
+            self.files_total.load(Relaxed)
+        );
+        (frac as f32, text)
+    }
+}
+
+/// Message for a failed destination operation.
+pub fn dest_error(op: &str, path: &Path, e: Errno) -> String {
+    format!("{op} {}: {}", path.display(), sys::strerror(e))
+}

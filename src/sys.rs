@@ -1,0 +1,126 @@
+//! The library's own file I/O: raw system calls through rustix's linux_raw
+//! backend, which never pass through libc and so can never re-enter the
+//! interposed functions. Nothing in here touches `errno`.
+
+use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
+use rustix::fs::{self, AtFlags, Mode, OFlags};
+use rustix::io::Errno;
+use std::ffi::{CStr, OsStr};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+pub fn errno() -> libc::c_int {
+    // SAFETY: __errno_location returns this thread's errno slot.
+    unsafe { *libc::__errno_location() }
+}
+
+pub fn set_errno(e: libc::c_int) {
+    // SAFETY: as above; writing the caller's own thread's errno.
+    unsafe { *libc::__errno_location() = e }
+}
+
+/// Borrow a descriptor number the application gave us, for the duration of
+/// one call in which the application keeps it open.
+pub fn borrow(fd: libc::c_int) -> BorrowedFd<'static> {
+    if fd == libc::AT_FDCWD {
+        return fs::CWD;
+    }
+    // SAFETY: the descriptor belongs to the application call in progress; the
+    // borrow does not outlive that call (callers never store it).
+    unsafe { BorrowedFd::borrow_raw(fd) }
+}
+
+/// Path bytes of a C string.
+pub fn c_path<'a>(p: *const libc::c_char) -> Option<&'a Path> {
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: the application passed a NUL-terminated path to a libc
+    // function that requires one; it stays valid during the call.
+    let bytes = unsafe { CStr::from_ptr(p) }.to_bytes();
+    Some(Path::new(OsStr::from_bytes(bytes)))
+}
+
+/// The kernel's name for an open descriptor (`/proc/self/fd/N`): absolute,
+/// with symbolic links resolved.
+pub fn fd_path(fd: BorrowedFd<'_>) -> Result<PathBuf, Errno> {
+    use std::os::fd::AsRawFd;
+    let link = format!("/proc/self/fd/{}", fd.as_raw_fd());
+    let target = fs::readlinkat(fs::CWD, link.as_str(), Vec::new())?;
+    Ok(PathBuf::from(OsStr::from_bytes(target.as_bytes())))
+}
+
+/// Canonical absolute path of a directory named relative to `dirfd`.
+pub fn canonical_dir(dirfd: BorrowedFd<'_>, path: &Path) -> Result<PathBuf, Errno> {
+    let path = if path.as_os_str().is_empty() { Path::new(".") } else { path };
+    let fd = fs::openat(dirfd, path, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?;
+    fd_path(fd.as_fd())
+}
+
+pub fn open_dir(path: &Path) -> Result<OwnedFd, Errno> {
+    fs::openat(fs::CWD, path, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+}
+
+pub fn exists(dirfd: BorrowedFd<'_>, path: &Path, follow: bool) -> bool {
+    let flags = if follow { AtFlags::empty() } else { AtFlags::SYMLINK_NOFOLLOW };
+    fs::statat(dirfd, path, flags).is_ok()
+}
+
+/// Write all of `buf` at `off`, retrying short writes.
+pub fn pwrite_all(fd: BorrowedFd<'_>, mut buf: &[u8], mut off: u64) -> Result<(), Errno> {
+    while !buf.is_empty() {
+        match rustix::io::pwrite(fd, buf, off) {
+            Ok(0) => return Err(Errno::NOSPC),
+            Ok(n) => {
+                buf = &buf[n..];
+                off += n as u64;
+            }
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Remove `path` below `dirfd` whatever it is; a directory goes with its
+/// contents. A missing entry is not an error.
+pub fn remove_tree(dirfd: BorrowedFd<'_>, path: &Path) -> Result<(), Errno> {
+    match fs::unlinkat(dirfd, path, AtFlags::empty()) {
+        Ok(()) | Err(Errno::NOENT) => return Ok(()),
+        Err(Errno::ISDIR) | Err(Errno::PERM) => {}
+        Err(e) => return Err(e),
+    }
+    let dir = match fs::openat(dirfd, path, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty()) {
+        Ok(d) => d,
+        Err(Errno::NOENT) => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let names = list_dir(dir.as_fd())?;
+    for name in names {
+        remove_tree(dir.as_fd(), Path::new(&name))?;
+    }
+    match fs::unlinkat(dirfd, path, AtFlags::REMOVEDIR) {
+        Ok(()) | Err(Errno::NOENT) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Names in a directory, without `.` and `..`.
+pub fn list_dir(dir: BorrowedFd<'_>) -> Result<Vec<std::ffi::OsString>, Errno> {
+    let mut out = Vec::new();
+    let mut d = fs::Dir::read_from(dir)?;
+    while let Some(entry) = d.read() {
+        let entry = entry?;
+        let name = entry.file_name().to_bytes();
+        if name == b"." || name == b".." {
+            continue;
+        }
+        out.push(OsStr::from_bytes(name).to_os_string());
+    }
+    Ok(out)
+}
+
+/// Text of an errno value, for messages.
+pub fn strerror(e: Errno) -> String {
+    std::io::Error::from_raw_os_error(e.raw_os_error()).to_string()
+}
