@@ -17,6 +17,8 @@ TABLE_SIZE="${TABLE_SIZE:-500000}"
 THREADS="${THREADS:-4}"
 DURATION="${DURATION:-60}"
 BACKUP_AT="${BACKUP_AT:-10}"
+# tokudb_backup_throttle for run 3, bytes/s (default: no limit).
+THROTTLE="${THROTTLE:-18446744073709551615}"
 
 "$REPO_ROOT/ci/install-deps.sh" --bench
 (cd "$REPO_ROOT" && cargo build --release -p hotbackup -p tokudb_backup 2>&1 | tail -n 1) >&2
@@ -85,7 +87,7 @@ run() {
         sleep "$BACKUP_AT"
         bstart="$(now)"
         if [ "$kind" = plugin ]; then
-            mariadb_client "$d/sock" "SET tokudb_backup_dir='$WORK/$1.bk'" >/dev/null
+            mariadb_client "$d/sock" "SET tokudb_backup_throttle=$THROTTLE; SET tokudb_backup_dir='$WORK/$1.bk'" >/dev/null
             [ -f "$WORK/$1.bk/BACKUP-COMPLETE" ] || die "plugin backup incomplete"
         else
             mariabackup --backup --target-dir="$WORK/$1.bk" --socket="$d/sock" --user=root \
@@ -115,7 +117,7 @@ run() {
     rm -rf "$d" "$WORK/$1.bk"
 }
 
-log "== runs: $THREADS threads, ${DURATION}s each, backups start at ${BACKUP_AT}s"
+log "== runs: $THREADS threads, ${DURATION}s each, backups start at ${BACKUP_AT}s, tokudb_backup_throttle=$THROTTLE"
 R1="$(run no_library 0 none)"
 R2="$(run library_idle 1 none)"
 R3="$(run tokudb_backup 1 plugin)"
@@ -132,7 +134,7 @@ cat <<EOF
 |---|---|---|---|---|---|
 | no library | $base | | | | |
 | library preloaded, idle | $idle ($(ratio "$idle" "$base") x) | | | | |
-| tokudb_backup (SET tokudb_backup_dir) | $tb_all | $tb_win ($(ratio "$tb_win" "$base") x) | ${tb_secs} s | none | ${tb_secs} s |
+| tokudb_backup (throttle $THROTTLE B/s) | $tb_all | $tb_win ($(ratio "$tb_win" "$base") x) | ${tb_secs} s | none | ${tb_secs} s |
 | mariabackup --backup / --prepare | $mb_all | $mb_win ($(ratio "$mb_win" "$base") x) | ${mb_secs} s | ${mb_prep} s | $(calc "$mb_secs + $mb_prep") s |
 
 idle / no library: $(ratio "$idle" "$base") (target >= 0.98)

@@ -23,12 +23,12 @@ impl Load {
         for c in 0..TRANSFER_CLIENTS {
             clients.push((
                 format!("transfers {c}"),
-                s.spawn_script("root", &transfer_script(c, 20_000), false),
+                s.spawn_script("root", &transfer_script(c, 60_000), false),
             ));
         }
         clients.push((
             "ddl".into(),
-            s.spawn_script("root", &ddl_script(100, 400), false),
+            s.spawn_script("root", &ddl_script(100, 2000), false),
         ));
         Load { clients }
     }
