@@ -187,10 +187,9 @@ $top/lib/mysql/plugin/tokudb_backup.so" "$(tar -tzf "$TARBALL")"
 }
 
 # Arguments select checks (lintian debs rpms tarball); none = all.
-want() { [ "$#" -eq 0 ] || [[ " ${SELECTED} " == *" $1 "* ]]; }
-SELECTED="$*"
-[ -z "$SELECTED" ] || want() { [[ " ${SELECTED} " == *" $1 "* ]]; }
-want lintian && step "lintian" check_lintian
-want debs && step "deb contents" check_debs
-want rpms && step "rpm contents (rpm -qlpv, --scripts)" check_rpms
-want tarball && step "tarball contents" check_tarball
+SELECTED=" $* "
+want() { [ "$SELECTED" = "  " ] || [[ "$SELECTED" == *" $1 "* ]]; }
+if want lintian; then step "lintian" check_lintian; fi
+if want debs; then step "deb contents" check_debs; fi
+if want rpms; then step "rpm contents (rpm -qlpv, --scripts)" check_rpms; fi
+if want tarball; then step "tarball contents" check_tarball; fi

@@ -32,18 +32,18 @@ workspace_version() {
 
 # apt_install PKG... : install Debian packages that are missing.
 apt_install() {
-    local missing=()
+    local absent=()
     local p
     for p in "$@"; do
-        grep -q 'install ok installed' <<<"$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null)" || missing+=("$p")
+        grep -q 'install ok installed' <<<"$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null)" || absent+=("$p")
     done
-    [ "${#missing[@]}" -eq 0 ] && return 0
-    log "apt-get install ${missing[*]}"
+    [ "${#absent[@]}" -eq 0 ] && return 0
+    log "apt-get install ${absent[*]}"
     if [ -z "${APT_UPDATED:-}" ]; then
         DEBIAN_FRONTEND=noninteractive apt-get update -qq
         APT_UPDATED=1
     fi
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${absent[@]}" >/dev/null
 }
 
 # cargo_tool_install CRATE BINARY : cargo install --locked unless present.
@@ -102,6 +102,7 @@ stop_pid() {
 load_sample_data() {
     mariadb_client "$1" "
         CREATE DATABASE IF NOT EXISTS cidb;
+        USE cidb;
         CREATE TABLE cidb.t_innodb (id INT PRIMARY KEY AUTO_INCREMENT, v VARCHAR(200)) ENGINE=InnoDB;
         CREATE TABLE cidb.t_aria (id INT PRIMARY KEY, v VARCHAR(200)) ENGINE=Aria;
         CREATE TABLE cidb.t_myisam (id INT PRIMARY KEY, v VARCHAR(200)) ENGINE=MyISAM;
@@ -138,7 +139,7 @@ backup_and_verify() {
     cp -a "$dest/mysql_data_dir" "$rdir"
     rm -f "$rdir"/*.pid
     mariadbd --no-defaults --datadir="$rdir" --socket="$rsock" --skip-networking \
-        --user=root --pid-file="$work/restore.pid" --log-error="$work/restore.err" &
+        --user=root --pid-file="$work/restore.pid" --log-error="$work/restore.err" >>"$work/restore.err" 2>&1 &
     rpid=$!
     wait_for_server "$rsock" "" 120 || { cat "$work/restore.err" >&2; die "server on the restored backup did not start"; }
     after="$(checksums "$rsock")"
