@@ -149,3 +149,51 @@ backup_and_verify() {
     log "restored: $(echo "$after" | tr '\n' ' ')"
     [ "$before" = "$after" ] || die "restored backup differs from the source"
 }
+
+# ---- the library's C test programs (tests/c/*.c), for valgrind and ASan
+
+# build_c_tests OUT LIB CC-FLAGS... : compile each tests/c/*.c twice (plain
+# and -D_FILE_OFFSET_BITS=64: both symbol sets, open/open64 ...) against
+# include/backup.h, linked with LIB (a libHotBackup.so) through OUT/lib.
+build_c_tests() {
+    local out="$1" lib="$2" src name
+    shift 2
+    mkdir -p "$out/lib"
+    ln -sf "$lib" "$out/lib/libHotBackup.so.1"
+    ln -sf "$lib" "$out/lib/libHotBackup.so"
+    for src in "$REPO_ROOT"/tests/c/*.c; do
+        [ -e "$src" ] || die "no C test programs in tests/c"
+        name="$(basename "$src" .c)"
+        cc -std=gnu11 -g -O1 -Wall -Wextra -Werror -pthread "$@" -I"$REPO_ROOT/include" \
+            -o "$out/$name" "$src" -L"$out/lib" -lHotBackup
+        cc -std=gnu11 -g -O1 -Wall -Wextra -Werror -pthread "$@" -D_FILE_OFFSET_BITS=64 -I"$REPO_ROOT/include" \
+            -o "$out/$name-lfs" "$src" -L"$out/lib" -lHotBackup
+    done
+}
+
+# c_test_args NAME WORKDIR : the arguments each test program runs with.
+# A program this list does not know gets its work directory only.
+c_test_args() {
+    case "${1%-lfs}" in
+        stress) echo "${STRESS_ITERATIONS:-4} ${STRESS_SEED:-1} $2" ;;
+        *) echo "$2" ;;
+    esac
+}
+
+# run_c_tests OUT WRAPPER... : run every program built by build_c_tests, with
+# the library preloaded (LD_PRELOAD, as in a server), under WRAPPER (e.g.
+# valgrind). PRELOAD_FIRST is put before the library in LD_PRELOAD.
+run_c_tests() {
+    local out="$1" prog name work args
+    shift
+    for prog in "$out"/*; do
+        [ -f "$prog" ] && [ -x "$prog" ] || continue
+        name="$(basename "$prog")"
+        work="$(mktemp -d "$out/work.$name.XXXXXX")"
+        read -r -a args <<<"$(c_test_args "$name" "$work")"
+        log "-- $name ${args[*]}"
+        LD_LIBRARY_PATH="$out/lib" LD_PRELOAD="${PRELOAD_FIRST:+$PRELOAD_FIRST }$out/lib/libHotBackup.so.1" \
+            "$@" "$prog" "${args[@]}" || die "$name failed under: ${*:-no wrapper}"
+        rm -rf "$work"
+    done
+}

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# valgrind memcheck over the library's test programs (tests/c/*.c, each built
+# with plain and large-file symbols), run with libHotBackup preloaded as a
+# server would have it: leak check on, any error fails the run.
+set -euo pipefail
+# shellcheck source=ci/lib.sh
+source "$(dirname "$0")/lib.sh"
+cd "$REPO_ROOT"
+apt_install valgrind gcc libc6-dev
+
+# The release build is what ships; debug=1 in the profile keeps line numbers.
+cargo build --release -p hotbackup
+OUT="$TARGET_DIR/valgrind"
+rm -rf "$OUT"
+build_c_tests "$OUT" "$TARGET_DIR/release/libHotBackup.so"
+# Under valgrind the writer threads run serialized and slowly: fewer rounds.
+STRESS_ITERATIONS="${STRESS_ITERATIONS:-8}" run_c_tests "$OUT" \
+    valgrind -q --error-exitcode=1 --leak-check=full --show-leak-kinds=definite,indirect,possible \
+    --errors-for-leak-kinds=definite,indirect,possible --track-origins=yes \
+    --suppressions="$REPO_ROOT/ci/valgrind.supp"
+rm -rf "$OUT"
+log "ok: valgrind memcheck, no errors, no leaks"
