@@ -13,7 +13,7 @@ apt_install gcc libc6-dev
 # none can be downloaded here, so without it use the stable compiler in
 # bootstrap mode, which accepts the same flag (its target libs ship the
 # sanitizer runtimes), and say so.
-if rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
+if grep -q '^nightly' <<<"$(rustup toolchain list 2>/dev/null)"; then
     TOOLCHAIN=(+nightly)
 else
     log "NOTE: no nightly toolchain (rustup toolchain list); building with stable and RUSTC_BOOTSTRAP=1"
