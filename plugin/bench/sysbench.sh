@@ -4,7 +4,7 @@
 #   2. library preloaded, idle                (cost of the hooks)
 #   3. library preloaded, SET tokudb_backup_dir during the run
 #   4. no library, mariabackup --backup during the run, then --prepare
-# Prints TPS for each run, TPS inside the backup window, backup wall times and
+# Repeats the four runs ROUNDS times, interleaved, and prints medians of TPS for each run, TPS inside the backup window, backup wall times and
 # ratios against the baseline measured in the same run.
 #
 #   plugin/bench/sysbench.sh            (TABLES, TABLE_SIZE, THREADS, DURATION override)
@@ -19,6 +19,7 @@ DURATION="${DURATION:-60}"
 BACKUP_AT="${BACKUP_AT:-10}"
 # tokudb_backup_throttle for run 3, bytes/s (default: no limit).
 THROTTLE="${THROTTLE:-18446744073709551615}"
+ROUNDS="${ROUNDS:-3}"
 
 "$REPO_ROOT/ci/install-deps.sh" --bench
 (cd "$REPO_ROOT" && cargo build --release -p hotbackup -p tokudb_backup 2>&1 | tail -n 1) >&2
@@ -108,36 +109,57 @@ run() {
     tps="$(grep -oP 'transactions:\s+\d+\s+\(\K[0-9.]+' "$out")"
     if [ -n "$bstart" ]; then
         bsecs="$(calc "$bend - $bstart")"
-        # Average of the 1-second reports that fall inside the backup window.
+        # Average of the 1-second reports that overlap the backup window.
         window="$(awk -v s="$(calc "$bstart - $t0")" -v e="$(calc "$bend - $t0")" '
-            /^\[ *[0-9]+s \]/ { t = $2 + 0; if (t - 1 >= s && t <= e) { n++; sum += $7 } }
+            /^\[ *[0-9]+s \]/ { t = $2 + 0; if (t > s && t - 1 < e) { n++; sum += $7 } }
             END { if (n) printf "%.1f", sum / n; else print "" }' "$out")"
     fi
     printf '%s %s %s %s %s\n' "$name" "$tps" "${window:--}" "${bsecs:--}" "${prep:--}"
     rm -rf "$d" "$WORK/$1.bk"
 }
 
-log "== runs: $THREADS threads, ${DURATION}s each, backups start at ${BACKUP_AT}s, tokudb_backup_throttle=$THROTTLE"
-R1="$(run no_library 0 none)"
-R2="$(run library_idle 1 none)"
-R3="$(run tokudb_backup 1 plugin)"
-R4="$(run mariabackup 0 mariabackup)"
+log "== $ROUNDS rounds of 4 runs (interleaved, medians reported): $THREADS threads, ${DURATION}s each, backups start at ${BACKUP_AT}s, tokudb_backup_throttle=$THROTTLE"
+: >"$WORK/results"
+for ((round = 1; round <= ROUNDS; round++)); do
+    for spec in "no_library 0 none" "library_idle 1 none" "tokudb_backup 1 plugin" "mariabackup 0 mariabackup"; do
+        # shellcheck disable=SC2086
+        line="$(run $spec)"
+        log "round $round: $line"
+        echo "$line" >>"$WORK/results"
+    done
+done
 
-read -r _ base _ _ _ <<<"$R1"
-read -r _ idle _ _ _ <<<"$R2"
-read -r _ tb_all tb_win tb_secs _ <<<"$R3"
-read -r _ mb_all mb_win mb_secs mb_prep <<<"$R4"
+# median NAME COLUMN (2=tps 3=tps in backup window 4=backup s 5=prepare s)
+median() {
+    awk -v n="$1" -v c="$2" '$1 == n && $c != "-" { print $c }' "$WORK/results" | sort -g |
+        awk '{ v[NR] = $1 } END { if (NR == 0) print "-"; else if (NR % 2) print v[(NR + 1) / 2]; else printf "%.2f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+base="$(median no_library 2)"
+idle="$(median library_idle 2)"
+tb_all="$(median tokudb_backup 2)"
+tb_win="$(median tokudb_backup 3)"
+tb_secs="$(median tokudb_backup 4)"
+mb_all="$(median mariabackup 2)"
+mb_win="$(median mariabackup 3)"
+mb_secs="$(median mariabackup 4)"
+mb_prep="$(median mariabackup 5)"
+mb_total="$(awk '$1 == "mariabackup" { print $4 + $5 }' "$WORK/results" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }')"
 ratio() { awk "BEGIN { if ($2 > 0) printf \"%.3f\", $1 / $2; else print \"n/a\" }"; }
+echo
+echo "all runs (name tps tps_in_backup backup_s prepare_s):"
+sed 's/^/    /' "$WORK/results"
 cat <<EOF
+
+dataset: $(du -sh "$T" | cut -f1) datadir ($TABLES tables x $TABLE_SIZE rows), $THREADS threads, ${DURATION}s runs, medians of $ROUNDS rounds
 
 | run | TPS (whole run) | TPS during backup | backup wall time | prepare | time to restorable backup |
 |---|---|---|---|---|---|
 | no library | $base | | | | |
 | library preloaded, idle | $idle ($(ratio "$idle" "$base") x) | | | | |
 | tokudb_backup (throttle $THROTTLE B/s) | $tb_all | $tb_win ($(ratio "$tb_win" "$base") x) | ${tb_secs} s | none | ${tb_secs} s |
-| mariabackup --backup / --prepare | $mb_all | $mb_win ($(ratio "$mb_win" "$base") x) | ${mb_secs} s | ${mb_prep} s | $(calc "$mb_secs + $mb_prep") s |
+| mariabackup --backup, --prepare | $mb_all | $mb_win ($(ratio "$mb_win" "$base") x) | ${mb_secs} s | ${mb_prep} s | ${mb_total} s |
 
 idle / no library: $(ratio "$idle" "$base") (target >= 0.98)
 TPS during backup, tokudb_backup / mariabackup: $(ratio "$tb_win" "$mb_win") (target >= 1)
-time to restorable backup, tokudb_backup / mariabackup: $(ratio "$tb_secs" "$(calc "$mb_secs + $mb_prep")") (target < 1)
+time to restorable backup, tokudb_backup / mariabackup: $(ratio "$tb_secs" "$mb_total") (target < 1)
 EOF
