@@ -105,6 +105,16 @@ f -rw-r--r-- /usr/share/doc/tokudb-backup-plugin/copyright" "$(deb_list "$PLUGIN
     contains "mysqld_safe snippet group" "$x/etc/mysql/mariadb.conf.d/60-tokudb-backup.cnf" '^\[mysqld_safe\]$'
     contains "systemd drop-in" "$x/lib/systemd/system/mariadb.service.d/10-tokudb-backup.conf" \
         "^Environment=\"LD_PRELOAD=/usr/lib/$MA/libHotBackup.so.1\"$"
+    # systemd parses the drop-in next to MariaDB's unit without complaint
+    # (verify reads FILE.d/ beside the unit file; no running systemd needed).
+    if [ -f /lib/systemd/system/mariadb.service ] && command -v systemd-analyze >/dev/null; then
+        mkdir -p "$WORK/sd/mariadb.service.d"
+        cp /lib/systemd/system/mariadb.service "$WORK/sd/"
+        cp "$x/lib/systemd/system/mariadb.service.d/10-tokudb-backup.conf" "$WORK/sd/mariadb.service.d/"
+        systemd-analyze verify "$WORK/sd/mariadb.service" >"$WORK/sd/verify.log" 2>&1 || true
+        if grep -n 'tokudb-backup' "$WORK/sd/verify.log"; then die "systemd-analyze verify complains about the drop-in"; fi
+        log "ok: systemd-analyze verify mariadb.service with the drop-in"
+    fi
     log "ok: SONAME, drop-in paths"
 }
 
