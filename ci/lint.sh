@@ -6,10 +6,13 @@ source "$(dirname "$0")/lib.sh"
 cd "$REPO_ROOT"
 apt_install shellcheck
 
-cargo fmt --all --check
-cargo clippy --workspace --all-targets -- -D warnings
-# Only warnings and errors fail (style notes are shown by shellcheck itself
-# when run by hand).
-shellcheck -x -S warning ci/*.sh .ci/run debian/tokudb-backup-plugin/postinst debian/tokudb-backup-plugin/postrm
-for s in rpm/*.sh.in; do sh -n "$s"; done
+# All three run even when one fails, so one run lists every finding.
+failed=()
+cargo fmt --all --check || failed+=("cargo fmt --check")
+cargo clippy --workspace --all-targets -- -D warnings || failed+=("clippy -D warnings")
+# Only warnings and errors fail (style notes show when run by hand).
+shellcheck -x -S warning ci/*.sh .ci/run debian/tokudb-backup-plugin/postinst debian/tokudb-backup-plugin/postrm ||
+    failed+=(shellcheck)
+for s in rpm/*.sh.in; do sh -n "$s" || failed+=("sh -n $s"); done
+[ "${#failed[@]}" -eq 0 ] || die "lint failed: ${failed[*]}"
 log "ok: rustfmt, clippy -D warnings, shellcheck"
