@@ -8,6 +8,7 @@
 //! here is caught and does the same.
 
 use crate::copier;
+use crate::fd_table::FdState;
 use crate::gate::Gate;
 use crate::namespace::{self, Names, RelPath, Root};
 use crate::session::{self, dest_error, Session};
@@ -42,6 +43,27 @@ pub enum At {
     Current,
 }
 
+/// What a change through a descriptor needs during capture.
+enum Target {
+    /// A file of the backup: lock, change, mirror.
+    Mirror(Arc<SourceFile>, bool),
+    /// Nothing to do (a socket, a pipe, a file left out of the backup).
+    Plain,
+    /// A regular file not (yet) in the trees as of `generation`. If the
+    /// generation moves while the call is in flight (the initial walk ends,
+    /// or a file enters the trees), the file may have become part of the
+    /// backup after we looked, and its changed bytes are copied again.
+    Watch(u64),
+}
+
+fn target(s: &Session, fd: libc::c_int) -> Target {
+    match s.tracked(fd) {
+        FdState::Tracked { file, append } if file.in_backup() && !s.failed() => Target::Mirror(file, append),
+        FdState::Untracked { generation, regular: true } if !s.failed() => Target::Watch(generation),
+        _ => Target::Plain,
+    }
+}
+
 /// Any call that writes bytes to a descriptor: the real call under the
 /// range lock, then `mirror(dest, offset, count)` when those bytes are
 /// already in the destination.
@@ -53,12 +75,23 @@ pub fn write_to<R: Copy + Into<i64>>(
     real: impl FnOnce() -> R,
     mirror: impl FnOnce(&Session, &SourceFile, BorrowedFd<'_>, u64, usize) -> Result<(), Errno>,
 ) -> R {
-    let Some((capture, s)) = session::enter(gate) else {
-        return real();
-    };
-    let Some((file, append)) = s.tracked(fd).filter(|(f, _)| f.in_backup() && !s.failed()) else {
-        drop(capture);
-        return real();
+    let Some((capture, s)) = session::enter(gate) else { return real() };
+    let (file, append) = match target(s, fd) {
+        Target::Mirror(file, append) => (file, append),
+        Target::Plain => {
+            drop(capture);
+            return real();
+        }
+        Target::Watch(generation) => {
+            let (r, errno) = real_call(real);
+            let n: i64 = r.into();
+            if n > 0 && s.generation() != generation {
+                guarded(s, || late_write(s, fd, at, n as u64));
+            }
+            drop(capture);
+            sys::set_errno(errno);
+            return r;
+        }
     };
     let (start, end) = match at {
         At::Offset(off) if !append => (off, off.saturating_add(len as u64)),
@@ -69,14 +102,7 @@ pub fn write_to<R: Copy + Into<i64>>(
     let n: i64 = r.into();
     if n > 0 {
         guarded(s, || {
-            let written = n as u64;
-            let first = match at {
-                At::Offset(off) if !append => Ok(off),
-                // pwrite on an O_APPEND descriptor appends (Linux ignores the offset).
-                At::Offset(_) => fs::fstat(sys::borrow(fd)).map(|st| (st.st_size as u64).saturating_sub(written)),
-                At::Current => fs::seek(sys::borrow(fd), SeekFrom::Current(0)).map(|end| end.saturating_sub(written)),
-            };
-            let first = match first {
+            let first = match written_at(fd, at, append, n as u64) {
                 Ok(o) => o,
                 Err(e) => return s.fail(e, format!("locate a write to {}: {}", describe(s, &file), sys::strerror(e))),
             };
@@ -98,6 +124,60 @@ pub fn write_to<R: Copy + Into<i64>>(
     drop(capture);
     sys::set_errno(errno);
     r
+}
+
+/// Where `written` bytes just written through `fd` landed.
+fn written_at(fd: libc::c_int, at: At, append: bool, written: u64) -> Result<u64, Errno> {
+    match at {
+        At::Offset(off) if !append => Ok(off),
+        // pwrite on an O_APPEND descriptor appends (Linux ignores the offset).
+        At::Offset(_) => fs::fstat(sys::borrow(fd)).map(|st| (st.st_size as u64).saturating_sub(written)),
+        At::Current => fs::seek(sys::borrow(fd), SeekFrom::Current(0)).map(|end| end.saturating_sub(written)),
+    }
+}
+
+/// A write that looked untracked but whose file joined the backup while it
+/// was in flight: copy the written bytes from the source, under their range
+/// lock, if the copier has already passed them.
+fn late_write(s: &Session, fd: libc::c_int, at: At, written: u64) {
+    let Target::Mirror(file, append) = target(s, fd) else { return };
+    let Ok(first) = written_at(fd, at, append, written) else { return };
+    let _range = file.ranges.lock(first, first.saturating_add(written));
+    if !file.mirrored_at(first) {
+        return;
+    }
+    let dest = match s.dest_for(&file) {
+        Ok(Some(d)) => d,
+        Ok(None) => return,
+        Err(e) => return s.fail(e, dest_error("open", &dest_name(s, &file), e)),
+    };
+    if let Err(e) = mirror_from_source(s, &file, dest.as_fd(), first, written as usize) {
+        s.fail(e, dest_error("write", &dest_name(s, &file), e));
+    }
+}
+
+/// A size change that looked untracked but whose file joined the backup
+/// while it was in flight: copy the whole file again (rare).
+fn late_resize(s: &Session, fd: libc::c_int) {
+    if let Target::Mirror(file, _) = target(s, fd) {
+        late_resize_file(s, &file);
+    }
+}
+
+fn late_resize_file(s: &Session, file: &SourceFile) {
+    let _range = file.ranges.lock(WHOLE.0, WHOLE.1);
+    if !file.started() {
+        return;
+    }
+    match s.dest_for(file) {
+        Ok(Some(dest)) => {
+            if let Err((e, msg)) = copier::recopy_locked(s, file, &dest) {
+                s.fail(e, msg);
+            }
+        }
+        Ok(None) => {}
+        Err(e) => s.fail(e, dest_error("open", &dest_name(s, file), e)),
+    }
 }
 
 /// Mirror of copy_file_range/sendfile: copy the written bytes from the
@@ -127,9 +207,21 @@ pub fn resize_fd<R: Copy>(
     mirror: impl FnOnce(&Session, &SourceFile, BorrowedFd<'_>) -> Result<(), Errno>,
 ) -> R {
     let Some((capture, s)) = session::enter(gate) else { return real() };
-    let Some((file, _)) = s.tracked(fd).filter(|(f, _)| f.in_backup() && !s.failed()) else {
-        drop(capture);
-        return real();
+    let file = match target(s, fd) {
+        Target::Mirror(file, _) => file,
+        Target::Plain => {
+            drop(capture);
+            return real();
+        }
+        Target::Watch(generation) => {
+            let (r, errno) = real_call(real);
+            if ok(r) && s.generation() != generation {
+                guarded(s, || late_resize(s, fd));
+            }
+            drop(capture);
+            sys::set_errno(errno);
+            return r;
+        }
     };
     let r = resize_locked(s, &file, real, ok, mirror);
     drop(capture);
@@ -164,15 +256,30 @@ fn resize_locked<R: Copy>(
 /// truncate(path): the file is found by its identity, as for descriptors.
 pub fn truncate_path(gate: &Gate, path: *const libc::c_char, len: i64, real: impl FnOnce() -> libc::c_int) -> libc::c_int {
     let Some((capture, s)) = session::enter(gate) else { return real() };
-    let file = sys::c_path(path)
-        .and_then(|p| fs::statat(fs::CWD, p, AtFlags::empty()).ok())
-        .and_then(|st| s.file(st.st_dev, st.st_ino))
-        .filter(|f| f.in_backup() && !s.failed());
-    let Some(file) = file else {
-        drop(capture);
-        return real();
+    let generation = s.generation();
+    let file_at = |p: &Path| {
+        fs::statat(fs::CWD, p, AtFlags::empty()).ok().filter(|st| st.st_mode & libc::S_IFMT == libc::S_IFREG).map(|st| s.file(st.st_dev, st.st_ino))
     };
-    let r = resize_locked(s, &file, real, |r| r == 0, |_, _, dest| fs::ftruncate(dest, len.max(0) as u64));
+    let found = sys::c_path(path).and_then(file_at).filter(|_| !s.failed());
+    let r = match found {
+        Some(Some(file)) if file.in_backup() => resize_locked(s, &file, real, |r| r == 0, |_, _, dest| fs::ftruncate(dest, len.max(0) as u64)),
+        // A regular file not in the trees yet: if one joins them meanwhile,
+        // check it again afterwards.
+        Some(None) => {
+            let (r, errno) = real_call(real);
+            if r == 0 && s.generation() != generation {
+                if let Some(Some(file)) = sys::c_path(path).and_then(file_at) {
+                    guarded(s, || late_resize_file(s, &file));
+                }
+            }
+            sys::set_errno(errno);
+            r
+        }
+        _ => {
+            drop(capture);
+            return real();
+        }
+    };
     drop(capture);
     r
 }
@@ -232,6 +339,9 @@ pub fn open(gate: &Gate, dirfd: libc::c_int, path: *const libc::c_char, flags: l
     // between looking and creating.
     let mut names = None;
     let mut creating = None;
+    // The lock is held even where the path is outside the trees or its
+    // directory is missing: no other name may change until the call is done
+    // (before the walk, the walk then sees the file).
     if creates {
         let guard = s.names();
         if s.walked() {
@@ -239,9 +349,9 @@ pub fn open(gate: &Gate, dirfd: libc::c_int, path: *const libc::c_char, flags: l
                 if !sys::exists(sys::borrow(dirfd), p, flags & (libc::O_NOFOLLOW | libc::O_EXCL) == 0) {
                     creating = Some(name);
                 }
-                names = Some(guard);
             }
         }
+        names = Some(guard);
     }
     let tracked = if truncates && creating.is_none() {
         fs::statat(sys::borrow(dirfd), p, AtFlags::empty())
@@ -252,6 +362,7 @@ pub fn open(gate: &Gate, dirfd: libc::c_int, path: *const libc::c_char, flags: l
     } else {
         None
     };
+    let generation = s.generation();
     let (fd, errno) = match &tracked {
         Some(file) => {
             let fd = resize_locked(s, file, real, |fd| fd >= 0, |_, _, dest| fs::ftruncate(dest, 0));
@@ -259,6 +370,11 @@ pub fn open(gate: &Gate, dirfd: libc::c_int, path: *const libc::c_char, flags: l
         }
         None => real_call(real),
     };
+    // Truncated a file that joined the backup while the call was in flight.
+    if truncates && tracked.is_none() && fd >= 0 && s.generation() != generation {
+        forget_fd(s, fd);
+        guarded(s, || late_resize(s, fd));
+    }
     forget_fd(s, fd);
     if let (Some(mut names), Some(name)) = (names, creating.filter(|_| fd >= 0)) {
         guarded(s, || created(s, &mut names, &name, fd));
@@ -274,43 +390,44 @@ fn forget_fd(s: &Session, fd: libc::c_int) {
     }
 }
 
-/// A new empty file at `name`, open as `fd`: it exists in the destination
-/// from now on and every byte written to it is mirrored.
+/// A new file at `name`, open as `fd`: it exists in the destination from
+/// now on and every byte written to it is mirrored. It is empty unless
+/// another thread reached it by name already (truncate, open and write);
+/// the generation moves first so that such writes in flight check again.
 fn created(s: &Session, names: &mut Names, name: &RelPath, fd: libc::c_int) {
     let Ok(st) = fs::fstat(sys::borrow(fd)) else { return };
     if st.st_mode & libc::S_IFMT != libc::S_IFREG {
         return;
     }
-    let (file, _) = s.file_or_insert(st.st_dev, st.st_ino, u64::MAX);
+    let (file, _) = s.file_or_insert(st.st_dev, st.st_ino, 0);
     // The inode number may be that of a file deleted earlier in the backup.
-    file.set_copied_upto(u64::MAX);
     file.set_src(None);
+    file.set_dest(None);
     names.insert(name.clone(), &file);
+    s.bump_generation();
     if s.is_excluded(name) {
         file.excluded.store(true, Release);
         return;
     }
     file.excluded.store(false, Release);
     let root = &s.roots[name.root];
-    match fs::openat(
+    let dest = match fs::openat(
         root.dest_dir.as_fd(),
         Root::dest_rel(&name.rel),
         OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC | OFlags::NOFOLLOW | OFlags::CLOEXEC,
         Mode::from_raw_mode(st.st_mode & 0o7777),
     ) {
-        Ok(dest) => {
-            // The new file may already have bytes (O_CREAT racing another
-            // writer); it is small, copy what is there.
-            if st.st_size > 0 {
-                let mut hint = copier::DataHint::default();
-                if let Err((_, e)) = copier::copy_range(sys::borrow(fd), dest.as_fd(), 0, st.st_size as u64, &mut hint) {
-                    return s.fail(e, dest_error("write", &root.dest_path(&name.rel), e));
-                }
-            }
-            file.set_dest(Some(Arc::new(dest)));
+        Ok(dest) => Arc::new(dest),
+        Err(e) => return s.fail(e, dest_error("create", &root.dest_path(&name.rel), e)),
+    };
+    file.set_dest(Some(dest.clone()));
+    let _range = file.ranges.lock(WHOLE.0, WHOLE.1);
+    if fs::fstat(sys::borrow(fd)).map(|st| st.st_size > 0).unwrap_or(true) {
+        if let Err((e, msg)) = copier::recopy_locked(s, &file, &dest) {
+            return s.fail(e, msg);
         }
-        Err(e) => s.fail(e, dest_error("create", &root.dest_path(&name.rel), e)),
     }
+    file.set_copied_upto(u64::MAX);
 }
 
 /// Changes of names: the real call and the mirror under the namespace lock.
@@ -330,10 +447,13 @@ pub fn names_op(gate: &Gate, op: NameOp<'_>, real: impl FnOnce() -> libc::c_int)
     }
     let mut names = s.names();
     if !s.walked() {
-        // The walk has not run yet and will see the result.
+        // The walk has not run yet and will see the result, provided the
+        // change is made before it starts: keep the lock across the call.
+        let (r, errno) = real_call(real);
         drop(names);
         drop(capture);
-        return real();
+        sys::set_errno(errno);
+        return r;
     }
     let roots = &s.roots;
     let (from, to) = match &op {
@@ -354,13 +474,10 @@ pub fn names_op(gate: &Gate, op: NameOp<'_>, real: impl FnOnce() -> libc::c_int)
         }
         _ => false,
     };
-    if (from.is_none() && to.is_none()) || same_file {
-        drop(names);
-        drop(capture);
-        return real();
-    }
+    // Even outside the trees the lock is held across the call: a directory
+    // created meanwhile could bring the change into them.
     let (r, errno) = real_call(real);
-    if r == 0 {
+    if r == 0 && !same_file && (from.is_some() || to.is_some()) {
         guarded(s, || {
             if let Err((e, msg)) = mirror_names(s, &mut names, &op, from, to) {
                 s.fail(e, msg);
@@ -376,19 +493,23 @@ pub fn names_op(gate: &Gate, op: NameOp<'_>, real: impl FnOnce() -> libc::c_int)
 type MirrorResult = Result<(), (Errno, String)>;
 
 fn mirror_names(s: &Session, names: &mut Names, op: &NameOp<'_>, from: Option<RelPath>, to: Option<RelPath>) -> MirrorResult {
+    // Names are updated before the destination changes: a writer that
+    // opens a destination by name without the namespace lock checks the
+    // name again after opening (Session::dest_for), which is sound only in
+    // this order.
     fn dest<'a>(s: &'a Session, n: &'a RelPath) -> (BorrowedFd<'a>, &'a Path) {
         (s.roots[n.root].dest_dir.as_fd(), Root::dest_rel(&n.rel))
     }
     let err = |what: &str, n: &RelPath, e: Errno| (e, dest_error(what, &s.dest_path(n), e));
     match (op, from, to) {
         (NameOp::Unlink { dir, .. }, Some(at), _) => {
+            names.remove_under(&at);
             let (d, rel) = dest(s, &at);
             let r = if *dir { sys::remove_tree(d, rel) } else { fs::unlinkat(d, rel, AtFlags::empty()) };
             match r {
                 Ok(()) | Err(Errno::NOENT) => {}
                 Err(e) => return Err(err("remove", &at, e)),
             }
-            names.remove_under(&at);
         }
         (NameOp::Mkdir { .. }, _, Some(at)) => {
             let mode = fs::statat(fs::CWD, s.src_path(&at), AtFlags::SYMLINK_NOFOLLOW).map(|st| st.st_mode & 0o7777).unwrap_or(0o700);
@@ -407,32 +528,31 @@ fn mirror_names(s: &Session, names: &mut Names, op: &NameOp<'_>, from: Option<Re
         }
         (NameOp::Rename { .. }, Some(old), None) => {
             // Moved out of the trees: gone from the backup.
+            names.remove_under(&old);
             let (d, rel) = dest(s, &old);
             sys::remove_tree(d, rel).map_err(|e| err("remove", &old, e))?;
-            names.remove_under(&old);
         }
         (NameOp::Rename { .. } | NameOp::Link { .. }, None, Some(new)) => {
             copier::import(s, names, &new)?;
         }
         (NameOp::Rename { flags, .. }, Some(old), Some(new)) => {
-            if flags & libc::RENAME_EXCHANGE != 0 {
-                let (od, orel) = dest(s, &old);
-                let (nd, nrel) = dest(s, &new);
-                if fs::renameat_with(od, orel, nd, nrel, fs::RenameFlags::EXCHANGE).is_ok() {
-                    let tmp = RelPath::new(usize::MAX, "exchange");
-                    names.rename_under(&old, &tmp);
-                    names.rename_under(&new, &old);
-                    names.rename_under(&tmp, &new);
-                    reconsider_exclusion(s, names, &old)?;
-                    reconsider_exclusion(s, names, &new)?;
-                } else {
-                    copier::import(s, names, &old)?;
-                    copier::import(s, names, &new)?;
-                }
-                return Ok(());
-            }
             let (od, orel) = dest(s, &old);
             let (nd, nrel) = dest(s, &new);
+            if flags & libc::RENAME_EXCHANGE != 0 {
+                let tmp = RelPath::new(usize::MAX, "exchange");
+                names.rename_under(&old, &tmp);
+                names.rename_under(&new, &old);
+                names.rename_under(&tmp, &new);
+                if fs::renameat_with(od, orel, nd, nrel, fs::RenameFlags::EXCHANGE).is_err() {
+                    copier::import(s, names, &old)?;
+                    copier::import(s, names, &new)?;
+                    return Ok(());
+                }
+                reconsider_exclusion(s, names, &old)?;
+                return reconsider_exclusion(s, names, &new);
+            }
+            names.remove_under(&new);
+            names.rename_under(&old, &new);
             match fs::renameat(od, orel, nd, nrel) {
                 Ok(()) => {}
                 // The old name was never in the destination (excluded, a
@@ -445,17 +565,21 @@ fn mirror_names(s: &Session, names: &mut Names, op: &NameOp<'_>, from: Option<Re
                 }
                 Err(e) => return Err(err("rename", &new, e)),
             }
-            names.remove_under(&new);
-            names.rename_under(&old, &new);
             reconsider_exclusion(s, names, &new)?;
         }
         (NameOp::Link { .. }, Some(old), Some(new)) => {
-            let file = names.get(&old).cloned();
+            let file = names.get(&old).cloned().filter(|f| f.in_backup());
             let (od, orel) = dest(s, &old);
             let (nd, nrel) = dest(s, &new);
-            match (&file, fs::linkat(od, orel, nd, nrel, AtFlags::empty())) {
-                (Some(file), Ok(())) => names.insert(new.clone(), file),
-                _ => copier::import(s, names, &new)?,
+            let linked = match &file {
+                Some(file) => {
+                    names.insert(new.clone(), file);
+                    fs::linkat(od, orel, nd, nrel, AtFlags::empty()).is_ok()
+                }
+                None => false,
+            };
+            if !linked {
+                copier::import(s, names, &new)?;
             }
         }
         _ => {}
@@ -503,7 +627,7 @@ pub fn forget_range(gate: &Gate, first: u32, last: u32) {
 /// bypass every hook, so the backup cannot be exact and is failed.
 pub fn mapped_shared(gate: &Gate, fd: libc::c_int) {
     if let Some((_capture, s)) = session::enter(gate) {
-        if let Some((file, _)) = s.tracked(fd).filter(|(f, _)| f.in_backup()) {
+        if let Target::Mirror(file, _) = target(s, fd) {
             s.fail_raw(
                 libc::EOPNOTSUPP,
                 format!("{} was mapped shared and writable during the backup; stores through a mapping cannot be captured", describe(s, &file)),

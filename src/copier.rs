@@ -144,15 +144,15 @@ pub fn walk(s: &Session) -> Result<(), (Errno, String)> {
 /// the namespace lock.
 pub fn import(s: &Session, names: &mut Names, name: &RelPath) -> Result<(), (Errno, String)> {
     let root = &s.roots[name.root];
-    sys::remove_tree(root.dest_dir.as_fd(), Root::dest_rel(&name.rel)).map_err(|e| (e, dest_error("remove", &root.dest_path(&name.rel), e)))?;
     names.remove_under(name);
     s.bump_generation();
+    sys::remove_tree(root.dest_dir.as_fd(), Root::dest_rel(&name.rel)).map_err(|e| (e, dest_error("remove", &root.dest_path(&name.rel), e)))?;
     walk_entry(s, names, name, WalkMode::CopyNow)
 }
 
 /// Copy one file's bytes, chunk by chunk, then set the destination's size.
 /// `throttled` is false for copies made inside an application's call, which
-/// must not wait for the throttle.
+/// must not wait for the throttle and hold the namespace lock already.
 pub fn copy_file(s: &Session, file: &Arc<SourceFile>, throttled: bool) -> Result<(), (Errno, String)> {
     let name = file.current_name();
     let fail = |side: Side, op: &str, e: Errno| {
@@ -163,8 +163,11 @@ pub fn copy_file(s: &Session, file: &Arc<SourceFile>, throttled: bool) -> Result
         };
         (e, format!("{op} {}: {}", path.display(), sys::strerror(e)))
     };
-    let Some(src) = s.src_for(file).map_err(|e| fail(Side::Read, "open", e))? else { return Ok(()) };
-    let Some(dest) = s.dest_for(file).map_err(|e| fail(Side::Write, "open", e))? else { return Ok(()) };
+    let (src, dest) = match s.open_for_copy(file, !throttled) {
+        Ok(Some(pair)) => pair,
+        Ok(None) => return Ok(()),
+        Err((e, dest_side)) => return Err(fail(if dest_side { Side::Write } else { Side::Read }, "open", e)),
+    };
     let copy = |from: u64, len: u64, hint: &mut DataHint| {
         copy_range(src.as_fd(), dest.as_fd(), from, len, hint).map_err(|(side, e)| fail(side, if side == Side::Read { "read" } else { "write" }, e))
     };

@@ -17,8 +17,10 @@ const SHARDS: usize = 64;
 pub enum FdState {
     /// Writes through this descriptor change `file`; `append` if O_APPEND.
     Tracked { file: Arc<SourceFile>, append: bool },
-    /// Not a file of the source trees as of this import generation.
-    Untracked { generation: u64 },
+    /// Not a file of the source trees as of this generation (see
+    /// `Session::generation`); `regular` if a regular file, which may
+    /// still join the trees.
+    Untracked { generation: u64, regular: bool },
 }
 
 pub struct FdTable {
@@ -45,13 +47,13 @@ impl FdTable {
     /// a concurrent close cannot leave a stale entry behind.
     pub fn get_or_resolve(&self, fd: i32, generation: u64, resolve: impl FnOnce() -> FdState) -> FdState {
         match self.get(fd) {
-            Some(FdState::Untracked { generation: g }) if g < generation => {}
+            Some(FdState::Untracked { generation: g, .. }) if g < generation => {}
             Some(state) => return state,
             None => {}
         }
         let mut shard = self.shard(fd).write().unwrap_or_else(|e| e.into_inner());
         if let Some(state) = shard.get(&fd) {
-            if !matches!(state, FdState::Untracked { generation: g } if *g < generation) {
+            if !matches!(state, FdState::Untracked { generation: g, .. } if *g < generation) {
                 return state.clone();
             }
         }
@@ -109,11 +111,11 @@ mod tests {
     #[test]
     fn untracked_entries_expire_with_a_new_generation() {
         let t = FdTable::default();
-        t.get_or_resolve(3, 0, || FdState::Untracked { generation: 0 });
+        t.get_or_resolve(3, 0, || FdState::Untracked { generation: 0, regular: true });
         let mut resolved = false;
         t.get_or_resolve(3, 0, || {
             resolved = true;
-            FdState::Untracked { generation: 0 }
+            FdState::Untracked { generation: 0, regular: true }
         });
         assert!(!resolved);
         let st = t.get_or_resolve(3, 1, || FdState::Tracked { file: file(), append: true });
@@ -124,7 +126,7 @@ mod tests {
     fn forget_range_is_inclusive() {
         let t = FdTable::default();
         for fd in 0..10 {
-            t.get_or_resolve(fd, 0, || FdState::Untracked { generation: 0 });
+            t.get_or_resolve(fd, 0, || FdState::Untracked { generation: 0, regular: true });
         }
         t.forget_range(3, 5);
         let left: Vec<i32> = (0..10).filter(|&fd| t.get(fd).is_some()).collect();

@@ -253,7 +253,8 @@ pub fn init() {
 fn process_barrier() {
     fence(SeqCst);
     if !HOOKS_FENCE.load(SeqCst) {
-        let r = rustix::thread::membarrier(rustix::thread::MembarrierCommand::PrivateExpedited);
+        // Registered in the constructor, so this cannot fail for want of it.
+        let _ = rustix::thread::membarrier(rustix::thread::MembarrierCommand::PrivateExpedited);
     }
     fence(SeqCst);
 }

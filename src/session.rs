@@ -201,30 +201,25 @@ impl Session {
     }
 
     /// What a descriptor writes to, learned from the kernel on first use.
-    pub fn tracked(&self, fd: libc::c_int) -> Option<(Arc<SourceFile>, bool)> {
+    pub fn tracked(&self, fd: libc::c_int) -> FdState {
         if fd < 0 {
-            return None;
+            return FdState::Untracked { generation: u64::MAX, regular: false };
         }
-        let state = self.fds.get_or_resolve(fd, self.generation(), || self.resolve_fd(fd));
-        match state {
-            FdState::Tracked { file, append } => Some((file, append)),
-            FdState::Untracked { .. } => None,
-        }
+        self.fds.get_or_resolve(fd, self.generation(), || self.resolve_fd(fd))
     }
 
     fn resolve_fd(&self, fd: libc::c_int) -> FdState {
         let generation = self.generation();
-        let untracked = FdState::Untracked { generation };
-        let Ok(st) = rustix::fs::fstat(sys::borrow(fd)) else { return untracked };
+        let Ok(st) = rustix::fs::fstat(sys::borrow(fd)) else { return FdState::Untracked { generation, regular: false } };
         if st.st_mode & libc::S_IFMT != libc::S_IFREG {
-            return untracked;
+            return FdState::Untracked { generation, regular: false };
         }
         match self.file(st.st_dev, st.st_ino) {
             Some(file) => {
                 let append = rustix::fs::fcntl_getfl(sys::borrow(fd)).map(|f| f.contains(OFlags::APPEND)).unwrap_or(true);
                 FdState::Tracked { file, append }
             }
-            None => untracked,
+            None => FdState::Untracked { generation, regular: true },
         }
     }
 
@@ -254,11 +249,17 @@ impl Session {
     }
 
     /// A read descriptor for the source file itself, cached on the file.
+    /// Without the namespace lock the name may lag behind a rename that is
+    /// being mirrored; a few tries ride that out, and the copier calls this
+    /// with the lock held (`open_for_copy`).
     pub fn src_for(&self, file: &SourceFile) -> Result<Option<Arc<OwnedFd>>, Errno> {
         if let Some(fd) = file.cached_src() {
             return Ok(Some(fd));
         }
-        for _ in 0..100 {
+        for attempt in 0..200 {
+            if attempt > 0 {
+                std::thread::yield_now();
+            }
             let Some(name) = file.current_name() else { return Ok(None) };
             let path = self.src_path(&name);
             let fd = match rustix::fs::openat(
@@ -269,7 +270,11 @@ impl Session {
             ) {
                 Ok(fd) => fd,
                 // O_NOATIME is refused for files we do not own.
-                Err(Errno::PERM) => rustix::fs::openat(rustix::fs::CWD, &path, OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())?,
+                Err(Errno::PERM) => match rustix::fs::openat(rustix::fs::CWD, &path, OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty()) {
+                    Ok(fd) => fd,
+                    Err(Errno::NOENT) => continue,
+                    Err(e) => return Err(e),
+                },
                 Err(Errno::NOENT) => continue,
                 Err(e) => return Err(e),
             };
@@ -280,7 +285,17 @@ impl Session {
                 return Ok(Some(fd));
             }
         }
-        Ok(None)
+        Err(Errno::AGAIN)
+    }
+
+    /// Source and destination descriptors for the copier, opened under the
+    /// namespace lock (taken here unless the caller holds it), where names
+    /// and files agree. None if the file left the backup.
+    pub fn open_for_copy(&self, file: &SourceFile, names_held: bool) -> Result<Option<(Arc<OwnedFd>, Arc<OwnedFd>)>, (Errno, bool)> {
+        let _names = (!names_held).then(|| self.names());
+        let Some(src) = self.src_for(file).map_err(|e| (e, false))? else { return Ok(None) };
+        let Some(dest) = self.dest_for(file).map_err(|e| (e, true))? else { return Ok(None) };
+        Ok(Some((src, dest)))
     }
 
     /// Progress as the poll callback shows it.
