@@ -58,13 +58,15 @@ mariadb_client() {
     mariadb --no-defaults --protocol=socket --socket="$1" -uroot -N -B -e "$2"
 }
 
-# wait_for_socket SOCK PIDFILE_OR_EMPTY SECONDS
+# wait_for_server SOCK PID_OR_EMPTY SECONDS : until the server answers; gives
+# up early when PID (the server or its mysqld_safe) has exited.
 wait_for_server() {
-    local sock="$1" secs="$3" i
+    local sock="$1" pid="$2" secs="$3" i
     for ((i = 0; i < secs * 5; i++)); do
         if mariadb --no-defaults --protocol=socket --socket="$sock" -uroot -e 'SELECT 1' >/dev/null 2>&1; then
             return 0
         fi
+        if [ -n "$pid" ] && ! kill -0 "$pid" 2>/dev/null; then return 1; fi
         sleep 0.2
     done
     return 1
@@ -121,10 +123,14 @@ checksums() {
     done
 }
 
-# backup_and_verify SOCK DEST WORKDIR : SET tokudb_backup_dir, then start a
-# second server on the copy (crash recovery) and compare table checksums.
+# backup_and_verify SOCK DEST WORKDIR [SERVER-OPTION...] : SET
+# tokudb_backup_dir, then start a second server on the copy (crash recovery)
+# and compare table checksums. The options are the source server's that
+# recovery depends on: with the binary log on, InnoDB's prepared
+# transactions are resolved from the copied binlog only if it is on again.
 backup_and_verify() {
     local sock="$1" dest="$2" work="$3"
+    shift 3
     local before after err
     before="$(checksums "$sock")"
     mariadb_client "$sock" "SET SESSION tokudb_backup_dir='$dest'" ||
@@ -138,10 +144,10 @@ backup_and_verify() {
     local rdir="$work/restore" rsock="$work/restore.sock" rpid
     cp -a "$dest/mysql_data_dir" "$rdir"
     rm -f "$rdir"/*.pid
-    mariadbd --no-defaults --datadir="$rdir" --socket="$rsock" --skip-networking \
+    mariadbd --no-defaults --datadir="$rdir" --socket="$rsock" --skip-networking "$@" \
         --user=root --pid-file="$work/restore.pid" --log-error="$work/restore.err" >>"$work/restore.err" 2>&1 &
     rpid=$!
-    wait_for_server "$rsock" "" 120 || { cat "$work/restore.err" >&2; die "server on the restored backup did not start"; }
+    wait_for_server "$rsock" "$rpid" 120 || { cat "$work/restore.err" >&2; die "server on the restored backup did not start"; }
     after="$(checksums "$rsock")"
     stop_pid "$rpid"
     wait "$rpid" 2>/dev/null || true
@@ -193,7 +199,12 @@ run_c_tests() {
         read -r -a args <<<"$(c_test_args "$name" "$work")"
         log "-- $name ${args[*]}"
         LD_LIBRARY_PATH="$out/lib" LD_PRELOAD="${PRELOAD_FIRST:+$PRELOAD_FIRST }$out/lib/libHotBackup.so.1" \
-            "$@" "$prog" "${args[@]}" || die "$name failed under: ${*:-no wrapper}"
+            "$@" "$prog" "${args[@]}" || {
+            local rc=$?
+            # 99 = the checker (valgrind --error-exitcode, ASAN_OPTIONS exitcode) found errors.
+            [ "$rc" -eq 99 ] && die "$name: ${RUN_LABEL:-checker} reported memory errors or leaks (exit 99)"
+            die "$name failed (exit $rc) under ${RUN_LABEL:-no checker}: the program's own check, see its output above"
+        }
         rm -rf "$work"
     done
 }

@@ -95,7 +95,7 @@ innodb-buffer-pool-size = 128M
 EOF
     mysqld_safe --defaults-extra-file="$WORK/user.cnf" >"$WORK/safe.out" 2>&1 &
     SAFE_PID=$!
-    wait_for_server "$WORK/sock" "" 120 || { cat "$WORK/safe.out" >&2; die "server did not start through mysqld_safe"; }
+    wait_for_server "$WORK/sock" "$SAFE_PID" 120 || { cat "$WORK/safe.out" >&2; die "server did not start through mysqld_safe"; }
     MARIADBD_PID="$(pid_from_file "$WORK/mariadbd.pid")"
     [ "$(readlink "/proc/$MARIADBD_PID/exe")" = /usr/sbin/mariadbd ] || die "pid $MARIADBD_PID is not mariadbd"
     log "mariadbd pid $MARIADBD_PID (mysqld_safe pid $SAFE_PID), port $PORT"
@@ -131,7 +131,7 @@ install_plugin() {
 
 backup() {
     load_sample_data "$WORK/sock"
-    backup_and_verify "$WORK/sock" "$WORK/backup" "$WORK"
+    backup_and_verify "$WORK/sock" "$WORK/backup" "$WORK" --log-bin=mysql-bin --server-id=1
     [ -f "$WORK/backup/tokubackup_binlog_info" ] || die "backup has no tokubackup_binlog_info (binary log is on)"
     log "ok: backup taken, restored and verified"
 }

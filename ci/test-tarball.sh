@@ -59,7 +59,7 @@ user = root
 EOF
     mysqld_safe --defaults-file="$WORK/my.cnf" >"$WORK/safe.out" 2>&1 &
     SAFE_PID=$!
-    wait_for_server "$WORK/sock" "" 120 || { cat "$WORK/safe.out" >&2; die "server did not start"; }
+    wait_for_server "$WORK/sock" "$SAFE_PID" 120 || { cat "$WORK/safe.out" >&2; die "server did not start"; }
     MARIADBD_PID="$(pid_from_file "$WORK/mariadbd.pid")"
     grep -q "$PREFIX/lib/libHotBackup.so.$VERSION" "/proc/$MARIADBD_PID/maps" ||
         die "libHotBackup from $PREFIX is not mapped in mariadbd"

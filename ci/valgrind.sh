@@ -14,8 +14,8 @@ OUT="$TARGET_DIR/valgrind"
 rm -rf "$OUT"
 build_c_tests "$OUT" "$TARGET_DIR/release/libHotBackup.so"
 # Under valgrind the writer threads run serialized and slowly: fewer rounds.
-STRESS_ITERATIONS="${STRESS_ITERATIONS:-8}" run_c_tests "$OUT" \
-    valgrind -q --error-exitcode=1 --leak-check=full --show-leak-kinds=definite,indirect,possible \
+RUN_LABEL=valgrind STRESS_ITERATIONS="${STRESS_ITERATIONS:-8}" run_c_tests "$OUT" \
+    valgrind -q --error-exitcode=99 --leak-check=full --show-leak-kinds=definite,indirect,possible \
     --errors-for-leak-kinds=definite,indirect,possible --track-origins=yes \
     --suppressions="$REPO_ROOT/ci/valgrind.supp"
 rm -rf "$OUT"
