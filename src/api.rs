@@ -37,7 +37,9 @@ pub struct Callbacks {
 
 impl Callbacks {
     fn poll(&self, progress: f32, text: &str) -> libc::c_int {
-        let Some((f, extra)) = self.poll else { return 0 };
+        let Some((f, extra)) = self.poll else {
+            return 0;
+        };
         let c = CString::new(text.replace('\0', " ")).unwrap_or_default();
         // SAFETY: the caller's callback, with its own extra pointer and a
         // string valid during the call, on the caller's thread.
@@ -68,12 +70,18 @@ fn refuse(e: Errno, msg: String) -> Refusal {
 
 fn dir_arg(p: *const libc::c_char, what: &str, i: usize) -> Result<PathBuf, Refusal> {
     if p.is_null() {
-        return Err(Refusal(libc::EINVAL, format!("{what} directory #{i} is NULL")));
+        return Err(Refusal(
+            libc::EINVAL,
+            format!("{what} directory #{i} is NULL"),
+        ));
     }
     // SAFETY: the caller passes NUL-terminated strings (API contract).
     let bytes = unsafe { CStr::from_ptr(p) }.to_bytes();
     if bytes.is_empty() {
-        return Err(Refusal(libc::EINVAL, format!("{what} directory #{i} is an empty string")));
+        return Err(Refusal(
+            libc::EINVAL,
+            format!("{what} directory #{i} is an empty string"),
+        ));
     }
     Ok(PathBuf::from(OsStr::from_bytes(bytes)))
 }
@@ -82,8 +90,17 @@ fn dir_arg(p: *const libc::c_char, what: &str, i: usize) -> Result<PathBuf, Refu
 /// will resolve it: existing parts through their symbolic links, `..` from
 /// there, missing parts as written.
 fn resolve_dest(dest: &Path) -> Result<PathBuf, Refusal> {
-    let fail = |e: Errno| refuse(e, format!("destination {}: {}", dest.display(), sys::strerror(e)));
-    let mut cur = if dest.is_absolute() { PathBuf::from("/") } else { sys::canonical_dir(fs::CWD, Path::new(".")).map_err(fail)? };
+    let fail = |e: Errno| {
+        refuse(
+            e,
+            format!("destination {}: {}", dest.display(), sys::strerror(e)),
+        )
+    };
+    let mut cur = if dest.is_absolute() {
+        PathBuf::from("/")
+    } else {
+        sys::canonical_dir(fs::CWD, Path::new(".")).map_err(fail)?
+    };
     let mut exists = true;
     for c in dest.components() {
         match c {
@@ -120,12 +137,31 @@ fn prepare_dest(dest: &Path, shown: &Path) -> Result<Vec<PathBuf>, Refusal> {
     match fs::statat(fs::CWD, dest, AtFlags::empty()) {
         Ok(st) => {
             if st.st_mode & libc::S_IFMT != libc::S_IFDIR {
-                return Err(refuse(Errno::NOTDIR, format!("destination {} exists and is not a directory", shown.display())));
+                return Err(refuse(
+                    Errno::NOTDIR,
+                    format!(
+                        "destination {} exists and is not a directory",
+                        shown.display()
+                    ),
+                ));
             }
-            let dir = sys::open_dir(dest).map_err(|e| refuse(e, format!("destination {}: {}", shown.display(), sys::strerror(e))))?;
-            let entries = sys::list_dir(dir.as_fd()).map_err(|e| refuse(e, format!("destination {}: {}", shown.display(), sys::strerror(e))))?;
+            let dir = sys::open_dir(dest).map_err(|e| {
+                refuse(
+                    e,
+                    format!("destination {}: {}", shown.display(), sys::strerror(e)),
+                )
+            })?;
+            let entries = sys::list_dir(dir.as_fd()).map_err(|e| {
+                refuse(
+                    e,
+                    format!("destination {}: {}", shown.display(), sys::strerror(e)),
+                )
+            })?;
             if !entries.is_empty() {
-                return Err(refuse(Errno::NOTEMPTY, format!("destination {} is not empty", shown.display())));
+                return Err(refuse(
+                    Errno::NOTEMPTY,
+                    format!("destination {} is not empty", shown.display()),
+                ));
             }
             Ok(Vec::new())
         }
@@ -139,13 +175,23 @@ fn prepare_dest(dest: &Path, shown: &Path) -> Result<Vec<PathBuf>, Refusal> {
                     Err(Errno::EXIST) => {}
                     Err(e) => {
                         remove_created(&created);
-                        return Err(refuse(e, format!("cannot create destination {}: {}", path.display(), sys::strerror(e))));
+                        return Err(refuse(
+                            e,
+                            format!(
+                                "cannot create destination {}: {}",
+                                path.display(),
+                                sys::strerror(e)
+                            ),
+                        ));
                     }
                 }
             }
             Ok(created)
         }
-        Err(e) => Err(refuse(e, format!("destination {}: {}", shown.display(), sys::strerror(e)))),
+        Err(e) => Err(refuse(
+            e,
+            format!("destination {}: {}", shown.display(), sys::strerror(e)),
+        )),
     }
 }
 
@@ -174,7 +220,10 @@ fn check_invisible_io(sources: &[PathBuf]) -> Result<(), Refusal> {
     }
     let maps = std::fs::read("/proc/self/maps").unwrap_or_default();
     for line in maps.split(|&b| b == b'\n') {
-        let fields: Vec<&[u8]> = line.split(|&b| b == b' ').filter(|f| !f.is_empty()).collect();
+        let fields: Vec<&[u8]> = line
+            .split(|&b| b == b' ')
+            .filter(|f| !f.is_empty())
+            .collect();
         if fields.len() < 6 {
             continue;
         }
@@ -185,7 +234,11 @@ fn check_invisible_io(sources: &[PathBuf]) -> Result<(), Refusal> {
                 "this process uses Linux native AIO (libaio), whose writes cannot be captured; start it with libHotBackup.so.1 preloaded from the start (which turns it off), or switch it off (for MariaDB: innodb_use_native_aio=0)".into(),
             ));
         }
-        if fields[1].len() >= 4 && fields[1][1] == b'w' && fields[1][3] == b's' && sources.iter().any(|s| path.starts_with(s)) {
+        if fields[1].len() >= 4
+            && fields[1][1] == b'w'
+            && fields[1][3] == b's'
+            && sources.iter().any(|s| path.starts_with(s))
+        {
             return Err(Refusal(
                 libc::EOPNOTSUPP,
                 format!("{} is mapped shared and writable by this process; stores through a mapping cannot be captured", path.display()),
@@ -196,10 +249,19 @@ fn check_invisible_io(sources: &[PathBuf]) -> Result<(), Refusal> {
 }
 
 /// Validate the arguments, create the destinations, build the session.
-fn prepare(sources: &[PathBuf], dests: &[PathBuf], exclude: Option<Exclude>) -> Result<(Session, Vec<PathBuf>), Refusal> {
+fn prepare(
+    sources: &[PathBuf],
+    dests: &[PathBuf],
+    exclude: Option<Exclude>,
+) -> Result<(Session, Vec<PathBuf>), Refusal> {
     let mut canon_src = Vec::new();
     for s in sources {
-        let c = sys::canonical_dir(fs::CWD, s).map_err(|e| refuse(e, format!("source directory {}: {}", s.display(), sys::strerror(e))))?;
+        let c = sys::canonical_dir(fs::CWD, s).map_err(|e| {
+            refuse(
+                e,
+                format!("source directory {}: {}", s.display(), sys::strerror(e)),
+            )
+        })?;
         canon_src.push(c);
     }
     let mut canon_dest = Vec::new();
@@ -209,14 +271,27 @@ fn prepare(sources: &[PathBuf], dests: &[PathBuf], exclude: Option<Exclude>) -> 
     for (i, a) in canon_src.iter().enumerate() {
         for (j, b) in canon_src.iter().enumerate().skip(i + 1) {
             if overlaps(a, b) {
-                return Err(Refusal(libc::EINVAL, format!("source directories {} and {} overlap", sources[i].display(), sources[j].display())));
+                return Err(Refusal(
+                    libc::EINVAL,
+                    format!(
+                        "source directories {} and {} overlap",
+                        sources[i].display(),
+                        sources[j].display()
+                    ),
+                ));
             }
         }
         for (j, d) in canon_dest.iter().enumerate() {
             if overlaps(a, d) {
                 return Err(Refusal(
                     libc::EINVAL,
-                    format!("destination {} overlaps source {} (resolved: {} and {})", dests[j].display(), sources[i].display(), d.display(), a.display()),
+                    format!(
+                        "destination {} overlaps source {} (resolved: {} and {})",
+                        dests[j].display(),
+                        sources[i].display(),
+                        d.display(),
+                        a.display()
+                    ),
                 ));
             }
         }
@@ -224,7 +299,14 @@ fn prepare(sources: &[PathBuf], dests: &[PathBuf], exclude: Option<Exclude>) -> 
     for (i, a) in canon_dest.iter().enumerate() {
         for (j, b) in canon_dest.iter().enumerate().skip(i + 1) {
             if overlaps(a, b) {
-                return Err(Refusal(libc::EINVAL, format!("destinations {} and {} overlap", dests[i].display(), dests[j].display())));
+                return Err(Refusal(
+                    libc::EINVAL,
+                    format!(
+                        "destinations {} and {} overlap",
+                        dests[i].display(),
+                        dests[j].display()
+                    ),
+                ));
             }
         }
     }
@@ -234,9 +316,18 @@ fn prepare(sources: &[PathBuf], dests: &[PathBuf], exclude: Option<Exclude>) -> 
     for (i, d) in canon_dest.iter().enumerate() {
         match prepare_dest(d, &dests[i]).and_then(|c| {
             created.extend(c);
-            sys::open_dir(d).map_err(|e| refuse(e, format!("destination {}: {}", dests[i].display(), sys::strerror(e))))
+            sys::open_dir(d).map_err(|e| {
+                refuse(
+                    e,
+                    format!("destination {}: {}", dests[i].display(), sys::strerror(e)),
+                )
+            })
         }) {
-            Ok(dest_dir) => roots.push(Root { src: canon_src[i].clone(), dest: d.clone(), dest_dir }),
+            Ok(dest_dir) => roots.push(Root {
+                src: canon_src[i].clone(),
+                dest: d.clone(),
+                dest_dir,
+            }),
             Err(r) => {
                 remove_created(&created);
                 return Err(r);
@@ -264,10 +355,12 @@ fn run(session_ptr: *mut Session, cb: &Callbacks, threads: usize) -> libc::c_int
                 }
                 std::thread::scope(|inner| {
                     for _ in 1..threads {
-                        let _ = std::thread::Builder::new().name("hotbackup-copy".into()).spawn_scoped(inner, || {
-                            let _lib = gate::LibraryScope::enter();
-                            crate::copier::run_queue(s);
-                        });
+                        let _ = std::thread::Builder::new()
+                            .name("hotbackup-copy".into())
+                            .spawn_scoped(inner, || {
+                                let _lib = gate::LibraryScope::enter();
+                                crate::copier::run_queue(s);
+                            });
                     }
                     crate::copier::run_queue(s);
                 });
@@ -275,7 +368,10 @@ fn run(session_ptr: *mut Session, cb: &Callbacks, threads: usize) -> libc::c_int
         let worker = match worker {
             Ok(w) => w,
             Err(e) => {
-                s.fail_raw(e.raw_os_error().unwrap_or(libc::EAGAIN), format!("cannot start the copy thread: {e}"));
+                s.fail_raw(
+                    e.raw_os_error().unwrap_or(libc::EAGAIN),
+                    format!("cannot start the copy thread: {e}"),
+                );
                 return;
             }
         };
@@ -293,7 +389,10 @@ fn run(session_ptr: *mut Session, cb: &Callbacks, threads: usize) -> libc::c_int
             std::thread::sleep(Duration::from_millis(10));
         }
         if worker.join().is_err() {
-            s.fail_raw(libc::EIO, "internal error in libHotBackup's copy thread".into());
+            s.fail_raw(
+                libc::EIO,
+                "internal error in libHotBackup's copy thread".into(),
+            );
         }
         copy_done = !s.stopping();
     });
@@ -319,17 +418,29 @@ fn run(session_ptr: *mut Session, cb: &Callbacks, threads: usize) -> libc::c_int
 }
 
 fn env_threads() -> usize {
-    std::env::var("HOTBACKUP_COPY_THREADS").ok().and_then(|v| v.parse().ok()).filter(|&n| (1..=64).contains(&n)).unwrap_or(2)
+    std::env::var("HOTBACKUP_COPY_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| (1..=64).contains(&n))
+        .unwrap_or(2)
 }
 
 #[allow(clippy::too_many_arguments)]
-fn create_backup(sources: &[PathBuf], dests: &[PathBuf], cb: &Callbacks, exclude: Option<Exclude>) -> libc::c_int {
+fn create_backup(
+    sources: &[PathBuf],
+    dests: &[PathBuf],
+    cb: &Callbacks,
+    exclude: Option<Exclude>,
+) -> libc::c_int {
     let report = |code: i32, msg: &str| {
         crate::logging::error(msg);
         cb.error(code, msg);
         code
     };
-    if RUNNING.compare_exchange(false, true, SeqCst, SeqCst).is_err() {
+    if RUNNING
+        .compare_exchange(false, true, SeqCst, SeqCst)
+        .is_err()
+    {
         return report(libc::EBUSY, "a backup is already running in this process");
     }
     let result = (|| {
@@ -339,7 +450,12 @@ fn create_backup(sources: &[PathBuf], dests: &[PathBuf], cb: &Callbacks, exclude
         };
         crate::logging::info(&format!(
             "backup started: {}",
-            session.roots.iter().map(|r| format!("{} -> {}", r.src.display(), r.dest.display())).collect::<Vec<_>>().join(", ")
+            session
+                .roots
+                .iter()
+                .map(|r| format!("{} -> {}", r.src.display(), r.dest.display()))
+                .collect::<Vec<_>>()
+                .join(", ")
         ));
         let began = Instant::now();
         let ptr = session::install(Box::new(session));
@@ -361,7 +477,14 @@ fn create_backup(sources: &[PathBuf], dests: &[PathBuf], cb: &Callbacks, exclude
         if errors.is_empty() && code == 0 {
             for root in &s.roots {
                 if let Err(e) = fs::syncfs(root.dest_dir.as_fd()) {
-                    errors.push((e.raw_os_error(), format!("sync destination {}: {}", root.dest.display(), sys::strerror(e))));
+                    errors.push((
+                        e.raw_os_error(),
+                        format!(
+                            "sync destination {}: {}",
+                            root.dest.display(),
+                            sys::strerror(e)
+                        ),
+                    ));
                 }
             }
         }
@@ -377,7 +500,10 @@ fn create_backup(sources: &[PathBuf], dests: &[PathBuf], cb: &Callbacks, exclude
             crate::logging::info(&format!("backup aborted by its caller (code {code})"));
             return code;
         }
-        crate::logging::info(&format!("backup complete: {done} of {total} bytes copied in {:.1} s", began.elapsed().as_secs_f64()));
+        crate::logging::info(&format!(
+            "backup complete: {done} of {total} bytes copied in {:.1} s",
+            began.elapsed().as_secs_f64()
+        ));
         0
     })();
     RUNNING.store(false, SeqCst);
@@ -416,7 +542,10 @@ pub unsafe extern "C" fn tokubackup_create_backup(
     };
     let r = catch_unwind(AssertUnwindSafe(|| {
         if source_dirs.is_null() || dest_dirs.is_null() || dir_count <= 0 {
-            let msg = format!("invalid arguments: {} directories, source list {:?}, destination list {:?}", dir_count, source_dirs, dest_dirs);
+            let msg = format!(
+                "invalid arguments: {} directories, source list {:?}, destination list {:?}",
+                dir_count, source_dirs, dest_dirs
+            );
             cb.error(libc::EINVAL, &msg);
             return libc::EINVAL;
         }
@@ -436,7 +565,10 @@ pub unsafe extern "C" fn tokubackup_create_backup(
                 }
             }
         }
-        let exclude = exclude_fun.map(|fun| Exclude { fun, extra: exclude_extra });
+        let exclude = exclude_fun.map(|fun| Exclude {
+            fun,
+            extra: exclude_extra,
+        });
         create_backup(&sources, &dests, &cb, exclude)
     }));
     r.unwrap_or_else(|_| {
@@ -467,9 +599,15 @@ mod tests {
 
     #[test]
     fn overlap_is_component_wise() {
-        assert!(overlaps(Path::new("/data/mysql"), Path::new("/data/mysql/backup")));
+        assert!(overlaps(
+            Path::new("/data/mysql"),
+            Path::new("/data/mysql/backup")
+        ));
         assert!(overlaps(Path::new("/data/mysql"), Path::new("/data/mysql")));
-        assert!(!overlaps(Path::new("/data/mysql"), Path::new("/data/mysql-backup")));
+        assert!(!overlaps(
+            Path::new("/data/mysql"),
+            Path::new("/data/mysql-backup")
+        ));
     }
 
     #[test]
@@ -478,12 +616,21 @@ mod tests {
         std::fs::create_dir_all(tmp.join("real")).unwrap();
         std::os::unix::fs::symlink(tmp.join("real"), tmp.join("link")).unwrap();
         let canon = tmp.canonicalize().unwrap();
-        assert_eq!(resolve_dest(&tmp.join("link/new/../b")).ok().unwrap(), canon.join("real/b"));
+        assert_eq!(
+            resolve_dest(&tmp.join("link/new/../b")).ok().unwrap(),
+            canon.join("real/b")
+        );
         // `..` after a symbolic link goes to the link target's parent.
-        assert_eq!(resolve_dest(&tmp.join("link/../x")).ok().unwrap(), canon.join("x"));
+        assert_eq!(
+            resolve_dest(&tmp.join("link/../x")).ok().unwrap(),
+            canon.join("x")
+        );
         std::fs::create_dir_all(tmp.join("real/sub")).unwrap();
         std::os::unix::fs::symlink(tmp.join("real/sub"), tmp.join("deep")).unwrap();
-        assert_eq!(resolve_dest(&tmp.join("deep/../y")).ok().unwrap(), canon.join("real/y"));
+        assert_eq!(
+            resolve_dest(&tmp.join("deep/../y")).ok().unwrap(),
+            canon.join("real/y")
+        );
         std::fs::remove_dir_all(&tmp).unwrap();
     }
 

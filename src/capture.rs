@@ -11,7 +11,7 @@ use crate::copier;
 use crate::fd_table::FdState;
 use crate::gate::Gate;
 use crate::namespace::{self, Names, RelPath, Root};
-use crate::session::{self, dest_error, Session};
+use crate::session::{self, dest_error, MirrorFds, Session};
 use crate::source_file::{SourceFile, WHOLE};
 use crate::sys;
 use rustix::fd::{AsFd, BorrowedFd};
@@ -25,7 +25,10 @@ use std::sync::Arc;
 /// Run mirror work; a panic fails the backup instead of unwinding into C.
 fn guarded(s: &Session, f: impl FnOnce()) {
     if catch_unwind(AssertUnwindSafe(f)).is_err() {
-        s.fail_raw(libc::EIO, "internal error in libHotBackup while mirroring a change".into());
+        s.fail_raw(
+            libc::EIO,
+            "internal error in libHotBackup while mirroring a change".into(),
+        );
     }
 }
 
@@ -58,24 +61,58 @@ enum Target {
 
 fn target(s: &Session, fd: libc::c_int) -> Target {
     match s.tracked(fd) {
-        FdState::Tracked { file, append } if file.in_backup() && !s.failed() => Target::Mirror(file, append),
-        FdState::Untracked { generation, regular: true } if !s.failed() => Target::Watch(generation),
+        FdState::Tracked { file, append } if file.in_backup() && !s.failed() => {
+            Target::Mirror(file, append)
+        }
+        FdState::Untracked {
+            generation,
+            regular: true,
+        } if !s.failed() => Target::Watch(generation),
         _ => Target::Plain,
     }
 }
 
+/// Lock `range` of `file` with the descriptors a mirror needs in hand.
+/// They are opened first (the namespace lock precedes range locks); if the
+/// copier starts on the file meanwhile, try again.
+fn lock_with_fds<'a>(
+    s: &Session,
+    file: &'a SourceFile,
+    range: (u64, u64),
+    need_src: bool,
+    names_held: bool,
+) -> (crate::source_file::RangeGuard<'a>, Option<MirrorFds>) {
+    loop {
+        let fds = match s.mirror_fds(file, need_src, names_held) {
+            Ok(fds) => fds,
+            Err((e, msg)) => {
+                s.fail(e, msg);
+                None
+            }
+        };
+        let guard = file.ranges.lock(range.0, range.1);
+        if fds.is_some() || !file.started() || s.failed() {
+            return (guard, fds);
+        }
+    }
+}
+
 /// Any call that writes bytes to a descriptor: the real call under the
-/// range lock, then `mirror(dest, offset, count)` when those bytes are
-/// already in the destination.
+/// range lock, then `mirror(fds, offset, count)` when those bytes are
+/// already in the destination. `need_src` if the mirror copies from the
+/// source file.
 pub fn write_to<R: Copy + Into<i64>>(
     gate: &Gate,
     fd: libc::c_int,
     at: At,
     len: usize,
+    need_src: bool,
     real: impl FnOnce() -> R,
-    mirror: impl FnOnce(&Session, &SourceFile, BorrowedFd<'_>, u64, usize) -> Result<(), Errno>,
+    mirror: impl FnOnce(&MirrorFds, u64, usize) -> Result<(), Errno>,
 ) -> R {
-    let Some((capture, s)) = session::enter(gate) else { return real() };
+    let Some((capture, s)) = session::enter(gate) else {
+        return real();
+    };
     let (file, append) = match target(s, fd) {
         Target::Mirror(file, append) => (file, append),
         Target::Plain => {
@@ -93,30 +130,32 @@ pub fn write_to<R: Copy + Into<i64>>(
             return r;
         }
     };
-    let (start, end) = match at {
+    let range = match at {
         At::Offset(off) if !append => (off, off.saturating_add(len as u64)),
         _ => WHOLE,
     };
-    let range = file.ranges.lock(start, end);
+    let (range, fds) = lock_with_fds(s, &file, range, need_src, false);
     let (r, errno) = real_call(real);
     let n: i64 = r.into();
-    if n > 0 {
+    if let Some(fds) = fds.filter(|_| n > 0) {
         guarded(s, || {
             let first = match written_at(fd, at, append, n as u64) {
                 Ok(o) => o,
-                Err(e) => return s.fail(e, format!("locate a write to {}: {}", describe(s, &file), sys::strerror(e))),
-            };
-            if !file.mirrored_at(first) {
-                return;
-            }
-            match s.dest_for(&file) {
-                Ok(Some(dest)) => {
-                    if let Err(e) = mirror(s, &file, dest.as_fd(), first, n as usize) {
-                        s.fail(e, dest_error("write", &dest_name(s, &file), e));
-                    }
+                Err(e) => {
+                    return s.fail(
+                        e,
+                        format!(
+                            "locate a write to {}: {}",
+                            describe(s, &file),
+                            sys::strerror(e)
+                        ),
+                    )
                 }
-                Ok(None) => {}
-                Err(e) => s.fail(e, dest_error("open", &dest_name(s, &file), e)),
+            };
+            if file.mirrored_at(first) {
+                if let Err(e) = mirror(&fds, first, n as usize) {
+                    s.fail(e, dest_error("write", &dest_name(s, &file), e));
+                }
             }
         });
     }
@@ -131,8 +170,12 @@ fn written_at(fd: libc::c_int, at: At, append: bool, written: u64) -> Result<u64
     match at {
         At::Offset(off) if !append => Ok(off),
         // pwrite on an O_APPEND descriptor appends (Linux ignores the offset).
-        At::Offset(_) => fs::fstat(sys::borrow(fd)).map(|st| (st.st_size as u64).saturating_sub(written)),
-        At::Current => fs::seek(sys::borrow(fd), SeekFrom::Current(0)).map(|end| end.saturating_sub(written)),
+        At::Offset(_) => {
+            fs::fstat(sys::borrow(fd)).map(|st| (st.st_size as u64).saturating_sub(written))
+        }
+        At::Current => {
+            fs::seek(sys::borrow(fd), SeekFrom::Current(0)).map(|end| end.saturating_sub(written))
+        }
     }
 }
 
@@ -140,19 +183,23 @@ fn written_at(fd: libc::c_int, at: At, append: bool, written: u64) -> Result<u64
 /// was in flight: copy the written bytes from the source, under their range
 /// lock, if the copier has already passed them.
 fn late_write(s: &Session, fd: libc::c_int, at: At, written: u64) {
-    let Target::Mirror(file, append) = target(s, fd) else { return };
-    let Ok(first) = written_at(fd, at, append, written) else { return };
-    let _range = file.ranges.lock(first, first.saturating_add(written));
-    if !file.mirrored_at(first) {
+    let Target::Mirror(file, append) = target(s, fd) else {
         return;
-    }
-    let dest = match s.dest_for(&file) {
-        Ok(Some(d)) => d,
-        Ok(None) => return,
-        Err(e) => return s.fail(e, dest_error("open", &dest_name(s, &file), e)),
     };
-    if let Err(e) = mirror_from_source(s, &file, dest.as_fd(), first, written as usize) {
-        s.fail(e, dest_error("write", &dest_name(s, &file), e));
+    let Ok(first) = written_at(fd, at, append, written) else {
+        return;
+    };
+    let (_range, fds) = lock_with_fds(
+        s,
+        &file,
+        (first, first.saturating_add(written)),
+        true,
+        false,
+    );
+    if let Some(fds) = fds.filter(|_| file.mirrored_at(first)) {
+        if let Err(e) = mirror_from_source(&fds, first, written as usize) {
+            s.fail(e, dest_error("write", &dest_name(s, &file), e));
+        }
     }
 }
 
@@ -160,40 +207,37 @@ fn late_write(s: &Session, fd: libc::c_int, at: At, written: u64) {
 /// while it was in flight: copy the whole file again (rare).
 fn late_resize(s: &Session, fd: libc::c_int) {
     if let Target::Mirror(file, _) = target(s, fd) {
-        late_resize_file(s, &file);
+        late_resize_file(s, &file, false);
     }
 }
 
-fn late_resize_file(s: &Session, file: &SourceFile) {
-    let _range = file.ranges.lock(WHOLE.0, WHOLE.1);
-    if !file.started() {
-        return;
-    }
-    match s.dest_for(file) {
-        Ok(Some(dest)) => {
-            if let Err((e, msg)) = copier::recopy_locked(s, file, &dest) {
-                s.fail(e, msg);
-            }
+fn late_resize_file(s: &Session, file: &SourceFile, names_held: bool) {
+    let (_range, fds) = lock_with_fds(s, file, WHOLE, true, names_held);
+    if let Some(fds) = fds {
+        if let Err(e) = copier::recopy_locked(&fds) {
+            s.fail(e, dest_error("copy to", &dest_name(s, file), e));
         }
-        Ok(None) => {}
-        Err(e) => s.fail(e, dest_error("open", &dest_name(s, file), e)),
     }
 }
 
 /// Mirror of copy_file_range/sendfile: copy the written bytes from the
 /// source file itself, which the range lock keeps as they were written.
-pub fn mirror_from_source(s: &Session, file: &SourceFile, dest: BorrowedFd<'_>, off: u64, n: usize) -> Result<(), Errno> {
-    let Some(src) = s.src_for(file)? else { return Ok(()) };
+pub fn mirror_from_source(fds: &MirrorFds, off: u64, n: usize) -> Result<(), Errno> {
+    let Some(src) = &fds.src else { return Ok(()) };
     let mut hint = copier::DataHint::default();
-    copier::copy_range(src.as_fd(), dest, off, n as u64, &mut hint).map_err(|(_, e)| e)
+    copier::copy_range(src.as_fd(), fds.dest.as_fd(), off, n as u64, &mut hint).map_err(|(_, e)| e)
 }
 
 fn describe(s: &Session, file: &SourceFile) -> String {
-    file.current_name().map(|n| s.src_path(&n).display().to_string()).unwrap_or_else(|| format!("inode {}", file.ino))
+    file.current_name()
+        .map(|n| s.src_path(&n).display().to_string())
+        .unwrap_or_else(|| format!("inode {}", file.ino))
 }
 
 fn dest_name(s: &Session, file: &SourceFile) -> std::path::PathBuf {
-    file.current_name().map(|n| s.dest_path(&n)).unwrap_or_default()
+    file.current_name()
+        .map(|n| s.dest_path(&n))
+        .unwrap_or_default()
 }
 
 /// A change of a file's size or allocation through a descriptor
@@ -204,9 +248,11 @@ pub fn resize_fd<R: Copy>(
     fd: libc::c_int,
     real: impl FnOnce() -> R,
     ok: impl Fn(R) -> bool,
-    mirror: impl FnOnce(&Session, &SourceFile, BorrowedFd<'_>) -> Result<(), Errno>,
+    mirror: impl FnOnce(&MirrorFds) -> Result<(), Errno>,
 ) -> R {
-    let Some((capture, s)) = session::enter(gate) else { return real() };
+    let Some((capture, s)) = session::enter(gate) else {
+        return real();
+    };
     let file = match target(s, fd) {
         Target::Mirror(file, _) => file,
         Target::Plain => {
@@ -223,7 +269,7 @@ pub fn resize_fd<R: Copy>(
             return r;
         }
     };
-    let r = resize_locked(s, &file, real, ok, mirror);
+    let r = resize_locked(s, &file, false, real, ok, mirror);
     drop(capture);
     r
 }
@@ -231,21 +277,18 @@ pub fn resize_fd<R: Copy>(
 fn resize_locked<R: Copy>(
     s: &Session,
     file: &SourceFile,
+    names_held: bool,
     real: impl FnOnce() -> R,
     ok: impl Fn(R) -> bool,
-    mirror: impl FnOnce(&Session, &SourceFile, BorrowedFd<'_>) -> Result<(), Errno>,
+    mirror: impl FnOnce(&MirrorFds) -> Result<(), Errno>,
 ) -> R {
-    let range = file.ranges.lock(WHOLE.0, WHOLE.1);
+    let (range, fds) = lock_with_fds(s, file, WHOLE, true, names_held);
     let (r, errno) = real_call(real);
-    if ok(r) && file.started() {
-        guarded(s, || match s.dest_for(file) {
-            Ok(Some(dest)) => {
-                if let Err(e) = mirror(s, file, dest.as_fd()) {
-                    s.fail(e, dest_error("resize", &dest_name(s, file), e));
-                }
+    if let Some(fds) = fds.filter(|_| ok(r) && file.started()) {
+        guarded(s, || {
+            if let Err(e) = mirror(&fds) {
+                s.fail(e, dest_error("resize", &dest_name(s, file), e));
             }
-            Ok(None) => {}
-            Err(e) => s.fail(e, dest_error("open", &dest_name(s, file), e)),
         });
     }
     drop(range);
@@ -254,40 +297,67 @@ fn resize_locked<R: Copy>(
 }
 
 /// truncate(path): the file is found by its identity, as for descriptors.
-pub fn truncate_path(gate: &Gate, path: *const libc::c_char, len: i64, real: impl FnOnce() -> libc::c_int) -> libc::c_int {
-    let Some((capture, s)) = session::enter(gate) else { return real() };
+pub fn truncate_path(
+    gate: &Gate,
+    path: *const libc::c_char,
+    len: i64,
+    real: impl FnOnce() -> libc::c_int,
+) -> libc::c_int {
+    let Some((capture, s)) = session::enter(gate) else {
+        return real();
+    };
+    // The name must keep meaning the same file from the look-up to the call.
+    let names = s.names();
     let generation = s.generation();
     let file_at = |p: &Path| {
-        fs::statat(fs::CWD, p, AtFlags::empty()).ok().filter(|st| st.st_mode & libc::S_IFMT == libc::S_IFREG).map(|st| s.file(st.st_dev, st.st_ino))
+        fs::statat(fs::CWD, p, AtFlags::empty())
+            .ok()
+            .filter(|st| st.st_mode & libc::S_IFMT == libc::S_IFREG)
+            .map(|st| s.file(st.st_dev, st.st_ino))
     };
     let found = sys::c_path(path).and_then(file_at).filter(|_| !s.failed());
-    let r = match found {
-        Some(Some(file)) if file.in_backup() => resize_locked(s, &file, real, |r| r == 0, |_, _, dest| fs::ftruncate(dest, len.max(0) as u64)),
+    let (r, errno) = match found {
+        Some(Some(file)) if file.in_backup() => {
+            let r = resize_locked(
+                s,
+                &file,
+                true,
+                real,
+                |r| r == 0,
+                |fds| fs::ftruncate(fds.dest.as_fd(), len.max(0) as u64),
+            );
+            (r, sys::errno())
+        }
         // A regular file not in the trees yet: if one joins them meanwhile,
         // check it again afterwards.
         Some(None) => {
             let (r, errno) = real_call(real);
             if r == 0 && s.generation() != generation {
                 if let Some(Some(file)) = sys::c_path(path).and_then(file_at) {
-                    guarded(s, || late_resize_file(s, &file));
+                    guarded(s, || late_resize_file(s, &file, true));
                 }
             }
-            sys::set_errno(errno);
-            r
+            (r, errno)
         }
-        _ => {
-            drop(capture);
-            return real();
-        }
+        _ => real_call(real),
     };
+    drop(names);
     drop(capture);
+    sys::set_errno(errno);
     r
 }
 
 /// Mirror of fallocate(2) on the destination. Allocation itself is not
 /// copied (unwritten space reads as zeros, like a hole); only its effect on
 /// the size and on the bytes is.
-pub fn mirror_fallocate(s: &Session, file: &SourceFile, src_fd: libc::c_int, dest: BorrowedFd<'_>, mode: i32, off: u64, len: u64) -> Result<(), Errno> {
+pub fn mirror_fallocate(
+    fds: &MirrorFds,
+    src_fd: libc::c_int,
+    mode: i32,
+    off: u64,
+    len: u64,
+) -> Result<(), Errno> {
+    let dest = fds.dest.as_fd();
     let flags = FallocateFlags::from_bits_retain(mode as u32);
     let sync_size = || -> Result<(), Errno> {
         let size = fs::fstat(sys::borrow(src_fd))?.st_size as u64;
@@ -298,7 +368,13 @@ pub fn mirror_fallocate(s: &Session, file: &SourceFile, src_fd: libc::c_int, des
             Ok(()) => {}
             Err(Errno::OPNOTSUPP) | Err(Errno::NOSYS) | Err(Errno::INVAL) => {
                 let size = fs::fstat(dest)?.st_size as u64;
-                let end = off.saturating_add(len).min(if flags.contains(FallocateFlags::KEEP_SIZE) { size } else { u64::MAX });
+                let end =
+                    off.saturating_add(len)
+                        .min(if flags.contains(FallocateFlags::KEEP_SIZE) {
+                            size
+                        } else {
+                            u64::MAX
+                        });
                 if end > off {
                     copier::write_zeros(dest, off, end - off).map_err(|(_, e)| e)?;
                 }
@@ -311,10 +387,7 @@ pub fn mirror_fallocate(s: &Session, file: &SourceFile, src_fd: libc::c_int, des
         return match fs::fallocate(dest, flags, off, len) {
             Ok(()) => sync_size(),
             // This destination cannot shift bytes: copy the file again.
-            Err(_) => match s.dest_for(file)? {
-                Some(d) => copier::recopy_locked(s, file, &d).map_err(|(e, _)| e),
-                None => Ok(()),
-            },
+            Err(_) => copier::recopy_locked(fds),
         };
     }
     sync_size()
@@ -323,8 +396,16 @@ pub fn mirror_fallocate(s: &Session, file: &SourceFile, src_fd: libc::c_int, des
 /// Opening a descriptor during capture. Creating a file, or truncating one
 /// with O_TRUNC, is a change; any open forgets what the returned number used
 /// to be.
-pub fn open(gate: &Gate, dirfd: libc::c_int, path: *const libc::c_char, flags: libc::c_int, real: impl FnOnce() -> libc::c_int) -> libc::c_int {
-    let Some((capture, s)) = session::enter(gate) else { return real() };
+pub fn open(
+    gate: &Gate,
+    dirfd: libc::c_int,
+    path: *const libc::c_char,
+    flags: libc::c_int,
+    real: impl FnOnce() -> libc::c_int,
+) -> libc::c_int {
+    let Some((capture, s)) = session::enter(gate) else {
+        return real();
+    };
     let creates = flags & libc::O_CREAT != 0 && flags & libc::O_TMPFILE != libc::O_TMPFILE;
     let truncates = flags & libc::O_TRUNC != 0 && flags & libc::O_ACCMODE != libc::O_RDONLY;
     let Some(p) = sys::c_path(path).filter(|_| (creates || truncates) && !s.failed()) else {
@@ -334,24 +415,22 @@ pub fn open(gate: &Gate, dirfd: libc::c_int, path: *const libc::c_char, flags: l
         sys::set_errno(errno);
         return fd;
     };
-    // A file may be created in a tree: hold the namespace lock across the
-    // real call, so that no rename or unlink of that name interleaves
-    // between looking and creating.
-    let mut names = None;
+    // The namespace lock is held across the real call, so that no other
+    // name changes between looking and creating or truncating - even where
+    // the path is outside the trees or its directory is missing (before the
+    // walk, the walk then sees the result).
+    let mut names = s.names();
     let mut creating = None;
-    // The lock is held even where the path is outside the trees or its
-    // directory is missing: no other name may change until the call is done
-    // (before the walk, the walk then sees the file).
-    if creates {
-        let guard = s.names();
-        if s.walked() {
-            if let Some(name) = namespace::locate(&s.roots, dirfd, p) {
-                if !sys::exists(sys::borrow(dirfd), p, flags & (libc::O_NOFOLLOW | libc::O_EXCL) == 0) {
-                    creating = Some(name);
-                }
+    if s.walked() && creates {
+        if let Some(name) = namespace::locate(&s.roots, dirfd, p) {
+            if !sys::exists(
+                sys::borrow(dirfd),
+                p,
+                flags & (libc::O_NOFOLLOW | libc::O_EXCL) == 0,
+            ) {
+                creating = Some(name);
             }
         }
-        names = Some(guard);
     }
     let tracked = if truncates && creating.is_none() {
         fs::statat(sys::borrow(dirfd), p, AtFlags::empty())
@@ -365,7 +444,14 @@ pub fn open(gate: &Gate, dirfd: libc::c_int, path: *const libc::c_char, flags: l
     let generation = s.generation();
     let (fd, errno) = match &tracked {
         Some(file) => {
-            let fd = resize_locked(s, file, real, |fd| fd >= 0, |_, _, dest| fs::ftruncate(dest, 0));
+            let fd = resize_locked(
+                s,
+                file,
+                true,
+                real,
+                |fd| fd >= 0,
+                |fds| fs::ftruncate(fds.dest.as_fd(), 0),
+            );
             (fd, sys::errno())
         }
         None => real_call(real),
@@ -373,12 +459,15 @@ pub fn open(gate: &Gate, dirfd: libc::c_int, path: *const libc::c_char, flags: l
     // Truncated a file that joined the backup while the call was in flight.
     if truncates && tracked.is_none() && fd >= 0 && s.generation() != generation {
         forget_fd(s, fd);
-        guarded(s, || late_resize(s, fd));
+        if let Target::Mirror(file, _) = target(s, fd) {
+            guarded(s, || late_resize_file(s, &file, true));
+        }
     }
     forget_fd(s, fd);
-    if let (Some(mut names), Some(name)) = (names, creating.filter(|_| fd >= 0)) {
+    if let Some(name) = creating.filter(|_| fd >= 0) {
         guarded(s, || created(s, &mut names, &name, fd));
     }
+    drop(names);
     drop(capture);
     sys::set_errno(errno);
     fd
@@ -395,7 +484,9 @@ fn forget_fd(s: &Session, fd: libc::c_int) {
 /// another thread reached it by name already (truncate, open and write);
 /// the generation moves first so that such writes in flight check again.
 fn created(s: &Session, names: &mut Names, name: &RelPath, fd: libc::c_int) {
-    let Ok(st) = fs::fstat(sys::borrow(fd)) else { return };
+    let Ok(st) = fs::fstat(sys::borrow(fd)) else {
+        return;
+    };
     if st.st_mode & libc::S_IFMT != libc::S_IFREG {
         return;
     }
@@ -422,9 +513,22 @@ fn created(s: &Session, names: &mut Names, name: &RelPath, fd: libc::c_int) {
     };
     file.set_dest(Some(dest.clone()));
     let _range = file.ranges.lock(WHOLE.0, WHOLE.1);
-    if fs::fstat(sys::borrow(fd)).map(|st| st.st_size > 0).unwrap_or(true) {
-        if let Err((e, msg)) = copier::recopy_locked(s, &file, &dest) {
-            return s.fail(e, msg);
+    if fs::fstat(sys::borrow(fd))
+        .map(|st| st.st_size > 0)
+        .unwrap_or(true)
+    {
+        let copied = s
+            .open_for_copy(&file, true)
+            .map_err(|(e, _)| e)
+            .and_then(|fds| match fds {
+                Some((src, dest)) => copier::recopy_locked(&MirrorFds {
+                    dest,
+                    src: Some(src),
+                }),
+                None => Ok(()),
+            });
+        if let Err(e) = copied {
+            return s.fail(e, dest_error("copy to", &root.dest_path(&name.rel), e));
         }
     }
     file.set_copied_upto(u64::MAX);
@@ -432,15 +536,40 @@ fn created(s: &Session, names: &mut Names, name: &RelPath, fd: libc::c_int) {
 
 /// Changes of names: the real call and the mirror under the namespace lock.
 pub enum NameOp<'a> {
-    Unlink { dirfd: libc::c_int, path: &'a Path, dir: bool },
-    Mkdir { dirfd: libc::c_int, path: &'a Path },
-    Rename { olddir: libc::c_int, old: &'a Path, newdir: libc::c_int, new: &'a Path, flags: u32 },
-    Link { olddir: libc::c_int, old: &'a Path, newdir: libc::c_int, new: &'a Path, flags: libc::c_int },
-    Symlink { target: &'a Path, dirfd: libc::c_int, path: &'a Path },
+    Unlink {
+        dirfd: libc::c_int,
+        path: &'a Path,
+        dir: bool,
+    },
+    Mkdir {
+        dirfd: libc::c_int,
+        path: &'a Path,
+    },
+    Rename {
+        olddir: libc::c_int,
+        old: &'a Path,
+        newdir: libc::c_int,
+        new: &'a Path,
+        flags: u32,
+    },
+    Link {
+        olddir: libc::c_int,
+        old: &'a Path,
+        newdir: libc::c_int,
+        new: &'a Path,
+        flags: libc::c_int,
+    },
+    Symlink {
+        target: &'a Path,
+        dirfd: libc::c_int,
+        path: &'a Path,
+    },
 }
 
 pub fn names_op(gate: &Gate, op: NameOp<'_>, real: impl FnOnce() -> libc::c_int) -> libc::c_int {
-    let Some((capture, s)) = session::enter(gate) else { return real() };
+    let Some((capture, s)) = session::enter(gate) else {
+        return real();
+    };
     if s.failed() {
         drop(capture);
         return real();
@@ -460,16 +589,45 @@ pub fn names_op(gate: &Gate, op: NameOp<'_>, real: impl FnOnce() -> libc::c_int)
         NameOp::Unlink { dirfd, path, .. } => (namespace::locate(roots, *dirfd, path), None),
         NameOp::Mkdir { dirfd, path } => (None, namespace::locate(roots, *dirfd, path)),
         NameOp::Symlink { dirfd, path, .. } => (None, namespace::locate(roots, *dirfd, path)),
-        NameOp::Rename { olddir, old, newdir, new, .. } => (namespace::locate(roots, *olddir, old), namespace::locate(roots, *newdir, new)),
-        NameOp::Link { olddir, old, newdir, new, flags } => {
-            let from = if flags & libc::AT_EMPTY_PATH != 0 && old.as_os_str().is_empty() { None } else { namespace::locate(roots, *olddir, old) };
+        NameOp::Rename {
+            olddir,
+            old,
+            newdir,
+            new,
+            ..
+        } => (
+            namespace::locate(roots, *olddir, old),
+            namespace::locate(roots, *newdir, new),
+        ),
+        NameOp::Link {
+            olddir,
+            old,
+            newdir,
+            new,
+            flags,
+        } => {
+            let from = if flags & libc::AT_EMPTY_PATH != 0 && old.as_os_str().is_empty() {
+                None
+            } else {
+                namespace::locate(roots, *olddir, old)
+            };
             (from, namespace::locate(roots, *newdir, new))
         }
     };
     // rename() between two names of one file does nothing at all.
     let same_file = match &op {
-        NameOp::Rename { olddir, old, newdir, new, .. } => {
-            let id = |d: libc::c_int, p: &Path| fs::statat(sys::borrow(d), p, AtFlags::SYMLINK_NOFOLLOW).ok().map(|st| (st.st_dev, st.st_ino));
+        NameOp::Rename {
+            olddir,
+            old,
+            newdir,
+            new,
+            ..
+        } => {
+            let id = |d: libc::c_int, p: &Path| {
+                fs::statat(sys::borrow(d), p, AtFlags::SYMLINK_NOFOLLOW)
+                    .ok()
+                    .map(|st| (st.st_dev, st.st_ino))
+            };
             id(*olddir, old).is_some() && id(*olddir, old) == id(*newdir, new)
         }
         _ => false,
@@ -492,7 +650,13 @@ pub fn names_op(gate: &Gate, op: NameOp<'_>, real: impl FnOnce() -> libc::c_int)
 
 type MirrorResult = Result<(), (Errno, String)>;
 
-fn mirror_names(s: &Session, names: &mut Names, op: &NameOp<'_>, from: Option<RelPath>, to: Option<RelPath>) -> MirrorResult {
+fn mirror_names(
+    s: &Session,
+    names: &mut Names,
+    op: &NameOp<'_>,
+    from: Option<RelPath>,
+    to: Option<RelPath>,
+) -> MirrorResult {
     // Names are updated before the destination changes: a writer that
     // opens a destination by name without the namespace lock checks the
     // name again after opening (Session::dest_for), which is sound only in
@@ -505,14 +669,20 @@ fn mirror_names(s: &Session, names: &mut Names, op: &NameOp<'_>, from: Option<Re
         (NameOp::Unlink { dir, .. }, Some(at), _) => {
             names.remove_under(&at);
             let (d, rel) = dest(s, &at);
-            let r = if *dir { sys::remove_tree(d, rel) } else { fs::unlinkat(d, rel, AtFlags::empty()) };
+            let r = if *dir {
+                sys::remove_tree(d, rel)
+            } else {
+                fs::unlinkat(d, rel, AtFlags::empty())
+            };
             match r {
                 Ok(()) | Err(Errno::NOENT) => {}
                 Err(e) => return Err(err("remove", &at, e)),
             }
         }
         (NameOp::Mkdir { .. }, _, Some(at)) => {
-            let mode = fs::statat(fs::CWD, s.src_path(&at), AtFlags::SYMLINK_NOFOLLOW).map(|st| st.st_mode & 0o7777).unwrap_or(0o700);
+            let mode = fs::statat(fs::CWD, s.src_path(&at), AtFlags::SYMLINK_NOFOLLOW)
+                .map(|st| st.st_mode & 0o7777)
+                .unwrap_or(0o700);
             let (d, rel) = dest(s, &at);
             match fs::mkdirat(d, rel, Mode::from_raw_mode(mode) | Mode::RWXU) {
                 Ok(()) | Err(Errno::EXIST) => {}
@@ -557,9 +727,12 @@ fn mirror_names(s: &Session, names: &mut Names, op: &NameOp<'_>, from: Option<Re
                 Ok(()) => {}
                 // The old name was never in the destination (excluded, a
                 // socket...): whatever the new name was is gone.
-                Err(Errno::NOENT) => sys::remove_tree(nd, nrel).map_err(|e| err("remove", &new, e))?,
+                Err(Errno::NOENT) => {
+                    sys::remove_tree(nd, nrel).map_err(|e| err("remove", &new, e))?
+                }
                 // A directory replaced by a file or the other way round.
-                Err(Errno::ISDIR) | Err(Errno::NOTDIR) | Err(Errno::NOTEMPTY) | Err(Errno::EXIST) => {
+                Err(Errno::ISDIR) | Err(Errno::NOTDIR) | Err(Errno::NOTEMPTY)
+                | Err(Errno::EXIST) => {
                     sys::remove_tree(nd, nrel).map_err(|e| err("remove", &new, e))?;
                     fs::renameat(od, orel, nd, nrel).map_err(|e| err("rename", &new, e))?;
                 }
@@ -591,7 +764,9 @@ fn mirror_names(s: &Session, names: &mut Names, op: &NameOp<'_>, from: Option<Re
 /// destination) or no longer excluded (copy it now).
 fn reconsider_exclusion(s: &Session, names: &mut Names, at: &RelPath) -> MirrorResult {
     for name in names.under(at) {
-        let Some(file) = names.get(&name).cloned() else { continue };
+        let Some(file) = names.get(&name).cloned() else {
+            continue;
+        };
         let now = s.is_excluded(&name);
         let was = file.excluded.load(Acquire);
         if now && !was {
@@ -599,7 +774,11 @@ fn reconsider_exclusion(s: &Session, names: &mut Names, at: &RelPath) -> MirrorR
             file.excluded.store(true, Release);
             file.set_dest(None);
             let root = &s.roots[name.root];
-            match fs::unlinkat(root.dest_dir.as_fd(), Root::dest_rel(&name.rel), AtFlags::empty()) {
+            match fs::unlinkat(
+                root.dest_dir.as_fd(),
+                Root::dest_rel(&name.rel),
+                AtFlags::empty(),
+            ) {
                 Ok(()) | Err(Errno::NOENT) => {}
                 Err(e) => return Err((e, dest_error("remove", &s.dest_path(&name), e))),
             }

@@ -8,7 +8,7 @@ use crate::namespace::{Names, RelPath, Root};
 use crate::session::{dest_error, Session};
 use crate::source_file::{SourceFile, WHOLE};
 use crate::sys;
-use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
+use rustix::fd::{AsFd, BorrowedFd};
 use rustix::fs::{self, AtFlags, FallocateFlags, FileType, Mode, OFlags, SeekFrom};
 use rustix::io::Errno;
 use std::cell::RefCell;
@@ -38,7 +38,12 @@ pub struct DataHint {
 }
 
 /// Reproduce the entry `name` (at `src_dir`/`file_name`) in the destination.
-fn walk_entry(s: &Session, names: &mut Names, name: &RelPath, mode: WalkMode) -> Result<(), (Errno, String)> {
+fn walk_entry(
+    s: &Session,
+    names: &mut Names,
+    name: &RelPath,
+    mode: WalkMode,
+) -> Result<(), (Errno, String)> {
     let root = &s.roots[name.root];
     let src = root.src_path(&name.rel);
     let st = match fs::statat(fs::CWD, &src, AtFlags::SYMLINK_NOFOLLOW) {
@@ -51,7 +56,11 @@ fn walk_entry(s: &Session, names: &mut Names, name: &RelPath, mode: WalkMode) ->
     match FileType::from_raw_mode(st.st_mode) {
         FileType::Directory => {
             if !name.rel.as_os_str().is_empty() {
-                match fs::mkdirat(dest_dir, dest_rel, Mode::from_raw_mode(st.st_mode & 0o7777) | Mode::RWXU) {
+                match fs::mkdirat(
+                    dest_dir,
+                    dest_rel,
+                    Mode::from_raw_mode(st.st_mode & 0o7777) | Mode::RWXU,
+                ) {
                     Ok(()) | Err(Errno::EXIST) => {}
                     Err(e) => return Err((e, dest_error("mkdir", &root.dest_path(&name.rel), e))),
                 }
@@ -59,9 +68,19 @@ fn walk_entry(s: &Session, names: &mut Names, name: &RelPath, mode: WalkMode) ->
             let dir = match sys::open_dir(&src) {
                 Ok(d) => d,
                 Err(Errno::NOENT) => return Ok(()),
-                Err(e) => return Err((e, format!("open directory {}: {}", src.display(), sys::strerror(e)))),
+                Err(e) => {
+                    return Err((
+                        e,
+                        format!("open directory {}: {}", src.display(), sys::strerror(e)),
+                    ))
+                }
             };
-            let mut entries = sys::list_dir(dir.as_fd()).map_err(|e| (e, format!("read directory {}: {}", src.display(), sys::strerror(e))))?;
+            let mut entries = sys::list_dir(dir.as_fd()).map_err(|e| {
+                (
+                    e,
+                    format!("read directory {}: {}", src.display(), sys::strerror(e)),
+                )
+            })?;
             drop(dir);
             entries.sort();
             for entry in entries {
@@ -73,7 +92,12 @@ fn walk_entry(s: &Session, names: &mut Names, name: &RelPath, mode: WalkMode) ->
         }
         FileType::RegularFile => add_file(s, names, name, &st, mode)?,
         FileType::Symlink => {
-            let target = fs::readlinkat(fs::CWD, &src, Vec::new()).map_err(|e| (e, format!("readlink {}: {}", src.display(), sys::strerror(e))))?;
+            let target = fs::readlinkat(fs::CWD, &src, Vec::new()).map_err(|e| {
+                (
+                    e,
+                    format!("readlink {}: {}", src.display(), sys::strerror(e)),
+                )
+            })?;
             match fs::symlinkat(target.as_c_str(), dest_dir, dest_rel) {
                 Ok(()) | Err(Errno::EXIST) => {}
                 Err(e) => return Err((e, dest_error("symlink", &root.dest_path(&name.rel), e))),
@@ -85,7 +109,13 @@ fn walk_entry(s: &Session, names: &mut Names, name: &RelPath, mode: WalkMode) ->
     Ok(())
 }
 
-fn add_file(s: &Session, names: &mut Names, name: &RelPath, st: &fs::Stat, mode: WalkMode) -> Result<(), (Errno, String)> {
+fn add_file(
+    s: &Session,
+    names: &mut Names,
+    name: &RelPath,
+    st: &fs::Stat,
+    mode: WalkMode,
+) -> Result<(), (Errno, String)> {
     let (file, new) = s.file_or_insert(st.st_dev, st.st_ino, 0);
     let root = &s.roots[name.root];
     if !new {
@@ -93,7 +123,15 @@ fn add_file(s: &Session, names: &mut Names, name: &RelPath, st: &fs::Stat, mode:
             // Another name of a file already in the backup: a hard link.
             names.insert(name.clone(), &file);
             let from = &s.roots[first.root];
-            if fs::linkat(from.dest_dir.as_fd(), Root::dest_rel(&first.rel), root.dest_dir.as_fd(), Root::dest_rel(&name.rel), AtFlags::empty()).is_ok() {
+            if fs::linkat(
+                from.dest_dir.as_fd(),
+                Root::dest_rel(&first.rel),
+                root.dest_dir.as_fd(),
+                Root::dest_rel(&name.rel),
+                AtFlags::empty(),
+            )
+            .is_ok()
+            {
                 return Ok(());
             }
             // Links across destinations cannot be made: the second name
@@ -146,14 +184,19 @@ pub fn import(s: &Session, names: &mut Names, name: &RelPath) -> Result<(), (Err
     let root = &s.roots[name.root];
     names.remove_under(name);
     s.bump_generation();
-    sys::remove_tree(root.dest_dir.as_fd(), Root::dest_rel(&name.rel)).map_err(|e| (e, dest_error("remove", &root.dest_path(&name.rel), e)))?;
+    sys::remove_tree(root.dest_dir.as_fd(), Root::dest_rel(&name.rel))
+        .map_err(|e| (e, dest_error("remove", &root.dest_path(&name.rel), e)))?;
     walk_entry(s, names, name, WalkMode::CopyNow)
 }
 
 /// Copy one file's bytes, chunk by chunk, then set the destination's size.
 /// `throttled` is false for copies made inside an application's call, which
 /// must not wait for the throttle and hold the namespace lock already.
-pub fn copy_file(s: &Session, file: &Arc<SourceFile>, throttled: bool) -> Result<(), (Errno, String)> {
+pub fn copy_file(
+    s: &Session,
+    file: &Arc<SourceFile>,
+    throttled: bool,
+) -> Result<(), (Errno, String)> {
     let name = file.current_name();
     let fail = |side: Side, op: &str, e: Errno| {
         let path = match (&name, side) {
@@ -166,15 +209,26 @@ pub fn copy_file(s: &Session, file: &Arc<SourceFile>, throttled: bool) -> Result
     let (src, dest) = match s.open_for_copy(file, !throttled) {
         Ok(Some(pair)) => pair,
         Ok(None) => return Ok(()),
-        Err((e, dest_side)) => return Err(fail(if dest_side { Side::Write } else { Side::Read }, "open", e)),
+        Err((e, dest_side)) => {
+            return Err(fail(
+                if dest_side { Side::Write } else { Side::Read },
+                "open",
+                e,
+            ))
+        }
     };
     let copy = |from: u64, len: u64, hint: &mut DataHint| {
-        copy_range(src.as_fd(), dest.as_fd(), from, len, hint).map_err(|(side, e)| fail(side, if side == Side::Read { "read" } else { "write" }, e))
+        copy_range(src.as_fd(), dest.as_fd(), from, len, hint)
+            .map_err(|(side, e)| fail(side, if side == Side::Read { "read" } else { "write" }, e))
     };
     let mut hint = DataHint::default();
     let mut off = file.copied_upto();
     while off != u64::MAX {
-        let chunk = if throttled { crate::throttle::Throttle::chunk(CHUNK) } else { CHUNK };
+        let chunk = if throttled {
+            crate::throttle::Throttle::chunk(CHUNK)
+        } else {
+            CHUNK
+        };
         if throttled && !s.throttle.acquire(chunk, || s.stopping()) {
             return Ok(());
         }
@@ -184,7 +238,9 @@ pub fn copy_file(s: &Session, file: &Arc<SourceFile>, throttled: bool) -> Result
         }
         // The size is read under the lock: bytes written past an older
         // size before the lock was taken were not mirrored and must be read.
-        let size = fs::fstat(src.as_fd()).map_err(|e| fail(Side::Read, "stat", e))?.st_size as u64;
+        let size = fs::fstat(src.as_fd())
+            .map_err(|e| fail(Side::Read, "stat", e))?
+            .st_size as u64;
         if off >= size {
             break;
         }
@@ -202,7 +258,9 @@ pub fn copy_file(s: &Session, file: &Arc<SourceFile>, throttled: bool) -> Result
     if !file.in_backup() || file.copied_upto() == u64::MAX {
         return Ok(());
     }
-    let size = fs::fstat(src.as_fd()).map_err(|e| fail(Side::Read, "stat", e))?.st_size as u64;
+    let size = fs::fstat(src.as_fd())
+        .map_err(|e| fail(Side::Read, "stat", e))?
+        .st_size as u64;
     let from = file.copied_upto().min(size);
     if size > from {
         copy(from, size - from, &mut hint)?;
@@ -222,7 +280,13 @@ pub enum Side {
 
 /// Copy `[off, off+len)` of `src` to the same place in `dest`, keeping
 /// holes. Errors say which side failed ("read" or "write").
-pub fn copy_range(src: BorrowedFd<'_>, dest: BorrowedFd<'_>, off: u64, len: u64, hint: &mut DataHint) -> Result<(), (Side, Errno)> {
+pub fn copy_range(
+    src: BorrowedFd<'_>,
+    dest: BorrowedFd<'_>,
+    off: u64,
+    len: u64,
+    hint: &mut DataHint,
+) -> Result<(), (Side, Errno)> {
     let end = off.saturating_add(len);
     let mut pos = off;
     while pos < end {
@@ -243,7 +307,10 @@ pub fn copy_range(src: BorrowedFd<'_>, dest: BorrowedFd<'_>, off: u64, len: u64,
             }
             Err(Errno::INVAL) | Err(Errno::OPNOTSUPP) => {
                 // No hole support on this filesystem: everything is data.
-                *hint = DataHint { start: pos, end: u64::MAX };
+                *hint = DataHint {
+                    start: pos,
+                    end: u64::MAX,
+                };
             }
             Err(e) => return Err((Side::Read, e)),
             Ok(data) => {
@@ -254,7 +321,10 @@ pub fn copy_range(src: BorrowedFd<'_>, dest: BorrowedFd<'_>, off: u64, len: u64,
                     return Ok(());
                 }
                 let hole = fs::seek(src, SeekFrom::Hole(data)).map_err(|e| (Side::Read, e))?;
-                *hint = DataHint { start: data, end: hole };
+                *hint = DataHint {
+                    start: data,
+                    end: hole,
+                };
                 pos = data;
             }
         }
@@ -268,29 +338,49 @@ thread_local! {
 
 /// Copy data bytes: in the kernel when it can, else through a buffer.
 /// Returns how many bytes were copied (fewer at the source's end).
-fn copy_data(src: BorrowedFd<'_>, dest: BorrowedFd<'_>, off: u64, len: u64) -> Result<u64, (Side, Errno)> {
+fn copy_data(
+    src: BorrowedFd<'_>,
+    dest: BorrowedFd<'_>,
+    off: u64,
+    len: u64,
+) -> Result<u64, (Side, Errno)> {
     let mut done = 0u64;
     while done < len {
         let mut off_in = off + done;
         let mut off_out = off + done;
-        match fs::copy_file_range(src, Some(&mut off_in), dest, Some(&mut off_out), (len - done) as usize) {
+        match fs::copy_file_range(
+            src,
+            Some(&mut off_in),
+            dest,
+            Some(&mut off_out),
+            (len - done) as usize,
+        ) {
             Ok(0) => return Ok(done),
             Ok(n) => done += n as u64,
             Err(Errno::INTR) => {}
             Err(Errno::XDEV) | Err(Errno::INVAL) | Err(Errno::NOSYS) | Err(Errno::OPNOTSUPP) => {
                 return copy_buffered(src, dest, off + done, len - done).map(|n| done + n);
             }
-            Err(e @ (Errno::NOSPC | Errno::DQUOT | Errno::FBIG | Errno::ROFS)) => return Err((Side::Write, e)),
+            Err(e @ (Errno::NOSPC | Errno::DQUOT | Errno::FBIG | Errno::ROFS)) => {
+                return Err((Side::Write, e))
+            }
             Err(e) => {
                 // Tell which side failed by retrying through a buffer.
-                return copy_buffered(src, dest, off + done, len - done).map(|n| done + n).map_err(|(side, e2)| (side, if e2 == Errno::INTR { e } else { e2 }));
+                return copy_buffered(src, dest, off + done, len - done)
+                    .map(|n| done + n)
+                    .map_err(|(side, e2)| (side, if e2 == Errno::INTR { e } else { e2 }));
             }
         }
     }
     Ok(done)
 }
 
-fn copy_buffered(src: BorrowedFd<'_>, dest: BorrowedFd<'_>, off: u64, len: u64) -> Result<u64, (Side, Errno)> {
+fn copy_buffered(
+    src: BorrowedFd<'_>,
+    dest: BorrowedFd<'_>,
+    off: u64,
+    len: u64,
+) -> Result<u64, (Side, Errno)> {
     BUF.with(|buf| {
         let mut buf = buf.borrow_mut();
         if buf.len() < CHUNK as usize {
@@ -325,7 +415,12 @@ fn punch(dest: BorrowedFd<'_>, off: u64, len: u64) -> Result<(), (Side, Errno)> 
     if end <= off {
         return Ok(());
     }
-    match fs::fallocate(dest, FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE, off, end - off) {
+    match fs::fallocate(
+        dest,
+        FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE,
+        off,
+        end - off,
+    ) {
         Ok(()) => Ok(()),
         Err(Errno::OPNOTSUPP) | Err(Errno::NOSYS) => write_zeros(dest, off, end - off),
         Err(e) => Err((Side::Write, e)),
@@ -362,17 +457,13 @@ pub fn run_queue(s: &Session) {
     }
 }
 
-/// Copy a source file completely now (it changes in a way a mirror cannot
-/// follow on this destination, or it was just re-included). Caller holds
-/// the file's whole range.
-pub fn recopy_locked(s: &Session, file: &SourceFile, dest: &OwnedFd) -> Result<(), (Errno, String)> {
-    let name = file.current_name().unwrap_or_else(|| RelPath::new(0, ""));
-    let Some(src) = s.src_for(file).map_err(|e| (e, format!("open {}: {}", s.src_path(&name).display(), sys::strerror(e))))? else {
-        return Ok(());
-    };
-    let size = fs::fstat(src.as_fd()).map_err(|e| (e, format!("stat {}: {}", s.src_path(&name).display(), sys::strerror(e))))?.st_size as u64;
+/// Copy a source file completely again, and its size (a change a mirror
+/// cannot follow on this destination, or one that raced with the file
+/// joining the backup). Caller holds the file's whole range.
+pub fn recopy_locked(fds: &crate::session::MirrorFds) -> Result<(), Errno> {
+    let Some(src) = &fds.src else { return Ok(()) };
+    let size = fs::fstat(src.as_fd())?.st_size as u64;
     let mut hint = DataHint::default();
-    copy_range(src.as_fd(), dest.as_fd(), 0, size, &mut hint).map_err(|(_, e)| (e, dest_error("write", &s.dest_path(&name), e)))?;
-    fs::ftruncate(dest.as_fd(), size).map_err(|e| (e, dest_error("truncate", &s.dest_path(&name), e)))?;
-    Ok(())
+    copy_range(src.as_fd(), fds.dest.as_fd(), 0, size, &mut hint).map_err(|(_, e)| e)?;
+    fs::ftruncate(fds.dest.as_fd(), size)
 }

@@ -29,7 +29,9 @@ pub struct FdTable {
 
 impl Default for FdTable {
     fn default() -> Self {
-        FdTable { shards: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect() }
+        FdTable {
+            shards: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect(),
+        }
     }
 }
 
@@ -39,13 +41,22 @@ impl FdTable {
     }
 
     pub fn get(&self, fd: i32) -> Option<FdState> {
-        self.shard(fd).read().unwrap_or_else(|e| e.into_inner()).get(&fd).cloned()
+        self.shard(fd)
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&fd)
+            .cloned()
     }
 
     /// Look `fd` up, learning it with `resolve` if unknown or learned before
     /// the latest import. `resolve` runs under the shard's write lock so that
     /// a concurrent close cannot leave a stale entry behind.
-    pub fn get_or_resolve(&self, fd: i32, generation: u64, resolve: impl FnOnce() -> FdState) -> FdState {
+    pub fn get_or_resolve(
+        &self,
+        fd: i32,
+        generation: u64,
+        resolve: impl FnOnce() -> FdState,
+    ) -> FdState {
         match self.get(fd) {
             Some(FdState::Untracked { generation: g, .. }) if g < generation => {}
             Some(state) => return state,
@@ -63,13 +74,19 @@ impl FdTable {
     }
 
     pub fn forget(&self, fd: i32) {
-        self.shard(fd).write().unwrap_or_else(|e| e.into_inner()).remove(&fd);
+        self.shard(fd)
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&fd);
     }
 
     /// Forget every descriptor in `[first, last]`.
     pub fn forget_range(&self, first: u32, last: u32) {
         for shard in &self.shards {
-            shard.write().unwrap_or_else(|e| e.into_inner()).retain(|&fd, _| (fd as u32) < first || (fd as u32) > last);
+            shard
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .retain(|&fd, _| (fd as u32) < first || (fd as u32) > last);
         }
     }
 
@@ -78,7 +95,13 @@ impl FdTable {
     pub fn tracked(&self) -> usize {
         self.shards
             .iter()
-            .map(|s| s.read().unwrap_or_else(|e| e.into_inner()).values().filter(|v| matches!(v, FdState::Tracked { .. })).count())
+            .map(|s| {
+                s.read()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .values()
+                    .filter(|v| matches!(v, FdState::Tracked { .. }))
+                    .count()
+            })
             .sum()
     }
 }
@@ -99,7 +122,10 @@ mod tests {
         for _ in 0..3 {
             t.get_or_resolve(7, 0, || {
                 calls += 1;
-                FdState::Tracked { file: f.clone(), append: false }
+                FdState::Tracked {
+                    file: f.clone(),
+                    append: false,
+                }
             });
         }
         assert_eq!(calls, 1);
@@ -111,14 +137,23 @@ mod tests {
     #[test]
     fn untracked_entries_expire_with_a_new_generation() {
         let t = FdTable::default();
-        t.get_or_resolve(3, 0, || FdState::Untracked { generation: 0, regular: true });
+        t.get_or_resolve(3, 0, || FdState::Untracked {
+            generation: 0,
+            regular: true,
+        });
         let mut resolved = false;
         t.get_or_resolve(3, 0, || {
             resolved = true;
-            FdState::Untracked { generation: 0, regular: true }
+            FdState::Untracked {
+                generation: 0,
+                regular: true,
+            }
         });
         assert!(!resolved);
-        let st = t.get_or_resolve(3, 1, || FdState::Tracked { file: file(), append: true });
+        let st = t.get_or_resolve(3, 1, || FdState::Tracked {
+            file: file(),
+            append: true,
+        });
         assert!(matches!(st, FdState::Tracked { append: true, .. }));
     }
 
@@ -126,7 +161,10 @@ mod tests {
     fn forget_range_is_inclusive() {
         let t = FdTable::default();
         for fd in 0..10 {
-            t.get_or_resolve(fd, 0, || FdState::Untracked { generation: 0, regular: true });
+            t.get_or_resolve(fd, 0, || FdState::Untracked {
+                generation: 0,
+                regular: true,
+            });
         }
         t.forget_range(3, 5);
         let left: Vec<i32> = (0..10).filter(|&fd| t.get(fd).is_some()).collect();

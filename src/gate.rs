@@ -18,7 +18,9 @@
 //! `write` blocked on a socket.
 
 use core::cell::Cell;
-use core::sync::atomic::{compiler_fence, fence, AtomicBool, AtomicI32, AtomicU32, AtomicU64, AtomicUsize, Ordering::*};
+use core::sync::atomic::{
+    compiler_fence, fence, AtomicBool, AtomicI32, AtomicU32, AtomicU64, AtomicUsize, Ordering::*,
+};
 use std::time::{Duration, Instant};
 
 /// True while a backup captures changes.
@@ -47,8 +49,12 @@ pub struct Slot {
 }
 
 #[allow(clippy::declare_interior_mutable_const)]
-const EMPTY_SLOT: Slot =
-    Slot { seq: AtomicU64::new(0), what: AtomicI32::new(0), capture: AtomicBool::new(false), claimed: AtomicBool::new(false) };
+const EMPTY_SLOT: Slot = Slot {
+    seq: AtomicU64::new(0),
+    what: AtomicI32::new(0),
+    capture: AtomicBool::new(false),
+    claimed: AtomicBool::new(false),
+};
 static SLOTS: [Slot; NSLOTS] = [EMPTY_SLOT; NSLOTS];
 /// One past the highest slot ever claimed: scans stop there.
 static SLOTS_HIGH: AtomicUsize = AtomicUsize::new(0);
@@ -56,8 +62,13 @@ static SLOTS_HIGH: AtomicUsize = AtomicUsize::new(0);
 static OVERFLOW_INFLIGHT: AtomicUsize = AtomicUsize::new(0);
 static OVERFLOW_CAPTURE: AtomicUsize = AtomicUsize::new(0);
 
-const NO_SLOT: u32 = u32::MAX;
-const OVERFLOW: u32 = u32::MAX - 1;
+const NO_SLOT: u32 = 0x0FFF_FFFF;
+const OVERFLOW: u32 = 0x0FFF_FFFE;
+/// Set in MY_SLOT while the thread is inside a hook: a hook reached from
+/// inside another (the library closing its own descriptor through libc,
+/// say) leaves the slot alone.
+const INSIDE: u32 = 0x4000_0000;
+const NESTED: u32 = 0x2000_0000;
 
 thread_local! {
     static MY_SLOT: Cell<u32> = const { Cell::new(NO_SLOT) };
@@ -88,6 +99,7 @@ impl Gate {
     pub fn enter(what: i32) -> Gate {
         let idx = MY_SLOT.get();
         if (idx as usize) < NSLOTS {
+            MY_SLOT.set(idx | INSIDE);
             let slot = &SLOTS[idx as usize];
             let seq = slot.seq.load(Relaxed) + 1;
             slot.what.store(what, Relaxed);
@@ -100,33 +112,49 @@ impl Gate {
 
     #[cold]
     fn enter_slow(what: i32) -> Gate {
-        if MY_SLOT.get() == NO_SLOT {
+        let v = MY_SLOT.get();
+        if v & INSIDE != 0 {
+            return Gate {
+                slot: NESTED,
+                seq: 0,
+            };
+        }
+        if v == NO_SLOT {
             claim_slot();
+            if (MY_SLOT.get() as usize) < NSLOTS {
+                return Self::enter(what);
+            }
         }
-        let idx = MY_SLOT.get();
-        if (idx as usize) < NSLOTS {
-            return Self::enter(what);
-        }
+        MY_SLOT.set(OVERFLOW | INSIDE);
         OVERFLOW_INFLIGHT.fetch_add(1, SeqCst);
-        Gate { slot: OVERFLOW, seq: 0 }
+        Gate {
+            slot: OVERFLOW,
+            seq: 0,
+        }
     }
 
     /// Whether a backup is capturing; false inside the library's own code.
     #[inline(always)]
     pub fn capturing(&self) -> bool {
-        CAPTURING.load(Acquire) && !IN_LIBRARY.get()
+        CAPTURING.load(Acquire) && self.slot != NESTED && !IN_LIBRARY.get()
     }
 
     /// Declare that this call will mirror a change; returns false if capture
     /// stopped meanwhile (then the call must not touch the session).
     pub fn begin_capture(&self) -> Option<CaptureGuard> {
+        if self.slot == NESTED {
+            return None;
+        }
         if (self.slot as usize) < NSLOTS {
             SLOTS[self.slot as usize].capture.store(true, Relaxed);
             hook_fence();
         } else {
             OVERFLOW_CAPTURE.fetch_add(1, SeqCst);
         }
-        let guard = CaptureGuard { slot: self.slot, was_in_library: IN_LIBRARY.replace(true) };
+        let guard = CaptureGuard {
+            slot: self.slot,
+            was_in_library: IN_LIBRARY.replace(true),
+        };
         if CAPTURING.load(SeqCst) {
             Some(guard)
         } else {
@@ -140,8 +168,10 @@ impl Drop for Gate {
     fn drop(&mut self) {
         if (self.slot as usize) < NSLOTS {
             SLOTS[self.slot as usize].seq.store(self.seq + 1, Release);
-        } else {
+            MY_SLOT.set(self.slot);
+        } else if self.slot == OVERFLOW {
             OVERFLOW_INFLIGHT.fetch_sub(1, SeqCst);
+            MY_SLOT.set(OVERFLOW);
         }
     }
 }
@@ -155,6 +185,9 @@ pub struct CaptureGuard {
 impl Drop for CaptureGuard {
     fn drop(&mut self) {
         IN_LIBRARY.set(self.was_in_library);
+        if self.slot == NESTED {
+            return;
+        }
         if (self.slot as usize) < NSLOTS {
             SLOTS[self.slot as usize].capture.store(false, Release);
         } else {
@@ -192,7 +225,10 @@ fn claim_slot() {
     let start = SLOTS_HIGH.load(Relaxed).min(NSLOTS);
     // Prefer slots freed by exited threads, then fresh ones.
     let found = (0..start).chain(start..NSLOTS).find(|&i| {
-        SLOTS[i].claimed.compare_exchange(false, true, AcqRel, Relaxed).is_ok()
+        SLOTS[i]
+            .claimed
+            .compare_exchange(false, true, AcqRel, Relaxed)
+            .is_ok()
     });
     match found {
         Some(i) => {
@@ -262,7 +298,7 @@ fn process_barrier() {
 /// In the child of fork(): other threads are gone, and so is their state.
 pub fn after_fork_child() {
     CAPTURING.store(false, SeqCst);
-    let mine = MY_SLOT.get() as usize;
+    let mine = (MY_SLOT.get() & !INSIDE) as usize;
     for (i, slot) in SLOTS.iter().enumerate().take(SLOTS_HIGH.load(Relaxed)) {
         if i != mine {
             slot.capture.store(false, Relaxed);
@@ -307,7 +343,10 @@ pub fn start_capture(timeout: Duration) -> Result<(), Stuck> {
             }
             if began.elapsed() > timeout {
                 stop_capture();
-                return Err(Stuck { what, waited: began.elapsed() });
+                return Err(Stuck {
+                    what,
+                    waited: began.elapsed(),
+                });
             }
             std::thread::sleep(Duration::from_micros(50));
         }
@@ -316,7 +355,10 @@ pub fn start_capture(timeout: Duration) -> Result<(), Stuck> {
     while OVERFLOW_INFLIGHT.load(SeqCst) != 0 {
         if began.elapsed() > timeout {
             stop_capture();
-            return Err(Stuck { what: KIND_PATH, waited: began.elapsed() });
+            return Err(Stuck {
+                what: KIND_PATH,
+                waited: began.elapsed(),
+            });
         }
         spins += 1;
         std::thread::sleep(Duration::from_micros(50 * spins.min(20)));
@@ -354,29 +396,38 @@ mod tests {
     #[test]
     fn slot_sequence_is_odd_inside_and_even_after() {
         let g = Gate::enter(5);
-        let idx = MY_SLOT.get() as usize;
+        let idx = (MY_SLOT.get() & !INSIDE) as usize;
         assert!(idx < NSLOTS);
         assert_eq!(SLOTS[idx].seq.load(Relaxed) % 2, 1);
         assert_eq!(SLOTS[idx].what.load(Relaxed), 5);
+        // A hook reached from inside this one leaves the slot alone.
+        let inner = Gate::enter(7);
+        assert_eq!(SLOTS[idx].seq.load(Relaxed) % 2, 1);
+        assert_eq!(SLOTS[idx].what.load(Relaxed), 5);
+        assert!(!inner.capturing());
+        drop(inner);
+        assert_eq!(SLOTS[idx].seq.load(Relaxed) % 2, 1);
         drop(g);
         assert_eq!(SLOTS[idx].seq.load(Relaxed) % 2, 0);
     }
 
     #[test]
-    fn threads_get_distinct_slots_and_release_them() {
-        let idx: Vec<u32> = (0..8)
+    fn live_threads_get_distinct_slots() {
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(8));
+        let handles: Vec<_> = (0..8)
             .map(|_| {
-                std::thread::spawn(|| {
+                let b = barrier.clone();
+                std::thread::spawn(move || {
                     drop(Gate::enter(1));
+                    b.wait();
                     MY_SLOT.get()
                 })
             })
-            .map(|h| h.join().unwrap())
             .collect();
+        let mut idx: Vec<u32> = handles.into_iter().map(|h| h.join().unwrap()).collect();
         assert!(idx.iter().all(|&i| (i as usize) < NSLOTS));
-        // Released slots are claimable again.
-        for &i in &idx {
-            assert!(!SLOTS[i as usize].claimed.load(Acquire) || idx.iter().filter(|&&j| j == i).count() > 1);
-        }
+        idx.sort();
+        idx.dedup();
+        assert_eq!(idx.len(), 8, "threads alive together share no slot");
     }
 }

@@ -12,8 +12,10 @@ use crate::capture::{self, At, NameOp};
 use crate::gate::{Gate, KIND_NO_CHANGE, KIND_PATH};
 use crate::real;
 use crate::sys;
-use libc::{c_char, c_int, c_long, c_uint, c_void, iovec, loff_t, mode_t, off64_t, off_t, size_t, ssize_t};
-use rustix::fd::BorrowedFd;
+use libc::{
+    c_char, c_int, c_long, c_uint, c_void, iovec, loff_t, mode_t, off64_t, off_t, size_t, ssize_t,
+};
+use rustix::fd::{AsFd, BorrowedFd};
 use rustix::io::Errno;
 use std::io::IoSlice;
 
@@ -33,7 +35,13 @@ unsafe fn bytes<'a>(buf: *const c_void, n: usize) -> &'a [u8] {
 ///
 /// # Safety
 /// `iov` must point to `cnt` iovecs describing readable memory.
-unsafe fn mirror_iov(dest: BorrowedFd<'_>, iov: *const iovec, cnt: c_int, off: u64, n: usize) -> Result<(), Errno> {
+unsafe fn mirror_iov(
+    dest: BorrowedFd<'_>,
+    iov: *const iovec,
+    cnt: c_int,
+    off: u64,
+    n: usize,
+) -> Result<(), Errno> {
     // SAFETY: per the contract above.
     let iov = unsafe { core::slice::from_raw_parts(iov, cnt.max(0) as usize) };
     let total: usize = iov.iter().map(|v| v.iov_len).sum();
@@ -81,24 +89,41 @@ pub unsafe extern "C" fn write(fd: c_int, buf: *const c_void, n: size_t) -> ssiz
     }
     // SAFETY (both closures): forwarding the application's call / mirroring
     // bytes of its buffer that the kernel accepted.
-    capture::write_to(&gate, fd, At::Current, n, || unsafe { real::write(fd, buf, n) } as i64, |_, _, dest, off, k| {
-        sys::pwrite_all(dest, unsafe { bytes(buf, k) }, off)
-    }) as ssize_t
+    capture::write_to(
+        &gate,
+        fd,
+        At::Current,
+        n,
+        false,
+        || unsafe { real::write(fd, buf, n) } as i64,
+        |fds, off, k| sys::pwrite_all(fds.dest.as_fd(), unsafe { bytes(buf, k) }, off),
+    ) as ssize_t
 }
 
 macro_rules! pwrite_hook {
     ($name:ident, $off:ty) => {
         #[no_mangle]
-        pub unsafe extern "C" fn $name(fd: c_int, buf: *const c_void, n: size_t, off: $off) -> ssize_t {
+        pub unsafe extern "C" fn $name(
+            fd: c_int,
+            buf: *const c_void,
+            n: size_t,
+            off: $off,
+        ) -> ssize_t {
             let gate = Gate::enter(fd);
             if !gate.capturing() {
                 // SAFETY: forwarding the application's call.
                 return unsafe { real::$name(fd, buf, n, off) };
             }
             // SAFETY: as in `write`.
-            capture::write_to(&gate, fd, At::Offset(off as u64), n, || unsafe { real::$name(fd, buf, n, off) } as i64, |_, _, dest, o, k| {
-                sys::pwrite_all(dest, unsafe { bytes(buf, k) }, o)
-            }) as ssize_t
+            capture::write_to(
+                &gate,
+                fd,
+                At::Offset(off as u64),
+                n,
+                false,
+                || unsafe { real::$name(fd, buf, n, off) } as i64,
+                |fds, o, k| sys::pwrite_all(fds.dest.as_fd(), unsafe { bytes(buf, k) }, o),
+            ) as ssize_t
         }
     };
 }
@@ -113,24 +138,41 @@ pub unsafe extern "C" fn writev(fd: c_int, iov: *const iovec, cnt: c_int) -> ssi
         return unsafe { real::writev(fd, iov, cnt) };
     }
     // SAFETY: as in `write`; the iovecs stay valid for the whole call.
-    capture::write_to(&gate, fd, At::Current, iov_len(iov, cnt), || unsafe { real::writev(fd, iov, cnt) } as i64, |_, _, dest, off, k| unsafe {
-        mirror_iov(dest, iov, cnt, off, k)
-    }) as ssize_t
+    capture::write_to(
+        &gate,
+        fd,
+        At::Current,
+        iov_len(iov, cnt),
+        false,
+        || unsafe { real::writev(fd, iov, cnt) } as i64,
+        |fds, off, k| unsafe { mirror_iov(fds.dest.as_fd(), iov, cnt, off, k) },
+    ) as ssize_t
 }
 
 macro_rules! pwritev_hook {
     ($name:ident, $off:ty) => {
         #[no_mangle]
-        pub unsafe extern "C" fn $name(fd: c_int, iov: *const iovec, cnt: c_int, off: $off) -> ssize_t {
+        pub unsafe extern "C" fn $name(
+            fd: c_int,
+            iov: *const iovec,
+            cnt: c_int,
+            off: $off,
+        ) -> ssize_t {
             let gate = Gate::enter(fd);
             if !gate.capturing() {
                 // SAFETY: forwarding the application's call.
                 return unsafe { real::$name(fd, iov, cnt, off) };
             }
             // SAFETY: as in `writev`.
-            capture::write_to(&gate, fd, At::Offset(off as u64), iov_len(iov, cnt), || unsafe { real::$name(fd, iov, cnt, off) } as i64, |_, _, dest, o, k| unsafe {
-                mirror_iov(dest, iov, cnt, o, k)
-            }) as ssize_t
+            capture::write_to(
+                &gate,
+                fd,
+                At::Offset(off as u64),
+                iov_len(iov, cnt),
+                false,
+                || unsafe { real::$name(fd, iov, cnt, off) } as i64,
+                |fds, o, k| unsafe { mirror_iov(fds.dest.as_fd(), iov, cnt, o, k) },
+            ) as ssize_t
         }
     };
 }
@@ -140,18 +182,34 @@ pwritev_hook!(pwritev64, off64_t);
 macro_rules! pwritev2_hook {
     ($name:ident, $off:ty) => {
         #[no_mangle]
-        pub unsafe extern "C" fn $name(fd: c_int, iov: *const iovec, cnt: c_int, off: $off, flags: c_int) -> ssize_t {
+        pub unsafe extern "C" fn $name(
+            fd: c_int,
+            iov: *const iovec,
+            cnt: c_int,
+            off: $off,
+            flags: c_int,
+        ) -> ssize_t {
             let gate = Gate::enter(fd);
             if !gate.capturing() {
                 // SAFETY: forwarding the application's call.
                 return unsafe { real::$name(fd, iov, cnt, off, flags) };
             }
             // Offset -1 means the file offset; RWF_APPEND appends.
-            let at = if off == -1 || flags & libc::RWF_APPEND != 0 { At::Current } else { At::Offset(off as u64) };
+            let at = if off == -1 || flags & libc::RWF_APPEND != 0 {
+                At::Current
+            } else {
+                At::Offset(off as u64)
+            };
             // SAFETY: as in `writev`.
-            capture::write_to(&gate, fd, at, iov_len(iov, cnt), || unsafe { real::$name(fd, iov, cnt, off, flags) } as i64, |_, _, dest, o, k| unsafe {
-                mirror_iov(dest, iov, cnt, o, k)
-            }) as ssize_t
+            capture::write_to(
+                &gate,
+                fd,
+                at,
+                iov_len(iov, cnt),
+                false,
+                || unsafe { real::$name(fd, iov, cnt, off, flags) } as i64,
+                |fds, o, k| unsafe { mirror_iov(fds.dest.as_fd(), iov, cnt, o, k) },
+            ) as ssize_t
         }
     };
 }
@@ -159,31 +217,61 @@ pwritev2_hook!(pwritev2, off_t);
 pwritev2_hook!(pwritev64v2, off64_t);
 
 #[no_mangle]
-pub unsafe extern "C" fn copy_file_range(fd_in: c_int, off_in: *mut loff_t, fd_out: c_int, off_out: *mut loff_t, len: size_t, flags: c_uint) -> ssize_t {
+pub unsafe extern "C" fn copy_file_range(
+    fd_in: c_int,
+    off_in: *mut loff_t,
+    fd_out: c_int,
+    off_out: *mut loff_t,
+    len: size_t,
+    flags: c_uint,
+) -> ssize_t {
     let gate = Gate::enter(fd_out);
     if !gate.capturing() {
         // SAFETY: forwarding the application's call.
         return unsafe { real::copy_file_range(fd_in, off_in, fd_out, off_out, len, flags) };
     }
     // SAFETY: a non-null off_out points to the caller's offset, read before the call.
-    let at = if off_out.is_null() { At::Current } else { At::Offset(unsafe { *off_out } as u64) };
+    let at = if off_out.is_null() {
+        At::Current
+    } else {
+        At::Offset(unsafe { *off_out } as u64)
+    };
     // SAFETY: forwarding the application's call.
-    capture::write_to(&gate, fd_out, at, len, || unsafe { real::copy_file_range(fd_in, off_in, fd_out, off_out, len, flags) } as i64, capture::mirror_from_source)
-        as ssize_t
+    capture::write_to(
+        &gate,
+        fd_out,
+        at,
+        len,
+        true,
+        || unsafe { real::copy_file_range(fd_in, off_in, fd_out, off_out, len, flags) } as i64,
+        capture::mirror_from_source,
+    ) as ssize_t
 }
 
 macro_rules! sendfile_hook {
     ($name:ident, $off:ty) => {
         #[no_mangle]
-        pub unsafe extern "C" fn $name(out_fd: c_int, in_fd: c_int, offset: *mut $off, count: size_t) -> ssize_t {
+        pub unsafe extern "C" fn $name(
+            out_fd: c_int,
+            in_fd: c_int,
+            offset: *mut $off,
+            count: size_t,
+        ) -> ssize_t {
             let gate = Gate::enter(out_fd);
             if !gate.capturing() {
                 // SAFETY: forwarding the application's call.
                 return unsafe { real::$name(out_fd, in_fd, offset, count) };
             }
             // SAFETY: forwarding the application's call.
-            capture::write_to(&gate, out_fd, At::Current, count, || unsafe { real::$name(out_fd, in_fd, offset, count) } as i64, capture::mirror_from_source)
-                as ssize_t
+            capture::write_to(
+                &gate,
+                out_fd,
+                At::Current,
+                count,
+                true,
+                || unsafe { real::$name(out_fd, in_fd, offset, count) } as i64,
+                capture::mirror_from_source,
+            ) as ssize_t
         }
     };
 }
@@ -202,7 +290,13 @@ macro_rules! ftruncate_hook {
                 return unsafe { real::$name(fd, len) };
             }
             // SAFETY: forwarding the application's call.
-            capture::resize_fd(&gate, fd, || unsafe { real::$name(fd, len) }, |r| r == 0, |_, _, dest| rustix::fs::ftruncate(dest, len.max(0) as u64))
+            capture::resize_fd(
+                &gate,
+                fd,
+                || unsafe { real::$name(fd, len) },
+                |r| r == 0,
+                |fds| rustix::fs::ftruncate(fds.dest.as_fd(), len.max(0) as u64),
+            )
         }
     };
 }
@@ -219,7 +313,9 @@ macro_rules! truncate_hook {
                 return unsafe { real::$name(path, len) };
             }
             // SAFETY: forwarding the application's call.
-            capture::truncate_path(&gate, path, len as i64, || unsafe { real::$name(path, len) })
+            capture::truncate_path(&gate, path, len as i64, || unsafe {
+                real::$name(path, len)
+            })
         }
     };
 }
@@ -236,9 +332,13 @@ macro_rules! fallocate_hook {
                 return unsafe { real::$name(fd, mode, off, len) };
             }
             // SAFETY: forwarding the application's call.
-            capture::resize_fd(&gate, fd, || unsafe { real::$name(fd, mode, off, len) }, |r| r == 0, |s, file, dest| {
-                capture::mirror_fallocate(s, file, fd, dest, mode, off as u64, len as u64)
-            })
+            capture::resize_fd(
+                &gate,
+                fd,
+                || unsafe { real::$name(fd, mode, off, len) },
+                |r| r == 0,
+                |fds| capture::mirror_fallocate(fds, fd, mode, off as u64, len as u64),
+            )
         }
     };
 }
@@ -256,9 +356,13 @@ macro_rules! posix_fallocate_hook {
             }
             // posix_fallocate returns the error number instead of -1/errno.
             // SAFETY: forwarding the application's call.
-            capture::resize_fd(&gate, fd, || unsafe { real::$name(fd, off, len) }, |r| r == 0, |s, file, dest| {
-                capture::mirror_fallocate(s, file, fd, dest, 0, off as u64, len as u64)
-            })
+            capture::resize_fd(
+                &gate,
+                fd,
+                || unsafe { real::$name(fd, off, len) },
+                |r| r == 0,
+                |fds| capture::mirror_fallocate(fds, fd, 0, off as u64, len as u64),
+            )
         }
     };
 }
@@ -319,7 +423,9 @@ macro_rules! open2_hook {
                 return unsafe { real::$name(path, flags) };
             }
             // SAFETY: forwarding the application's call.
-            capture::open(&gate, libc::AT_FDCWD, path, flags, || unsafe { real::$name(path, flags) })
+            capture::open(&gate, libc::AT_FDCWD, path, flags, || unsafe {
+                real::$name(path, flags)
+            })
         }
     };
 }
@@ -336,7 +442,9 @@ macro_rules! openat2_hook {
                 return unsafe { real::$name(dirfd, path, flags) };
             }
             // SAFETY: forwarding the application's call.
-            capture::open(&gate, dirfd, path, flags, || unsafe { real::$name(dirfd, path, flags) })
+            capture::open(&gate, dirfd, path, flags, || unsafe {
+                real::$name(dirfd, path, flags)
+            })
         }
     };
 }
@@ -354,7 +462,9 @@ macro_rules! creat_hook {
             }
             let flags = libc::O_CREAT | libc::O_WRONLY | libc::O_TRUNC;
             // SAFETY: forwarding the application's call.
-            capture::open(&gate, libc::AT_FDCWD, path, flags, || unsafe { real::$name(path, mode) })
+            capture::open(&gate, libc::AT_FDCWD, path, flags, || unsafe {
+                real::$name(path, mode)
+            })
         }
     };
 }
@@ -503,7 +613,14 @@ fcntl_impl!(fcntl64_hook, "hb_fcntl64", fcntl64);
 macro_rules! mmap_hook {
     ($name:ident, $off:ty) => {
         #[no_mangle]
-        pub unsafe extern "C" fn $name(addr: *mut c_void, len: size_t, prot: c_int, flags: c_int, fd: c_int, off: $off) -> *mut c_void {
+        pub unsafe extern "C" fn $name(
+            addr: *mut c_void,
+            len: size_t,
+            prot: c_int,
+            flags: c_int,
+            fd: c_int,
+            off: $off,
+        ) -> *mut c_void {
             if fd < 0 || flags & libc::MAP_SHARED == 0 || prot & libc::PROT_WRITE == 0 {
                 // SAFETY: forwarding the application's call.
                 return unsafe { real::$name(addr, len, prot, flags, fd, off) };
@@ -550,7 +667,11 @@ fn refuse_native_aio(what: &str) {
 }
 
 #[no_mangle]
-pub unsafe extern "C" fn io_uring_queue_init(entries: c_uint, ring: *mut c_void, flags: c_uint) -> c_int {
+pub unsafe extern "C" fn io_uring_queue_init(
+    entries: c_uint,
+    ring: *mut c_void,
+    flags: c_uint,
+) -> c_int {
     if native_aio_allowed() {
         // SAFETY: forwarding the application's call.
         return unsafe { real::io_uring_queue_init(entries, ring, flags) };
@@ -560,7 +681,11 @@ pub unsafe extern "C" fn io_uring_queue_init(entries: c_uint, ring: *mut c_void,
 }
 
 #[no_mangle]
-pub unsafe extern "C" fn io_uring_queue_init_params(entries: c_uint, ring: *mut c_void, params: *mut c_void) -> c_int {
+pub unsafe extern "C" fn io_uring_queue_init_params(
+    entries: c_uint,
+    ring: *mut c_void,
+    params: *mut c_void,
+) -> c_int {
     if native_aio_allowed() {
         // SAFETY: forwarding the application's call.
         return unsafe { real::io_uring_queue_init_params(entries, ring, params) };

@@ -22,11 +22,17 @@ pub struct RelPath {
 
 impl RelPath {
     pub fn new(root: usize, rel: impl Into<PathBuf>) -> RelPath {
-        RelPath { root, rel: rel.into() }
+        RelPath {
+            root,
+            rel: rel.into(),
+        }
     }
 
     pub fn join(&self, name: impl AsRef<Path>) -> RelPath {
-        RelPath { root: self.root, rel: self.rel.join(name) }
+        RelPath {
+            root: self.root,
+            rel: self.rel.join(name),
+        }
     }
 
     pub fn is_within(&self, dir: &RelPath) -> bool {
@@ -94,7 +100,10 @@ pub fn split_last(path: &Path) -> Option<(&Path, &OsStr)> {
     if name.is_empty() || name == b"." || name == b".." {
         return None;
     }
-    Some((Path::new(OsStr::from_bytes(parent)), OsStr::from_bytes(name)))
+    Some((
+        Path::new(OsStr::from_bytes(parent)),
+        OsStr::from_bytes(name),
+    ))
 }
 
 /// Where an application's `(dirfd, path)` names an entry inside a source
@@ -143,13 +152,22 @@ impl Names {
 
     fn forget(&self, name: &RelPath, file: &Arc<SourceFile>) {
         if file.current_name().as_ref() == Some(name) {
-            file.rename(self.by_name.iter().find(|(_, f)| Arc::ptr_eq(f, file)).map(|(n, _)| n.clone()));
+            file.rename(
+                self.by_name
+                    .iter()
+                    .find(|(_, f)| Arc::ptr_eq(f, file))
+                    .map(|(n, _)| n.clone()),
+            );
         }
     }
 
     /// Names at or below `dir`.
     pub fn under(&self, dir: &RelPath) -> Vec<RelPath> {
-        self.by_name.range(dir.clone()..).take_while(|(n, _)| n.is_within(dir)).map(|(n, _)| n.clone()).collect()
+        self.by_name
+            .range(dir.clone()..)
+            .take_while(|(n, _)| n.is_within(dir))
+            .map(|(n, _)| n.clone())
+            .collect()
     }
 
     /// Remove every name at or below `dir` (it left the tree or was
@@ -162,9 +180,16 @@ impl Names {
 
     /// Rename every name at or below `from` to the same place below `to`.
     /// Returns the files that moved, with their new names.
-    pub fn rename_under(&mut self, from: &RelPath, to: &RelPath) -> Vec<(RelPath, Arc<SourceFile>)> {
-        let moved: Vec<(RelPath, Arc<SourceFile>)> =
-            self.under(from).into_iter().filter_map(|n| self.by_name.remove(&n).map(|f| (n, f))).collect();
+    pub fn rename_under(
+        &mut self,
+        from: &RelPath,
+        to: &RelPath,
+    ) -> Vec<(RelPath, Arc<SourceFile>)> {
+        let moved: Vec<(RelPath, Arc<SourceFile>)> = self
+            .under(from)
+            .into_iter()
+            .filter_map(|n| self.by_name.remove(&n).map(|f| (n, f)))
+            .collect();
         let mut out = Vec::with_capacity(moved.len());
         for (old, file) in moved {
             let new = old.moved(from, to);
@@ -187,9 +212,13 @@ impl Names {
 pub fn open_dest(roots: &[Root], name: &RelPath) -> Result<OwnedFd, rustix::io::Errno> {
     use rustix::fs::{openat, Mode, OFlags};
     let root = &roots[name.root];
-    openat(root.dest_dir.as_fd(), Root::dest_rel(&name.rel), OFlags::WRONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW, Mode::empty())
+    openat(
+        root.dest_dir.as_fd(),
+        Root::dest_rel(&name.rel),
+        OFlags::WRONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+        Mode::empty(),
+    )
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -197,7 +226,14 @@ mod tests {
 
     #[test]
     fn split_last_handles_slashes_and_dots() {
-        let s = |p: &str| split_last(Path::new(p)).map(|(a, b)| (a.to_str().unwrap().to_owned(), b.to_str().unwrap().to_owned()));
+        let s = |p: &str| {
+            split_last(Path::new(p)).map(|(a, b)| {
+                (
+                    a.to_str().unwrap().to_owned(),
+                    b.to_str().unwrap().to_owned(),
+                )
+            })
+        };
         assert_eq!(s("a/b/c"), Some(("a/b".into(), "c".into())));
         assert_eq!(s("c"), Some(("".into(), "c".into())));
         assert_eq!(s("/c"), Some(("/".into(), "c".into())));
@@ -212,7 +248,10 @@ mod tests {
     #[test]
     fn moved_replaces_prefix() {
         let a = RelPath::new(0, "db1/t.ibd");
-        assert_eq!(a.moved(&RelPath::new(0, "db1"), &RelPath::new(0, "db2")), RelPath::new(0, "db2/t.ibd"));
+        assert_eq!(
+            a.moved(&RelPath::new(0, "db1"), &RelPath::new(0, "db2")),
+            RelPath::new(0, "db2/t.ibd")
+        );
         assert_eq!(a.moved(&a, &RelPath::new(1, "x")), RelPath::new(1, "x"));
     }
 
@@ -253,16 +292,36 @@ mod tests {
         std::fs::create_dir_all(src.join("db")).unwrap();
         std::os::unix::fs::symlink(src.join("db"), tmp.join("link")).unwrap();
         let dest_dir = sys::open_dir(&tmp).unwrap();
-        let roots = vec![Root { src: src.canonicalize().unwrap(), dest: tmp.join("dst"), dest_dir }];
+        let roots = vec![Root {
+            src: src.canonicalize().unwrap(),
+            dest: tmp.join("dst"),
+            dest_dir,
+        }];
         let expect = Some(RelPath::new(0, "db/t.ibd"));
-        assert_eq!(locate(&roots, libc::AT_FDCWD, &src.join("db/t.ibd")), expect);
-        assert_eq!(locate(&roots, libc::AT_FDCWD, &tmp.join("link/t.ibd")), expect);
-        assert_eq!(locate(&roots, libc::AT_FDCWD, &src.join("db/../db/t.ibd")), expect);
+        assert_eq!(
+            locate(&roots, libc::AT_FDCWD, &src.join("db/t.ibd")),
+            expect
+        );
+        assert_eq!(
+            locate(&roots, libc::AT_FDCWD, &tmp.join("link/t.ibd")),
+            expect
+        );
+        assert_eq!(
+            locate(&roots, libc::AT_FDCWD, &src.join("db/../db/t.ibd")),
+            expect
+        );
         let dirfd = std::fs::File::open(src.join("db")).unwrap();
         use std::os::fd::AsRawFd;
-        assert_eq!(locate(&roots, dirfd.as_raw_fd(), Path::new("t.ibd")), expect);
+        assert_eq!(
+            locate(&roots, dirfd.as_raw_fd(), Path::new("t.ibd")),
+            expect
+        );
         assert_eq!(locate(&roots, libc::AT_FDCWD, &tmp.join("elsewhere")), None);
-        assert_eq!(locate(&roots, libc::AT_FDCWD, &src), None, "a root's own name is outside its tree");
+        assert_eq!(
+            locate(&roots, libc::AT_FDCWD, &src),
+            None,
+            "a root's own name is outside its tree"
+        );
         std::fs::remove_dir_all(&tmp).unwrap();
     }
 }

@@ -12,7 +12,9 @@
 #![allow(clippy::missing_safety_doc)]
 
 use core::sync::atomic::{AtomicUsize, Ordering::Relaxed};
-use libc::{c_char, c_int, c_long, c_uint, c_void, iovec, loff_t, mode_t, off64_t, off_t, size_t, ssize_t};
+use libc::{
+    c_char, c_int, c_long, c_uint, c_void, iovec, loff_t, mode_t, off64_t, off_t, size_t, ssize_t,
+};
 
 /// Pointer cache states besides a real address.
 const UNRESOLVED: usize = 0;

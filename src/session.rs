@@ -178,8 +178,12 @@ impl Session {
 
     /// Ask the caller's exclude callback about a source path.
     pub fn is_excluded(&self, name: &RelPath) -> bool {
-        let Some(ex) = &self.exclude else { return false };
-        let Ok(c) = CString::new(self.src_path(name).as_os_str().as_bytes()) else { return false };
+        let Some(ex) = &self.exclude else {
+            return false;
+        };
+        let Ok(c) = CString::new(self.src_path(name).as_os_str().as_bytes()) else {
+            return false;
+        };
         // SAFETY: the callback was supplied by the caller for exactly this
         // use; the string lives across the call.
         unsafe { (ex.fun)(c.as_ptr(), ex.extra) != 0 }
@@ -203,98 +207,147 @@ impl Session {
     /// What a descriptor writes to, learned from the kernel on first use.
     pub fn tracked(&self, fd: libc::c_int) -> FdState {
         if fd < 0 {
-            return FdState::Untracked { generation: u64::MAX, regular: false };
+            return FdState::Untracked {
+                generation: u64::MAX,
+                regular: false,
+            };
         }
-        self.fds.get_or_resolve(fd, self.generation(), || self.resolve_fd(fd))
+        self.fds
+            .get_or_resolve(fd, self.generation(), || self.resolve_fd(fd))
     }
 
     fn resolve_fd(&self, fd: libc::c_int) -> FdState {
         let generation = self.generation();
-        let Ok(st) = rustix::fs::fstat(sys::borrow(fd)) else { return FdState::Untracked { generation, regular: false } };
+        let Ok(st) = rustix::fs::fstat(sys::borrow(fd)) else {
+            return FdState::Untracked {
+                generation,
+                regular: false,
+            };
+        };
         if st.st_mode & libc::S_IFMT != libc::S_IFREG {
-            return FdState::Untracked { generation, regular: false };
+            return FdState::Untracked {
+                generation,
+                regular: false,
+            };
         }
         match self.file(st.st_dev, st.st_ino) {
             Some(file) => {
-                let append = rustix::fs::fcntl_getfl(sys::borrow(fd)).map(|f| f.contains(OFlags::APPEND)).unwrap_or(true);
+                let append = rustix::fs::fcntl_getfl(sys::borrow(fd))
+                    .map(|f| f.contains(OFlags::APPEND))
+                    .unwrap_or(true);
                 FdState::Tracked { file, append }
             }
-            None => FdState::Untracked { generation, regular: true },
+            None => FdState::Untracked {
+                generation,
+                regular: true,
+            },
         }
     }
 
     /// A write descriptor for the file's destination, cached on the file.
-    /// The name is read without the namespace lock (a writer holds a range
-    /// lock, and the namespace lock comes first), so it is checked again
-    /// after the open: a rename in between makes us try again.
-    pub fn dest_for(&self, file: &SourceFile) -> Result<Option<Arc<OwnedFd>>, Errno> {
+    /// Opening by name is only right under the namespace lock, where the
+    /// names agree with the trees: callers hold it (see `mirror_fds`).
+    fn dest_for(&self, file: &SourceFile) -> Result<Option<Arc<OwnedFd>>, Errno> {
         if let Some(fd) = file.cached_dest() {
             return Ok(Some(fd));
         }
-        for _ in 0..100 {
-            let named = file.named();
-            let Some(name) = &named.name else { return Ok(None) };
-            match namespace::open_dest(&self.roots, name) {
-                Ok(fd) if file.named() == named => {
-                    let fd = Arc::new(fd);
-                    file.set_dest(Some(fd.clone()));
-                    return Ok(Some(fd));
-                }
-                Ok(_) => continue,
-                Err(Errno::NOENT) if file.named() != named => continue,
-                Err(e) => return Err(e),
-            }
-        }
-        Err(Errno::AGAIN)
+        let Some(name) = file.current_name() else {
+            return Ok(None);
+        };
+        let fd = Arc::new(namespace::open_dest(&self.roots, &name)?);
+        file.set_dest(Some(fd.clone()));
+        Ok(Some(fd))
     }
 
-    /// A read descriptor for the source file itself, cached on the file.
-    /// Without the namespace lock the name may lag behind a rename that is
-    /// being mirrored; a few tries ride that out, and the copier calls this
-    /// with the lock held (`open_for_copy`).
-    pub fn src_for(&self, file: &SourceFile) -> Result<Option<Arc<OwnedFd>>, Errno> {
+    /// A read descriptor for the source file itself, cached on the file;
+    /// same rule as `dest_for`.
+    fn src_for(&self, file: &SourceFile) -> Result<Option<Arc<OwnedFd>>, Errno> {
         if let Some(fd) = file.cached_src() {
             return Ok(Some(fd));
         }
-        for attempt in 0..200 {
-            if attempt > 0 {
-                std::thread::yield_now();
-            }
-            let Some(name) = file.current_name() else { return Ok(None) };
-            let path = self.src_path(&name);
-            let fd = match rustix::fs::openat(
-                rustix::fs::CWD,
-                &path,
-                OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NOATIME,
-                Mode::empty(),
-            ) {
-                Ok(fd) => fd,
-                // O_NOATIME is refused for files we do not own.
-                Err(Errno::PERM) => match rustix::fs::openat(rustix::fs::CWD, &path, OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty()) {
-                    Ok(fd) => fd,
-                    Err(Errno::NOENT) => continue,
-                    Err(e) => return Err(e),
-                },
-                Err(Errno::NOENT) => continue,
-                Err(e) => return Err(e),
-            };
-            let st = rustix::fs::fstat(fd.as_fd())?;
-            if (st.st_dev, st.st_ino) == (file.dev, file.ino) {
-                let fd = Arc::new(fd);
-                file.set_src(Some(fd.clone()));
-                return Ok(Some(fd));
+        let Some(name) = file.current_name() else {
+            return Ok(None);
+        };
+        let path = self.src_path(&name);
+        let open = |flags| rustix::fs::openat(rustix::fs::CWD, &path, flags, Mode::empty());
+        let fd = match open(OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NOATIME) {
+            // O_NOATIME is refused for files we do not own.
+            Err(Errno::PERM) => open(OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC)?,
+            r => r?,
+        };
+        let st = rustix::fs::fstat(fd.as_fd())?;
+        if (st.st_dev, st.st_ino) != (file.dev, file.ino) {
+            // The names disagree with the tree: a change this process did
+            // not make (another process), which no hook can mirror.
+            return Err(Errno::STALE);
+        }
+        let fd = Arc::new(fd);
+        file.set_src(Some(fd.clone()));
+        Ok(Some(fd))
+    }
+
+    /// The descriptors needed to mirror a change to `file` (`need_src` to
+    /// copy bytes from the source). Taken before the file's range lock: the
+    /// namespace lock, needed to open by name, comes first in lock order.
+    /// None while nothing of the file is in the destination yet.
+    pub fn mirror_fds(
+        &self,
+        file: &SourceFile,
+        need_src: bool,
+        names_held: bool,
+    ) -> Result<Option<MirrorFds>, (Errno, String)> {
+        if !file.started() {
+            return Ok(None);
+        }
+        if let Some(dest) = file.cached_dest() {
+            let src = if need_src { file.cached_src() } else { None };
+            if !need_src || src.is_some() {
+                return Ok(Some(MirrorFds { dest, src }));
             }
         }
-        Err(Errno::AGAIN)
+        let _names = (!names_held).then(|| self.names());
+        let fail = |what: &str, path: std::path::PathBuf, e: Errno| {
+            (
+                e,
+                format!("{what} {}: {}", path.display(), sys::strerror(e)),
+            )
+        };
+        let name = file.current_name().unwrap_or_else(|| RelPath::new(0, ""));
+        let Some(dest) = self
+            .dest_for(file)
+            .map_err(|e| fail("open", self.dest_path(&name), e))?
+        else {
+            return Ok(None);
+        };
+        let src = if need_src {
+            match self
+                .src_for(file)
+                .map_err(|e| fail("open", self.src_path(&name), e))?
+            {
+                Some(src) => Some(src),
+                None => return Ok(None),
+            }
+        } else {
+            None
+        };
+        Ok(Some(MirrorFds { dest, src }))
     }
 
     /// Source and destination descriptors for the copier, opened under the
-    /// namespace lock (taken here unless the caller holds it), where names
-    /// and files agree. None if the file left the backup.
-    pub fn open_for_copy(&self, file: &SourceFile, names_held: bool) -> Result<Option<(Arc<OwnedFd>, Arc<OwnedFd>)>, (Errno, bool)> {
+    /// namespace lock (taken here unless the caller holds it). None if the
+    /// file left the backup.
+    pub fn open_for_copy(
+        &self,
+        file: &SourceFile,
+        names_held: bool,
+    ) -> Result<Option<(Arc<OwnedFd>, Arc<OwnedFd>)>, (Errno, bool)> {
         let _names = (!names_held).then(|| self.names());
-        let Some(src) = self.src_for(file).map_err(|e| (e, false))? else { return Ok(None) };
-        let Some(dest) = self.dest_for(file).map_err(|e| (e, true))? else { return Ok(None) };
+        let Some(src) = self.src_for(file).map_err(|e| (e, false))? else {
+            return Ok(None);
+        };
+        let Some(dest) = self.dest_for(file).map_err(|e| (e, true))? else {
+            return Ok(None);
+        };
         Ok(Some((src, dest)))
     }
 
@@ -302,7 +355,11 @@ impl Session {
     pub fn progress(&self) -> (f32, String) {
         let total = self.bytes_total.load(Relaxed);
         let done = self.bytes_done.load(Relaxed).min(total);
-        let frac = if total == 0 { 0.0 } else { done as f64 / total as f64 };
+        let frac = if total == 0 {
+            0.0
+        } else {
+            done as f64 / total as f64
+        };
         let text = format!(
             "{} of {} bytes copied ({:.0}%), {} of {} files",
             done,
@@ -313,6 +370,13 @@ impl Session {
         );
         (frac as f32, text)
     }
+}
+
+/// Descriptors a mirror uses: the destination, and the source when bytes
+/// are copied from it.
+pub struct MirrorFds {
+    pub dest: Arc<OwnedFd>,
+    pub src: Option<Arc<OwnedFd>>,
 }
 
 /// Message for a failed destination operation.

@@ -30,7 +30,10 @@ impl RangeLocks {
             held = self.released.wait(held).unwrap_or_else(|e| e.into_inner());
         }
         held.push((start, end));
-        RangeGuard { locks: self, range: (start, end) }
+        RangeGuard {
+            locks: self,
+            range: (start, end),
+        }
     }
 }
 
@@ -50,12 +53,6 @@ impl Drop for RangeGuard<'_> {
     }
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Named {
-    pub name: Option<RelPath>,
-    pub generation: u64,
-}
-
 pub struct SourceFile {
     pub dev: u64,
     pub ino: u64,
@@ -65,10 +62,9 @@ pub struct SourceFile {
     /// u64::MAX once the whole file is copied. Read and written only while
     /// holding a range lock that covers the offset of interest.
     copied_upto: AtomicU64,
-    /// Current name (None once the file has left the source trees) and a
-    /// count of its changes, so that a name read without the namespace lock
-    /// can be checked after use. Changed only under the namespace lock.
-    pub name: Mutex<Named>,
+    /// Current name, None once the file has left the source trees. Changed
+    /// only under the namespace lock; only read under it to open by name.
+    name: Mutex<Option<RelPath>>,
     /// Whether the file has a name in a source tree (mirrors `name`, for
     /// the write path).
     named: AtomicBool,
@@ -86,7 +82,7 @@ impl SourceFile {
             ranges: RangeLocks::default(),
             copied_upto: AtomicU64::new(copied_upto),
             named: AtomicBool::new(name.is_some()),
-            name: Mutex::new(Named { name, generation: 0 }),
+            name: Mutex::new(name),
             excluded: AtomicBool::new(false),
             dest: Mutex::new(None),
             src: Mutex::new(None),
@@ -126,12 +122,7 @@ impl SourceFile {
     pub fn rename(&self, name: Option<RelPath>) {
         let mut n = lock(&self.name);
         self.named.store(name.is_some(), Release);
-        n.name = name;
-        n.generation += 1;
-    }
-
-    pub fn named(&self) -> Named {
-        lock(&self.name).clone()
+        *n = name;
     }
 
     pub fn cached_dest(&self) -> Option<Arc<OwnedFd>> {
@@ -151,7 +142,7 @@ impl SourceFile {
     }
 
     pub fn current_name(&self) -> Option<RelPath> {
-        lock(&self.name).name.clone()
+        lock(&self.name).clone()
     }
 }
 
@@ -168,7 +159,8 @@ mod tests {
         let max_inside = Arc::new(AtomicUsize::new(0));
         let threads: Vec<_> = (0..8)
             .map(|i| {
-                let (locks, inside, max_inside) = (locks.clone(), inside.clone(), max_inside.clone());
+                let (locks, inside, max_inside) =
+                    (locks.clone(), inside.clone(), max_inside.clone());
                 std::thread::spawn(move || {
                     for j in 0..200u64 {
                         // All ranges overlap at offset 100.

@@ -52,17 +52,35 @@ pub fn fd_path(fd: BorrowedFd<'_>) -> Result<PathBuf, Errno> {
 
 /// Canonical absolute path of a directory named relative to `dirfd`.
 pub fn canonical_dir(dirfd: BorrowedFd<'_>, path: &Path) -> Result<PathBuf, Errno> {
-    let path = if path.as_os_str().is_empty() { Path::new(".") } else { path };
-    let fd = fs::openat(dirfd, path, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?;
+    let path = if path.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        path
+    };
+    let fd = fs::openat(
+        dirfd,
+        path,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
     fd_path(fd.as_fd())
 }
 
 pub fn open_dir(path: &Path) -> Result<OwnedFd, Errno> {
-    fs::openat(fs::CWD, path, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+    fs::openat(
+        fs::CWD,
+        path,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
 }
 
 pub fn exists(dirfd: BorrowedFd<'_>, path: &Path, follow: bool) -> bool {
-    let flags = if follow { AtFlags::empty() } else { AtFlags::SYMLINK_NOFOLLOW };
+    let flags = if follow {
+        AtFlags::empty()
+    } else {
+        AtFlags::SYMLINK_NOFOLLOW
+    };
     fs::statat(dirfd, path, flags).is_ok()
 }
 
@@ -90,7 +108,12 @@ pub fn remove_tree(dirfd: BorrowedFd<'_>, path: &Path) -> Result<(), Errno> {
         Err(Errno::ISDIR) | Err(Errno::PERM) => {}
         Err(e) => return Err(e),
     }
-    let dir = match fs::openat(dirfd, path, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty()) {
+    let dir = match fs::openat(
+        dirfd,
+        path,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) {
         Ok(d) => d,
         Err(Errno::NOENT) => return Ok(()),
         Err(e) => return Err(e),

@@ -35,7 +35,13 @@ struct Window {
 
 impl Default for Throttle {
     fn default() -> Self {
-        Throttle { window: Mutex::new(Window { rate: rate(), start: Instant::now(), bytes: 0 }) }
+        Throttle {
+            window: Mutex::new(Window {
+                rate: rate(),
+                start: Instant::now(),
+                bytes: 0,
+            }),
+        }
     }
 }
 
@@ -60,7 +66,11 @@ impl Throttle {
                 let mut w = lock(&self.window);
                 let r = rate();
                 if r != w.rate {
-                    *w = Window { rate: r, start: Instant::now(), bytes: 0 };
+                    *w = Window {
+                        rate: r,
+                        start: Instant::now(),
+                        bytes: 0,
+                    };
                 }
                 if r == u64::MAX {
                     return true;
@@ -75,7 +85,8 @@ impl Throttle {
                         // Forget idle time, so that a long pause does not
                         // allow a burst above the limit afterwards.
                         if elapsed > due + Duration::from_secs(1) {
-                            w.start = Instant::now() - Duration::from_secs_f64(w.bytes as f64 / r as f64);
+                            w.start =
+                                Instant::now() - Duration::from_secs_f64(w.bytes as f64 / r as f64);
                         }
                         None
                     } else {
