@@ -316,8 +316,7 @@ fn throttle_and_progress_of_a_running_backup() {
         state.contains("tokudb backup about") && state.contains("% done"),
         "{state}"
     );
-    // thd_progress_report feeds the PROGRESS column (and the client's
-    // progress line), as ALTER TABLE does.
+    // thd_progress_report feeds the PROGRESS column, as ALTER TABLE does.
     let progress: f64 = state.rsplit('\t').next().unwrap().parse().unwrap();
     assert!(progress > 0.0 && progress < 100.0, "PROGRESS {progress}");
     assert_eq!(s.status("Tokudb_backup_state"), "copying");

@@ -23,15 +23,15 @@ pub fn target_dir() -> PathBuf {
         .to_path_buf()
 }
 
-/// Newest of target/<profile>/NAME and target/<profile>/deps/NAME.
+/// target/<profile>/deps/NAME, which the test build itself (re)builds (the
+/// library is a dev-dependency, the plugin's lib target is built for its
+/// tests), else target/<profile>/NAME. deps/ first: target/<profile>/ may
+/// hold a build of another server ABI (--features mysql80).
 fn artifact(name: &str) -> PathBuf {
     let t = target_dir();
-    let candidates = [t.join(name), t.join("deps").join(name)];
-    candidates
-        .iter()
-        .filter_map(|p| Some((std::fs::metadata(p).ok()?.modified().ok()?, p.clone())))
-        .max()
-        .map(|(_, p)| p)
+    [t.join("deps").join(name), t.join(name)]
+        .into_iter()
+        .find(|p| p.exists())
         .unwrap_or_else(|| {
             panic!(
                 "{name} not built in {} (run cargo build --workspace)",
