@@ -45,7 +45,18 @@ pub fn library_path() -> PathBuf {
 }
 
 pub fn plugin_path() -> PathBuf {
-    artifact("libtokudb_backup.so")
+    let p = artifact("libtokudb_backup.so");
+    // A build for another server ABI (--features mysql80) writes the same
+    // file name, and cargo may then take the MariaDB build for fresh.
+    let bytes = std::fs::read(&p).unwrap();
+    let marker = b"_maria_plugin_declarations_";
+    assert!(
+        bytes.windows(marker.len()).any(|w| w == marker),
+        "{} is not a MariaDB build of the plugin (another --features build overwrote it): \
+         run `cargo clean -p tokudb_backup` and test again",
+        p.display()
+    );
+    p
 }
 
 pub fn repo_root() -> PathBuf {
