@@ -579,7 +579,7 @@ pub unsafe extern "C" fn tokubackup_create_backup(
 
 #[no_mangle]
 pub extern "C" fn tokubackup_throttle_backup(bytes_per_second: libc::c_ulong) {
-    crate::throttle::set_rate(bytes_per_second as u64);
+    crate::throttle::set_rate(bytes_per_second);
 }
 
 #[repr(transparent)]

@@ -521,10 +521,7 @@ fn created(s: &Session, names: &mut Names, name: &RelPath, fd: libc::c_int) {
             .open_for_copy(&file, true)
             .map_err(|(e, _)| e)
             .and_then(|fds| match fds {
-                Some((src, dest)) => copier::recopy_locked(&MirrorFds {
-                    dest,
-                    src: Some(src),
-                }),
+                Some(fds) => copier::recopy_locked(&fds),
                 None => Ok(()),
             });
         if let Err(e) = copied {

@@ -207,7 +207,11 @@ pub fn copy_file(
         (e, format!("{op} {}: {}", path.display(), sys::strerror(e)))
     };
     let (src, dest) = match s.open_for_copy(file, !throttled) {
-        Ok(Some(pair)) => pair,
+        Ok(Some(crate::session::MirrorFds {
+            dest,
+            src: Some(src),
+        })) => (src, dest),
+        Ok(Some(_)) => return Ok(()),
         Ok(None) => return Ok(()),
         Err((e, dest_side)) => {
             return Err(fail(

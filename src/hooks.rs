@@ -87,15 +87,15 @@ pub unsafe extern "C" fn write(fd: c_int, buf: *const c_void, n: size_t) -> ssiz
         // SAFETY: forwarding the application's call.
         return unsafe { real::write(fd, buf, n) };
     }
-    // SAFETY (both closures): forwarding the application's call / mirroring
-    // bytes of its buffer that the kernel accepted.
     capture::write_to(
         &gate,
         fd,
         At::Current,
         n,
         false,
+        // SAFETY: forwarding the application's call with its own arguments.
         || unsafe { real::write(fd, buf, n) } as i64,
+        // SAFETY: the kernel accepted the first k bytes of the application's buffer.
         |fds, off, k| sys::pwrite_all(fds.dest.as_fd(), unsafe { bytes(buf, k) }, off),
     ) as ssize_t
 }
@@ -114,14 +114,15 @@ macro_rules! pwrite_hook {
                 // SAFETY: forwarding the application's call.
                 return unsafe { real::$name(fd, buf, n, off) };
             }
-            // SAFETY: as in `write`.
             capture::write_to(
                 &gate,
                 fd,
                 At::Offset(off as u64),
                 n,
                 false,
+                // SAFETY: forwarding the application's call with its own arguments.
                 || unsafe { real::$name(fd, buf, n, off) } as i64,
+                // SAFETY: the kernel accepted the first k bytes of the application's buffer.
                 |fds, o, k| sys::pwrite_all(fds.dest.as_fd(), unsafe { bytes(buf, k) }, o),
             ) as ssize_t
         }
@@ -144,7 +145,9 @@ pub unsafe extern "C" fn writev(fd: c_int, iov: *const iovec, cnt: c_int) -> ssi
         At::Current,
         iov_len(iov, cnt),
         false,
+        // SAFETY: forwarding the application's call with its own arguments.
         || unsafe { real::writev(fd, iov, cnt) } as i64,
+        // SAFETY: the application's iovecs stay valid for the whole call.
         |fds, off, k| unsafe { mirror_iov(fds.dest.as_fd(), iov, cnt, off, k) },
     ) as ssize_t
 }
@@ -163,14 +166,15 @@ macro_rules! pwritev_hook {
                 // SAFETY: forwarding the application's call.
                 return unsafe { real::$name(fd, iov, cnt, off) };
             }
-            // SAFETY: as in `writev`.
             capture::write_to(
                 &gate,
                 fd,
                 At::Offset(off as u64),
                 iov_len(iov, cnt),
                 false,
+                // SAFETY: forwarding the application's call with its own arguments.
                 || unsafe { real::$name(fd, iov, cnt, off) } as i64,
+                // SAFETY: the application's iovecs stay valid for the whole call.
                 |fds, o, k| unsafe { mirror_iov(fds.dest.as_fd(), iov, cnt, o, k) },
             ) as ssize_t
         }
@@ -200,14 +204,15 @@ macro_rules! pwritev2_hook {
             } else {
                 At::Offset(off as u64)
             };
-            // SAFETY: as in `writev`.
             capture::write_to(
                 &gate,
                 fd,
                 at,
                 iov_len(iov, cnt),
                 false,
+                // SAFETY: forwarding the application's call with its own arguments.
                 || unsafe { real::$name(fd, iov, cnt, off, flags) } as i64,
+                // SAFETY: the application's iovecs stay valid for the whole call.
                 |fds, o, k| unsafe { mirror_iov(fds.dest.as_fd(), iov, cnt, o, k) },
             ) as ssize_t
         }
@@ -234,15 +239,16 @@ pub unsafe extern "C" fn copy_file_range(
     let at = if off_out.is_null() {
         At::Current
     } else {
+        // SAFETY: a non-null off_out points to the caller's offset.
         At::Offset(unsafe { *off_out } as u64)
     };
-    // SAFETY: forwarding the application's call.
     capture::write_to(
         &gate,
         fd_out,
         at,
         len,
         true,
+        // SAFETY: forwarding the application's call with its own arguments.
         || unsafe { real::copy_file_range(fd_in, off_in, fd_out, off_out, len, flags) } as i64,
         capture::mirror_from_source,
     ) as ssize_t
@@ -262,13 +268,13 @@ macro_rules! sendfile_hook {
                 // SAFETY: forwarding the application's call.
                 return unsafe { real::$name(out_fd, in_fd, offset, count) };
             }
-            // SAFETY: forwarding the application's call.
             capture::write_to(
                 &gate,
                 out_fd,
                 At::Current,
                 count,
                 true,
+                // SAFETY: forwarding the application's call with its own arguments.
                 || unsafe { real::$name(out_fd, in_fd, offset, count) } as i64,
                 capture::mirror_from_source,
             ) as ssize_t
@@ -289,10 +295,10 @@ macro_rules! ftruncate_hook {
                 // SAFETY: forwarding the application's call.
                 return unsafe { real::$name(fd, len) };
             }
-            // SAFETY: forwarding the application's call.
             capture::resize_fd(
                 &gate,
                 fd,
+                // SAFETY: forwarding the application's call with its own arguments.
                 || unsafe { real::$name(fd, len) },
                 |r| r == 0,
                 |fds| rustix::fs::ftruncate(fds.dest.as_fd(), len.max(0) as u64),
@@ -312,10 +318,9 @@ macro_rules! truncate_hook {
                 // SAFETY: forwarding the application's call.
                 return unsafe { real::$name(path, len) };
             }
-            // SAFETY: forwarding the application's call.
-            capture::truncate_path(&gate, path, len as i64, || unsafe {
-                real::$name(path, len)
-            })
+            // SAFETY: forwarding the application's call with its own arguments.
+            let call = || unsafe { real::$name(path, len) };
+            capture::truncate_path(&gate, path, len as i64, call)
         }
     };
 }
@@ -331,10 +336,10 @@ macro_rules! fallocate_hook {
                 // SAFETY: forwarding the application's call.
                 return unsafe { real::$name(fd, mode, off, len) };
             }
-            // SAFETY: forwarding the application's call.
             capture::resize_fd(
                 &gate,
                 fd,
+                // SAFETY: forwarding the application's call with its own arguments.
                 || unsafe { real::$name(fd, mode, off, len) },
                 |r| r == 0,
                 |fds| capture::mirror_fallocate(fds, fd, mode, off as u64, len as u64),
@@ -355,10 +360,10 @@ macro_rules! posix_fallocate_hook {
                 return unsafe { real::$name(fd, off, len) };
             }
             // posix_fallocate returns the error number instead of -1/errno.
-            // SAFETY: forwarding the application's call.
             capture::resize_fd(
                 &gate,
                 fd,
+                // SAFETY: forwarding the application's call with its own arguments.
                 || unsafe { real::$name(fd, off, len) },
                 |r| r == 0,
                 |fds| capture::mirror_fallocate(fds, fd, 0, off as u64, len as u64),
@@ -387,8 +392,9 @@ macro_rules! open_impl {
                 // SAFETY: forwarding the application's call.
                 return unsafe { real::$real(path, flags, mode) };
             }
-            // SAFETY: forwarding the application's call.
-            capture::open(&gate, libc::AT_FDCWD, path, flags, || unsafe { real::$real(path, flags, mode) })
+            // SAFETY: forwarding the application's call with its own arguments.
+            let call = || unsafe { real::$real(path, flags, mode) };
+            capture::open(&gate, libc::AT_FDCWD, path, flags, call)
         }
         core::arch::global_asm!(concat!(".globl ", $alias), concat!(".hidden ", $alias), concat!(".set ", $alias, ", {}"), sym $impl_name);
     };
@@ -404,8 +410,9 @@ macro_rules! openat_impl {
                 // SAFETY: forwarding the application's call.
                 return unsafe { real::$real(dirfd, path, flags, mode) };
             }
-            // SAFETY: forwarding the application's call.
-            capture::open(&gate, dirfd, path, flags, || unsafe { real::$real(dirfd, path, flags, mode) })
+            // SAFETY: forwarding the application's call with its own arguments.
+            let call = || unsafe { real::$real(dirfd, path, flags, mode) };
+            capture::open(&gate, dirfd, path, flags, call)
         }
         core::arch::global_asm!(concat!(".globl ", $alias), concat!(".hidden ", $alias), concat!(".set ", $alias, ", {}"), sym $impl_name);
     };
@@ -422,10 +429,9 @@ macro_rules! open2_hook {
                 // SAFETY: forwarding the application's call.
                 return unsafe { real::$name(path, flags) };
             }
-            // SAFETY: forwarding the application's call.
-            capture::open(&gate, libc::AT_FDCWD, path, flags, || unsafe {
-                real::$name(path, flags)
-            })
+            // SAFETY: forwarding the application's call with its own arguments.
+            let call = || unsafe { real::$name(path, flags) };
+            capture::open(&gate, libc::AT_FDCWD, path, flags, call)
         }
     };
 }
@@ -441,10 +447,9 @@ macro_rules! openat2_hook {
                 // SAFETY: forwarding the application's call.
                 return unsafe { real::$name(dirfd, path, flags) };
             }
-            // SAFETY: forwarding the application's call.
-            capture::open(&gate, dirfd, path, flags, || unsafe {
-                real::$name(dirfd, path, flags)
-            })
+            // SAFETY: forwarding the application's call with its own arguments.
+            let call = || unsafe { real::$name(dirfd, path, flags) };
+            capture::open(&gate, dirfd, path, flags, call)
         }
     };
 }
@@ -461,10 +466,9 @@ macro_rules! creat_hook {
                 return unsafe { real::$name(path, mode) };
             }
             let flags = libc::O_CREAT | libc::O_WRONLY | libc::O_TRUNC;
-            // SAFETY: forwarding the application's call.
-            capture::open(&gate, libc::AT_FDCWD, path, flags, || unsafe {
-                real::$name(path, mode)
-            })
+            // SAFETY: forwarding the application's call with its own arguments.
+            let call = || unsafe { real::$name(path, mode) };
+            capture::open(&gate, libc::AT_FDCWD, path, flags, call)
         }
     };
 }
@@ -486,8 +490,9 @@ macro_rules! name_hook {
                 // SAFETY: forwarding the application's call.
                 return unsafe { real::$name($($arg),*) };
             }
-            // SAFETY: forwarding the application's call.
-            capture::names_op(&gate, $op, || unsafe { real::$name($($arg),*) })
+            // SAFETY: forwarding the application's call with its own arguments.
+            let call = || unsafe { real::$name($($arg),*) };
+            capture::names_op(&gate, $op, call)
         }
     };
 }

@@ -340,7 +340,7 @@ impl Session {
         &self,
         file: &SourceFile,
         names_held: bool,
-    ) -> Result<Option<(Arc<OwnedFd>, Arc<OwnedFd>)>, (Errno, bool)> {
+    ) -> Result<Option<MirrorFds>, (Errno, bool)> {
         let _names = (!names_held).then(|| self.names());
         let Some(src) = self.src_for(file).map_err(|e| (e, false))? else {
             return Ok(None);
@@ -348,7 +348,10 @@ impl Session {
         let Some(dest) = self.dest_for(file).map_err(|e| (e, true))? else {
             return Ok(None);
         };
-        Ok(Some((src, dest)))
+        Ok(Some(MirrorFds {
+            dest,
+            src: Some(src),
+        }))
     }
 
     /// Progress as the poll callback shows it.
