@@ -101,6 +101,7 @@ fn lock_with_fds<'a>(
 /// range lock, then `mirror(fds, offset, count)` when those bytes are
 /// already in the destination. `need_src` if the mirror copies from the
 /// source file.
+#[inline(never)]
 pub fn write_to<R: Copy + Into<i64>>(
     gate: &Gate,
     fd: libc::c_int,
@@ -243,6 +244,7 @@ fn dest_name(s: &Session, file: &SourceFile) -> std::path::PathBuf {
 /// A change of a file's size or allocation through a descriptor
 /// (ftruncate, fallocate, posix_fallocate), with the whole file locked.
 /// `ok(r)` tells whether the real call succeeded.
+#[inline(never)]
 pub fn resize_fd<R: Copy>(
     gate: &Gate,
     fd: libc::c_int,
@@ -297,6 +299,7 @@ fn resize_locked<R: Copy>(
 }
 
 /// truncate(path): the file is found by its identity, as for descriptors.
+#[inline(never)]
 pub fn truncate_path(
     gate: &Gate,
     path: *const libc::c_char,
@@ -396,6 +399,7 @@ pub fn mirror_fallocate(
 /// Opening a descriptor during capture. Creating a file, or truncating one
 /// with O_TRUNC, is a change; any open forgets what the returned number used
 /// to be.
+#[inline(never)]
 pub fn open(
     gate: &Gate,
     dirfd: libc::c_int,
@@ -563,6 +567,7 @@ pub enum NameOp<'a> {
     },
 }
 
+#[inline(never)]
 pub fn names_op(gate: &Gate, op: NameOp<'_>, real: impl FnOnce() -> libc::c_int) -> libc::c_int {
     let Some((capture, s)) = session::enter(gate) else {
         return real();
@@ -787,12 +792,14 @@ fn reconsider_exclusion(s: &Session, names: &mut Names, at: &RelPath) -> MirrorR
 }
 
 /// A descriptor number changes meaning (close, dup2 onto it, fcntl F_SETFL).
+#[inline(never)]
 pub fn forget(gate: &Gate, fd: libc::c_int) {
     if let Some((_capture, s)) = session::enter(gate) {
         forget_fd(s, fd);
     }
 }
 
+#[inline(never)]
 pub fn forget_range(gate: &Gate, first: u32, last: u32) {
     if let Some((_capture, s)) = session::enter(gate) {
         s.fds.forget_range(first, last);
@@ -801,6 +808,7 @@ pub fn forget_range(gate: &Gate, first: u32, last: u32) {
 
 /// A shared writable mapping of a file being backed up: stores through it
 /// bypass every hook, so the backup cannot be exact and is failed.
+#[inline(never)]
 pub fn mapped_shared(gate: &Gate, fd: libc::c_int) {
     if let Some((_capture, s)) = session::enter(gate) {
         if let Target::Mirror(file, _) = target(s, fd) {
