@@ -1,0 +1,315 @@
+/*
+ * Small deterministic scenarios: a backup runs (capture on, the copier
+ * paused or throttled) while the main thread changes the source in one
+ * particular way; once the source is quiet the backup is let finish and must
+ * equal the source byte for byte and name for name.
+ * Usage: scenarios WORKDIR [SCENARIO]
+ */
+#include "hbtest.h"
+#include <sys/uio.h>
+
+static void must_write(int fd, const void *buf, size_t n) {
+    CHECK(write(fd, buf, n) == (ssize_t)n, "write of %zu bytes: %s", n, strerror(errno));
+}
+
+static void must_pwrite(int fd, const void *buf, size_t n, off_t off) {
+    CHECK(pwrite(fd, buf, n, off) == (ssize_t)n, "pwrite of %zu bytes at %lld: %s", n,
+          (long long)off, strerror(errno));
+}
+
+/* The scenario's changes only prove something if capture was still on. */
+static void still_running(struct bg_backup *b) {
+    CHECK(!atomic_load(&b->done), "the backup finished before the scenario's changes were made");
+}
+
+static int finish_and_compare(struct bg_backup *b, struct dirs *d) {
+    still_running(b);
+    int r = bg_finish(b);
+    CHECK(r == 0, "backup returned %d: %s", r, b->errors.text);
+    CHECK(compare_trees(d->src, d->dst) == 0, "the backup differs from the quiet source");
+    rm_rf(d->base);
+    return 0;
+}
+
+/* A file unlinked while open, then written: its name must not come back in
+ * the backup, whether the copier had reached it or not. */
+static int unlink_open_file_then_write(const char *work) {
+    struct dirs d;
+    scenario_dirs(&d, work, "unlink_open_file_then_write");
+    char f[PATH_MAX], g[PATH_MAX], p[PATH_MAX], buf[8192];
+    make_file(path_join(f, d.src, "f"), 1 << 20, 1);
+    make_file(path_join(g, d.src, "g"), 256 << 10, 2);
+    make_file(path_join(p, d.src, "keep"), 100000, 3);
+    make_file(path_join(p, d.src, "filler"), 8 << 20, 4); /* keeps the copier busy for 2 s */
+    struct bg_backup b;
+    bg_start(&b, d.src, d.dst, 0);
+    int fd = open(f, O_RDWR);
+    SYS(fd);
+    SYS(unlink(f));
+    fill_pattern(buf, sizeof buf, 9, 0);
+    must_pwrite(fd, buf, sizeof buf, 4096);
+    must_write(fd, buf, 100);
+    SYS(ftruncate(fd, 3 << 20));
+    /* Let the copier reach g, then unlink it open and write past its end. */
+    tokubackup_throttle_backup(4 << 20);
+    sleep_s(0.6);
+    int gd = open(g, O_RDWR);
+    SYS(gd);
+    SYS(unlink(g));
+    must_pwrite(gd, buf, sizeof buf, 1 << 20);
+    must_pwrite(fd, buf, sizeof buf, 2 << 20);
+    still_running(&b);
+    int r = bg_finish(&b);
+    must_pwrite(gd, buf, sizeof buf, 0);
+    SYS(close(fd));
+    SYS(close(gd));
+    CHECK(r == 0, "backup returned %d: %s", r, b.errors.text);
+    CHECK(!exists(path_join(p, d.dst, "f")), "f was unlinked before the stop but is in the backup");
+    CHECK(!exists(path_join(p, d.dst, "g")), "g was unlinked before the stop but is in the backup");
+    CHECK(compare_trees(d.src, d.dst) == 0, "the backup differs from the quiet source");
+    rm_rf(d.base);
+    return 0;
+}
+
+static int rename_dir_during_copy(const char *work) {
+    struct dirs d;
+    scenario_dirs(&d, work, "rename_dir_during_copy");
+    char p[PATH_MAX], q[PATH_MAX], name[64];
+    SYS(mkdir(path_join(p, d.src, "a"), 0755));
+    SYS(mkdir(path_join(p, d.src, "a/deep"), 0755));
+    make_file(path_join(p, d.src, "a/deep/x"), 300000, 50);
+    for (int i = 0; i < 8; i++) {
+        fmt(name, sizeof name, "a/f%d", i);
+        make_file(path_join(p, d.src, name), 256 << 10, (unsigned)i);
+    }
+    make_file(path_join(p, d.src, "z-last"), 1 << 20, 60);
+    struct bg_backup b;
+    bg_start(&b, d.src, d.dst, 1 << 20);
+    sleep_s(0.7); /* part of a/ copied */
+    SYS(rename(path_join(p, d.src, "a"), path_join(q, d.src, "b")));
+    int fd = open(path_join(p, d.src, "b/f1"), O_RDWR);
+    SYS(fd);
+    must_pwrite(fd, "renamed", 7, 1000);
+    SYS(close(fd));
+    make_file(path_join(p, d.src, "b/new"), 5000, 70);
+    SYS(mkdir(path_join(p, d.src, "a"), 0755));
+    make_file(path_join(p, d.src, "a/again"), 7000, 71);
+    SYS(rename(path_join(p, d.src, "b/deep"), path_join(q, d.src, "a/deep2")));
+    SYS(rename(path_join(p, d.src, "b/f7"), path_join(q, d.src, "a/f7-moved")));
+    fd = open(path_join(p, d.src, "a/deep2/x"), O_WRONLY | O_APPEND);
+    SYS(fd);
+    must_write(fd, "tail", 4);
+    SYS(close(fd));
+    return finish_and_compare(&b, &d);
+}
+
+static int truncate_then_extend(const char *work) {
+    struct dirs d;
+    scenario_dirs(&d, work, "truncate_then_extend");
+    char f[PATH_MAX], buf[8192];
+    make_file(path_join(f, d.src, "f"), 2 << 20, 1);
+    make_file(path_join(buf, d.src, "filler"), 2 << 20, 2);
+    struct bg_backup b;
+    bg_start(&b, d.src, d.dst, 1 << 20);
+    sleep_s(0.5); /* the copier is inside f */
+    int fd = open(f, O_RDWR);
+    SYS(fd);
+    SYS(ftruncate(fd, 100000));
+    fill_pattern(buf, sizeof buf, 5, 0);
+    must_pwrite(fd, buf, sizeof buf, 1536 << 10);
+    SYS(truncate(f, 3 << 20));
+    SYS(fallocate(fd, 0, 3 << 20, 1 << 20));
+    must_pwrite(fd, buf, sizeof buf, (3 << 20) + 12345);
+    SYS(ftruncate(fd, (3 << 20) + 50000));
+    SYS(close(fd));
+    return finish_and_compare(&b, &d);
+}
+
+/* Two threads append records through their own O_APPEND descriptors. */
+#define RECORDS 1500
+#define RECLEN 100
+
+struct appender {
+    const char *path;
+    int id;
+};
+
+static void *append_main(void *arg) {
+    struct appender *a = arg;
+    int fd = open(a->path, O_WRONLY | O_APPEND);
+    SYS(fd);
+    char rec[RECLEN];
+    for (int i = 0; i < RECORDS; i++) {
+        memset(rec, 'a' + a->id, sizeof rec);
+        fmt(rec, 24, "%d:%06d", a->id, i);
+        rec[RECLEN - 1] = '\n';
+        must_write(fd, rec, sizeof rec);
+    }
+    SYS(close(fd));
+    return NULL;
+}
+
+static int append_two_threads(const char *work) {
+    struct dirs d;
+    scenario_dirs(&d, work, "append_two_threads");
+    char f[PATH_MAX], p[PATH_MAX];
+    make_file(path_join(f, d.src, "log"), 4096, 1);
+    make_file(path_join(p, d.src, "filler"), 3 << 20, 2);
+    struct bg_backup b;
+    bg_start(&b, d.src, d.dst, 1 << 20);
+    struct appender a[2] = {{f, 0}, {f, 1}};
+    pthread_t t[2];
+    for (int i = 0; i < 2; i++) CHECK(!pthread_create(&t[i], NULL, append_main, &a[i]), "create");
+    for (int i = 0; i < 2; i++) pthread_join(t[i], NULL);
+    struct stat st;
+    SYS(stat(f, &st));
+    CHECK(st.st_size == 4096 + 2 * RECORDS * RECLEN, "log has %lld bytes", (long long)st.st_size);
+    return finish_and_compare(&b, &d);
+}
+
+/* Descriptors that share one offset (dup, dup2, dup3, F_DUPFD), and dup2
+ * over a descriptor of another file. */
+static int dup_write(const char *work) {
+    struct dirs d;
+    scenario_dirs(&d, work, "dup_write");
+    char f[PATH_MAX], g[PATH_MAX];
+    make_file(path_join(f, d.src, "f"), 1 << 20, 1);
+    make_file(path_join(g, d.src, "g"), 1 << 20, 2);
+    struct bg_backup b;
+    bg_start(&b, d.src, d.dst, 0);
+    int fd = open(f, O_RDWR);
+    SYS(fd);
+    SYS(lseek(fd, 1000, SEEK_SET));
+    must_write(fd, "AAAAAAAAAA", 10);
+    int fd2 = dup(fd);
+    SYS(fd2);
+    must_write(fd2, "BBBBBBBBBB", 10); /* at 1010: shared offset */
+    int fd3 = fcntl(fd, F_DUPFD_CLOEXEC, 50);
+    SYS(fd3);
+    must_write(fd3, "CCCCCCCCCC", 10);
+    SYS(dup2(fd, 77));
+    must_write(77, "DDDDDDDDDD", 10);
+    SYS(dup3(fd, 78, O_CLOEXEC));
+    struct iovec iov[2] = {{"EEEEE", 5}, {"eeeee", 5}};
+    CHECK(writev(78, iov, 2) == 10, "writev");
+    tokubackup_throttle_backup(2 << 20); /* copy while the rest happens */
+    int gd = open(g, O_RDWR);
+    SYS(gd);
+    SYS(dup2(fd, gd)); /* gd now refers to f, at f's offset */
+    must_write(gd, "FFFFFFFFFF", 10);
+    SYS(close(fd));
+    SYS(lseek(fd2, 500000, SEEK_SET));
+    must_write(fd3, "GGGGGGGGGG", 10); /* at 500000 through another copy */
+    SYS(lseek(77, 0, SEEK_END));
+    must_write(78, "HHHHHHHHHH", 10); /* appended past the old end */
+    sleep_s(0.3);
+    must_pwrite(gd, "IIIIIIIIII", 10, 20);
+    SYS(close(fd2));
+    SYS(close(fd3));
+    SYS(close(77));
+    SYS(close(78));
+    SYS(close(gd));
+    return finish_and_compare(&b, &d);
+}
+
+/* Relative names after chdir, O_TRUNC and O_APPEND opens, and the *at calls
+ * with directory descriptors. */
+static int chdir_relative_paths(const char *work) {
+    struct dirs d;
+    scenario_dirs(&d, work, "chdir_relative_paths");
+    char p[PATH_MAX], cwd[PATH_MAX];
+    make_file(path_join(p, d.src, "old"), 200000, 1);
+    make_file(path_join(p, d.src, "filler"), 1 << 20, 2);
+    make_file(path_join(p, d.src, "filler2"), 1 << 20, 3);
+    CHECK(getcwd(cwd, sizeof cwd) != NULL, "getcwd");
+    struct bg_backup b;
+    bg_start(&b, d.src, d.dst, 512 << 10);
+    SYS(chdir(d.src));
+    SYS(mkdir("rel", 0755));
+    int fd = open("rel/x", O_CREAT | O_WRONLY, 0644);
+    SYS(fd);
+    must_write(fd, "relative x\n", 11);
+    SYS(close(fd));
+    SYS(rename("rel/x", "y"));
+    SYS(chdir("rel"));
+    fd = open("../old", O_WRONLY | O_TRUNC);
+    SYS(fd);
+    must_write(fd, "truncated\n", 10);
+    SYS(close(fd));
+    fd = open("z", O_CREAT | O_WRONLY | O_APPEND, 0644);
+    SYS(fd);
+    must_write(fd, "one\n", 4);
+    SYS(lseek(fd, 0, SEEK_SET));
+    must_write(fd, "two\n", 4); /* O_APPEND: still at the end */
+    SYS(close(fd));
+    int top = open("..", O_RDONLY | O_DIRECTORY);
+    SYS(top);
+    int rel = open(".", O_RDONLY | O_DIRECTORY);
+    SYS(rel);
+    fd = openat(top, "w", O_CREAT | O_RDWR, 0644);
+    SYS(fd);
+    must_pwrite(fd, "at-created", 10, 4096);
+    SYS(renameat(top, "w", rel, "w2"));
+    must_pwrite(fd, "after-rename", 12, 0); /* through the descriptor, to the new name */
+    SYS(close(fd));
+    SYS(mkdirat(top, "m", 0755));
+    fd = openat(top, "m/inner", O_CREAT | O_WRONLY, 0644);
+    SYS(fd);
+    must_write(fd, "inner", 5);
+    SYS(close(fd));
+    SYS(linkat(rel, "z", top, "zlink", 0));
+    SYS(renameat(top, "y", top, "m/y"));
+    SYS(unlinkat(top, "filler", 0));
+    SYS(symlinkat("m/inner", top, "link"));
+    SYS(close(top));
+    SYS(close(rel));
+    SYS(chdir(cwd));
+    return finish_and_compare(&b, &d);
+}
+
+/* O_DIRECT writes (aligned) during the copy. Skipped where the file system
+ * refuses O_DIRECT (tmpfs). */
+static int o_direct_writes(const char *work) {
+    struct dirs d;
+    scenario_dirs(&d, work, "o_direct_writes");
+    char f[PATH_MAX];
+    int fd = open(path_join(f, d.src, "direct"), O_CREAT | O_RDWR | O_DIRECT, 0644);
+    if (fd < 0 && errno == EINVAL) {
+        printf("O_DIRECT not supported on %s\n", d.src);
+        rm_rf(d.base);
+        return SKIP_EXIT;
+    }
+    SYS(fd);
+    size_t blk = 64 << 10;
+    char *buf;
+    CHECK(posix_memalign((void **)&buf, 4096, blk) == 0, "posix_memalign");
+    for (int i = 0; i < 32; i++) { /* 2 MiB */
+        fill_pattern(buf, blk, (unsigned)i, 0);
+        must_pwrite(fd, buf, blk, (off_t)i * (off_t)blk);
+    }
+    struct bg_backup b;
+    bg_start(&b, d.src, d.dst, 1 << 20);
+    sleep_s(0.4);
+    for (int i = 0; i < 32; i += 3) {
+        fill_pattern(buf, blk, (unsigned)(100 + i), 0);
+        must_pwrite(fd, buf, blk, (off_t)i * (off_t)blk);
+    }
+    SYS(lseek(fd, 40 * (off_t)blk, SEEK_SET)); /* extends past a hole */
+    must_write(fd, buf, 4096);
+    SYS(close(fd));
+    free(buf);
+    return finish_and_compare(&b, &d);
+}
+
+int main(int argc, char **argv) {
+    static const struct scenario list[] = {
+        {"unlink_open_file_then_write", unlink_open_file_then_write},
+        {"rename_dir_during_copy", rename_dir_during_copy},
+        {"truncate_then_extend", truncate_then_extend},
+        {"append_two_threads", append_two_threads},
+        {"dup_write", dup_write},
+        {"chdir_relative_paths", chdir_relative_paths},
+        {"o_direct_writes", o_direct_writes},
+    };
+    return run_scenarios(argc, argv, list, sizeof list / sizeof list[0]);
+}

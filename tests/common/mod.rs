@@ -1,0 +1,202 @@
+//! Shared by the engine's integration tests: find the built library, compile
+//! the C test programs in tests/c against it, run them with it preloaded
+//! (under a timeout, so a deadlock fails the test instead of hanging CI), and
+//! temporary directories that remove themselves.
+
+#![allow(dead_code)] // each test binary uses part of this module
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// Exit status of a C program whose scenario cannot run here (hbtest.h).
+pub const SKIP: i32 = 77;
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The cdylib cargo built for this test run: the test binary is
+/// target/<profile>/deps/<name>-<hash>, the library target/<profile>/.
+pub fn lib_path() -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    let lib = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>")
+        .join("libHotBackup.so");
+    assert!(
+        lib.is_file(),
+        "{} not found: run through `cargo test`, which builds the library",
+        lib.display()
+    );
+    lib
+}
+
+/// A directory under the system temp dir, removed (with everything in it)
+/// when dropped, also when the test panics.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let p = std::env::temp_dir().join(format!(
+            "hb-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        ));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).expect("create temp dir");
+        TempDir(p)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A compiled C program; its directory goes away with it.
+pub struct CProgram {
+    pub path: PathBuf,
+    _dir: TempDir,
+}
+
+/// Compile tests/c/<name>.c against include/backup.h and the library, with
+/// extra compiler flags (e.g. -D_FILE_OFFSET_BITS=64).
+pub fn build_c(name: &str, flags: &[&str]) -> CProgram {
+    build_c_source(
+        &repo_root().join("tests/c").join(format!("{name}.c")),
+        name,
+        flags,
+        true,
+    )
+}
+
+/// Compile a C file; `link_lib` false builds a program that does not depend
+/// on the library (the baseline of the errno and benchmark comparisons).
+pub fn build_c_source(src: &Path, name: &str, flags: &[&str], link_lib: bool) -> CProgram {
+    let dir = TempDir::new(&format!("cc-{name}"));
+    let out = dir.path().join(name);
+    let lib = lib_path();
+    let mut cmd = Command::new("gcc");
+    cmd.args([
+        "-std=gnu11",
+        "-g",
+        "-O1",
+        "-Wall",
+        "-Wextra",
+        "-Werror",
+        "-pthread",
+    ])
+    .args(flags)
+    .arg(format!("-I{}", repo_root().join("include").display()))
+    .arg("-o")
+    .arg(&out)
+    .arg(src);
+    if link_lib {
+        cmd.arg(format!("-L{}", lib.parent().unwrap().display()))
+            .arg("-l:libHotBackup.so");
+    }
+    cmd.args(["-lpthread", "-ldl"]);
+    let o = cmd.output().expect("run gcc");
+    assert!(
+        o.status.success(),
+        "gcc failed for {}:\n{}",
+        src.display(),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    CProgram {
+        path: out,
+        _dir: dir,
+    }
+}
+
+/// A command for `prog` with the library preloaded as a server would have it.
+pub fn preloaded(prog: &Path) -> Command {
+    let mut c = Command::new(prog);
+    c.env("LD_PRELOAD", lib_path());
+    c
+}
+
+fn drain(mut r: impl Read + Send + 'static) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = r.read_to_end(&mut v);
+        v
+    })
+}
+
+fn kill_group(child: &mut Child) {
+    // The program may have children of its own (fork tests): kill them too.
+    let pid = child.id() as i32;
+    // SAFETY: kill(2) on the process group we created for the child.
+    unsafe { libc::kill(-pid, libc::SIGKILL) };
+    let _ = child.kill();
+}
+
+/// Run a command to completion; after `timeout` kill it (and its process
+/// group) and panic, naming the command.
+pub fn run_with_timeout(mut cmd: Command, timeout: Duration) -> Output {
+    use std::os::unix::process::CommandExt;
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    let shown = format!("{cmd:?}");
+    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {shown}: {e}"));
+    let out = drain(child.stdout.take().unwrap());
+    let err = drain(child.stderr.take().unwrap());
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        if start.elapsed() > timeout {
+            kill_group(&mut child);
+            let _ = child.wait();
+            let e = err.join().unwrap_or_default();
+            panic!(
+                "{shown} did not finish within {timeout:?} (deadlock?); stderr:\n{}",
+                String::from_utf8_lossy(&e)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Output {
+        status,
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
+    }
+}
+
+pub fn show(o: &Output) -> String {
+    format!(
+        "status {:?}\n--- stdout\n{}--- stderr\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Panic unless the program exited 0. Returns true if it reported a skip
+/// (exit 77), after printing why.
+pub fn expect_pass(what: &str, o: &Output) -> bool {
+    if o.status.code() == Some(SKIP) {
+        eprintln!(
+            "SKIPPED {what}: {}",
+            String::from_utf8_lossy(&o.stdout).trim()
+        );
+        eprintln!("{}", String::from_utf8_lossy(&o.stderr).trim());
+        return true;
+    }
+    assert!(o.status.success(), "{what} failed: {}", show(o));
+    false
+}
