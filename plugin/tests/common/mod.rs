@@ -119,21 +119,7 @@ fn template_datadir() -> PathBuf {
     T.get_or_init(|| {
         ensure_deps();
         let d = scratch("template").join("data");
-        let out = Command::new("mariadb-install-db")
-            .args([
-                "--no-defaults",
-                "--user=root",
-                "--skip-test-db",
-                "--auth-root-authentication-method=normal",
-            ])
-            .arg(format!("--datadir={}", d.display()))
-            .output()
-            .expect("mariadb-install-db");
-        assert!(
-            out.status.success(),
-            "mariadb-install-db failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        install_db(&d, &[]);
         d
     })
     .clone()
@@ -143,7 +129,12 @@ fn template_datadir() -> PathBuf {
 /// or InnoDB data home outside it, which must be set at creation).
 pub fn install_db(datadir: &Path, extra: &[String]) {
     ensure_deps();
+    // Its own tmpdir: no other server on the machine sees (or cleans) the
+    // bootstrap's temporary tables.
+    let tmp = datadir.with_extension("tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
     let out = Command::new("mariadb-install-db")
+        .arg(format!("--tmpdir={}", tmp.display()))
         .args([
             "--no-defaults",
             "--user=root",
@@ -257,6 +248,8 @@ impl Server {
         // them: the backup must leave both out.
         let sock = datadir.join("sock");
         let err_log = base.join("err.log");
+        let tmpdir = base.join("tmp");
+        std::fs::create_dir_all(&tmpdir).unwrap();
         let port = free_port();
         let mut cmd = Command::new("/usr/sbin/mariadbd");
         cmd.arg("--no-defaults")
@@ -271,6 +264,7 @@ impl Server {
             ))
             .arg(format!("--log-error={}", err_log.display()))
             .arg(format!("--plugin-dir={}", plugin_dir.display()))
+            .arg(format!("--tmpdir={}", tmpdir.display()))
             .arg("--innodb-buffer-pool-size=128M")
             .arg("--max-connections=200");
         if opts.log_bin {
