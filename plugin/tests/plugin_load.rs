@@ -185,3 +185,42 @@ fn allowed_prefix_is_enforced_through_symlinks_and_dotdot() {
     drop(s);
     std::fs::remove_dir_all(&work).unwrap();
 }
+
+/// Without the binary log there is no position to record: no
+/// tokubackup_binlog_info, `binlog: null` in the manifest, and the copy
+/// starts without log-bin. The session keeps the destination in
+/// @@tokudb_backup_dir, as Percona's plugin did.
+#[test]
+fn backup_without_binary_log() {
+    let s = Server::start(
+        "nobinlog",
+        Opts {
+            log_bin: false,
+            ..Opts::default()
+        },
+    );
+    load_bank(&s, 1024);
+    let dest = scratch("nobinlog-bk").join("bk");
+    let (out, err) = s.session(
+        "root",
+        &format!(
+            "SET tokudb_backup_dir='{}';\nSELECT 'DIR', @@tokudb_backup_dir, @@tokudb_backup_last_error;\n",
+            dest.display()
+        ),
+    );
+    assert!(!err.contains("ERROR"), "{err}");
+    assert!(
+        out.contains(&format!("DIR\t{}\t0", dest.display())),
+        "{out}"
+    );
+    assert!(dest.join("BACKUP-COMPLETE").is_file());
+    assert!(!dest.join("tokubackup_binlog_info").exists());
+    let m = read_manifest(&dest);
+    assert!(m["binlog"].is_null(), "{m}");
+    drop(s);
+    let r = start_restored("nobinlog", &dest);
+    verify_bank(&r);
+    check_all_tables(&r);
+    drop(r);
+    std::fs::remove_dir_all(dest.parent().unwrap()).unwrap();
+}
