@@ -14,6 +14,8 @@ fn server() -> &'static Server {
     static S: OnceLock<Server> = OnceLock::new();
     S.get_or_init(|| {
         let s = Server::start("sql", Opts::default());
+        // A static is never dropped: its directory goes at exit.
+        remove_at_exit(&s.base);
         load_bank(&s, 65536);
         s.sql("CREATE DATABASE excl_db; CREATE TABLE excl_db.t(id INT PRIMARY KEY) ENGINE=InnoDB; INSERT INTO excl_db.t VALUES (1)");
         s.sql("CREATE USER plain@localhost; GRANT ALL ON bank.* TO plain@localhost");

@@ -118,7 +118,9 @@ fn template_datadir() -> PathBuf {
     static T: OnceLock<PathBuf> = OnceLock::new();
     T.get_or_init(|| {
         ensure_deps();
-        let d = scratch("template").join("data");
+        let base = scratch("template");
+        remove_at_exit(&base);
+        let d = base.join("data");
         install_db(&d, &[]);
         d
     })
@@ -161,24 +163,47 @@ fn free_port() -> u16 {
 }
 
 /// Pids of servers to kill when the test process exits (shared servers
-/// live in statics, whose destructors never run).
+/// live in statics, whose destructors never run), and directories to remove
+/// then (the template datadir, the shared servers' directories). Set
+/// KEEP_TEST_DIRS=1 to keep the directories.
 static LIVE: Mutex<Vec<i32>> = Mutex::new(Vec::new());
+static AT_EXIT_DIRS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 
-extern "C" fn kill_live_servers() {
+extern "C" fn clean_up_at_exit() {
     if let Ok(v) = LIVE.lock() {
         for &pid in v.iter() {
             // SAFETY: kill() on a pid we started; SIGKILL cannot be caught.
             unsafe { libc::kill(pid, libc::SIGKILL) };
+            // Reap it so its files are closed before they are removed.
+            // SAFETY: waitpid on our own child; status is not needed.
+            unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
+        }
+    }
+    if std::env::var_os("KEEP_TEST_DIRS").is_none() {
+        if let Ok(v) = AT_EXIT_DIRS.lock() {
+            for d in v.iter() {
+                let _ = std::fs::remove_dir_all(d);
+            }
         }
     }
 }
 
-fn register(pid: i32) {
+fn at_exit_once() {
     static AT_EXIT: Once = Once::new();
     AT_EXIT.call_once(|| {
         // SAFETY: registering a plain extern "C" fn with no arguments.
-        unsafe { libc::atexit(kill_live_servers) };
+        unsafe { libc::atexit(clean_up_at_exit) };
     });
+}
+
+/// Removes `dir` when the test process exits.
+pub fn remove_at_exit(dir: &Path) {
+    at_exit_once();
+    AT_EXIT_DIRS.lock().unwrap().push(dir.to_path_buf());
+}
+
+fn register(pid: i32) {
+    at_exit_once();
     LIVE.lock().unwrap().push(pid);
 }
 
@@ -217,6 +242,8 @@ pub struct Server {
     pub port: u16,
     pub err_log: PathBuf,
     pub plugin_dir: PathBuf,
+    /// More directories to remove with the server (e.g. a restored copy).
+    pub owned_dirs: Vec<PathBuf>,
     child: Option<Child>,
     pid: i32,
 }
@@ -288,6 +315,7 @@ impl Server {
             port,
             err_log,
             plugin_dir,
+            owned_dirs: Vec::new(),
             child: Some(child),
             pid,
         };
@@ -561,6 +589,9 @@ impl Drop for Server {
             eprintln!("keeping {} for inspection", self.base.display());
         } else {
             let _ = std::fs::remove_dir_all(&self.base);
+            for d in &self.owned_dirs {
+                let _ = std::fs::remove_dir_all(d);
+            }
         }
     }
 }
@@ -579,7 +610,7 @@ pub fn start_restored(name: &str, backup: &Path) -> Server {
         .unwrap();
     assert!(st.success());
     let log_bin = !manifest["binlog"].is_null();
-    Server::start(
+    let mut s = Server::start(
         name,
         Opts {
             preload: None,
@@ -588,7 +619,9 @@ pub fn start_restored(name: &str, backup: &Path) -> Server {
             extra: Vec::new(),
             datadir: Some(data),
         },
-    )
+    );
+    s.owned_dirs.push(work);
+    s
 }
 
 pub fn read_manifest(backup: &Path) -> serde_json::Value {
