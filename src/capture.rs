@@ -506,7 +506,7 @@ fn created(s: &Session, names: &mut Names, name: &RelPath, fd: libc::c_int) {
     }
     file.excluded.store(false, Release);
     let root = &s.roots[name.root];
-    let dest = match fs::openat(
+    let dest = match sys::openat(
         root.dest_dir.as_fd(),
         Root::dest_rel(&name.rel),
         OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC | OFlags::NOFOLLOW | OFlags::CLOEXEC,

@@ -75,13 +75,12 @@ fn walk_entry(
                     ))
                 }
             };
-            let mut entries = sys::list_dir(dir.as_fd()).map_err(|e| {
+            let mut entries = sys::list_dir(dir).map_err(|e| {
                 (
                     e,
                     format!("read directory {}: {}", src.display(), sys::strerror(e)),
                 )
             })?;
-            drop(dir);
             entries.sort();
             for entry in entries {
                 if s.stopping() {
@@ -148,7 +147,7 @@ fn add_file(
         file.excluded.store(true, Release);
         return Ok(());
     }
-    let dest = fs::openat(
+    let dest = sys::openat(
         root.dest_dir.as_fd(),
         Root::dest_rel(&name.rel),
         OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC | OFlags::NOFOLLOW | OFlags::CLOEXEC,

@@ -210,9 +210,9 @@ impl Names {
 
 /// Open the destination of a file by its current name, for writing.
 pub fn open_dest(roots: &[Root], name: &RelPath) -> Result<OwnedFd, rustix::io::Errno> {
-    use rustix::fs::{openat, Mode, OFlags};
+    use rustix::fs::{Mode, OFlags};
     let root = &roots[name.root];
-    openat(
+    sys::openat(
         root.dest_dir.as_fd(),
         Root::dest_rel(&name.rel),
         OFlags::WRONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW,

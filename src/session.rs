@@ -269,7 +269,7 @@ impl Session {
             return Ok(None);
         };
         let path = self.src_path(&name);
-        let open = |flags| rustix::fs::openat(rustix::fs::CWD, &path, flags, Mode::empty());
+        let open = |flags| sys::openat(rustix::fs::CWD, &path, flags, Mode::empty());
         let fd = match open(OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NOATIME) {
             // O_NOATIME is refused for files we do not own.
             Err(Errno::PERM) => open(OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC)?,

@@ -19,6 +19,41 @@ pub fn set_errno(e: libc::c_int) {
     unsafe { *libc::__errno_location() = e }
 }
 
+/// Lowest descriptor number the library uses for its own files. The
+/// application's numbers are allocated from the bottom; keeping ours far
+/// above them means an application that closes a number twice (a bug, but
+/// it happens) cannot close ours, nor can a number of ours be reused under
+/// the application and mirrored into.
+fn own_fd_base() -> i32 {
+    use std::sync::atomic::{AtomicI32, Ordering::Relaxed};
+    static BASE: AtomicI32 = AtomicI32::new(0);
+    let b = BASE.load(Relaxed);
+    if b > 0 {
+        return b;
+    }
+    let soft = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .current
+        .unwrap_or(1 << 20);
+    let b = (soft / 2).clamp(64, 1 << 20) as i32;
+    BASE.store(b, Relaxed);
+    b
+}
+
+/// openat(2) for the library's own use: close-on-exec, numbered from
+/// `own_fd_base` up when the limit allows.
+pub fn openat(
+    dirfd: BorrowedFd<'_>,
+    path: &Path,
+    flags: OFlags,
+    mode: Mode,
+) -> Result<OwnedFd, Errno> {
+    let fd = fs::openat(dirfd, path, flags | OFlags::CLOEXEC, mode)?;
+    Ok(match rustix::io::fcntl_dupfd_cloexec(&fd, own_fd_base()) {
+        Ok(high) => high,
+        Err(_) => fd,
+    })
+}
+
 /// Borrow a descriptor number the application gave us, for the duration of
 /// one call in which the application keeps it open.
 pub fn borrow(fd: libc::c_int) -> BorrowedFd<'static> {
@@ -57,7 +92,7 @@ pub fn canonical_dir(dirfd: BorrowedFd<'_>, path: &Path) -> Result<PathBuf, Errn
     } else {
         path
     };
-    let fd = fs::openat(
+    let fd = openat(
         dirfd,
         path,
         OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
@@ -67,7 +102,7 @@ pub fn canonical_dir(dirfd: BorrowedFd<'_>, path: &Path) -> Result<PathBuf, Errn
 }
 
 pub fn open_dir(path: &Path) -> Result<OwnedFd, Errno> {
-    fs::openat(
+    openat(
         fs::CWD,
         path,
         OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
@@ -108,7 +143,7 @@ pub fn remove_tree(dirfd: BorrowedFd<'_>, path: &Path) -> Result<(), Errno> {
         Err(Errno::ISDIR) | Err(Errno::PERM) => {}
         Err(e) => return Err(e),
     }
-    let dir = match fs::openat(
+    let dir = match openat(
         dirfd,
         path,
         OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
@@ -118,7 +153,7 @@ pub fn remove_tree(dirfd: BorrowedFd<'_>, path: &Path) -> Result<(), Errno> {
         Err(Errno::NOENT) => return Ok(()),
         Err(e) => return Err(e),
     };
-    let names = list_dir(dir.as_fd())?;
+    let names = list_dir(rustix::io::fcntl_dupfd_cloexec(&dir, own_fd_base())?)?;
     for name in names {
         remove_tree(dir.as_fd(), Path::new(&name))?;
     }
@@ -129,9 +164,11 @@ pub fn remove_tree(dirfd: BorrowedFd<'_>, path: &Path) -> Result<(), Errno> {
 }
 
 /// Names in a directory, without `.` and `..`.
-pub fn list_dir(dir: BorrowedFd<'_>) -> Result<Vec<std::ffi::OsString>, Errno> {
+/// Takes the descriptor (Dir::read_from would duplicate it to a low
+/// number, see `own_fd_base`).
+pub fn list_dir(dir: OwnedFd) -> Result<Vec<std::ffi::OsString>, Errno> {
     let mut out = Vec::new();
-    let mut d = fs::Dir::read_from(dir)?;
+    let mut d = fs::Dir::new(dir)?;
     while let Some(entry) = d.read() {
         let entry = entry?;
         let name = entry.file_name().to_bytes();
