@@ -19,20 +19,31 @@ pub fn repo_root() -> PathBuf {
 }
 
 /// The cdylib cargo built for this test run: the test binary is
-/// target/<profile>/deps/<name>-<hash>, the library target/<profile>/.
+/// target/<profile>/deps/<name>-<hash>; the library is target/<profile>/
+/// after `cargo build`, or deps/ when cargo built it only as a dependency of
+/// the tests (the library target also has the rlib crate type for that).
 pub fn lib_path() -> PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
-    let lib = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>")
-        .join("libHotBackup.so");
-    assert!(
-        lib.is_file(),
-        "{} not found: run through `cargo test`, which builds the library",
-        lib.display()
-    );
-    lib
+    let deps = exe.parent().expect("target/<profile>/deps");
+    let candidates = [
+        deps.parent()
+            .expect("target/<profile>")
+            .join("libHotBackup.so"),
+        deps.join("libHotBackup.so"),
+    ];
+    // The newest, so a stale uplifted copy does not shadow a fresh build.
+    let found = candidates
+        .iter()
+        .filter(|p| p.is_file())
+        .max_by_key(|p| p.metadata().and_then(|m| m.modified()).ok());
+    match found {
+        Some(p) => p.clone(),
+        None => panic!(
+            "libHotBackup.so not found in {} or {}: run `cargo build` first",
+            candidates[0].display(),
+            candidates[1].display()
+        ),
+    }
 }
 
 /// A directory under the system temp dir, removed (with everything in it)
