@@ -151,7 +151,7 @@ fn prepare_dest(dest: &Path, shown: &Path) -> Result<Vec<PathBuf>, Refusal> {
                     format!("destination {}: {}", shown.display(), sys::strerror(e)),
                 )
             })?;
-            let entries = sys::list_dir(dir).map_err(|e| {
+            let entries = sys::list_dir(dir.as_fd()).map_err(|e| {
                 refuse(
                     e,
                     format!("destination {}: {}", shown.display(), sys::strerror(e)),
@@ -206,7 +206,7 @@ fn remove_created(created: &[PathBuf]) {
 /// files in the sources.
 fn check_invisible_io(sources: &[PathBuf]) -> Result<(), Refusal> {
     if let Ok(dir) = sys::open_dir(Path::new("/proc/self/fd")) {
-        for name in sys::list_dir(dir).unwrap_or_default() {
+        for name in sys::list_dir(dir.as_fd()).unwrap_or_default() {
             let link = Path::new("/proc/self/fd").join(&name);
             if let Ok(target) = fs::readlinkat(fs::CWD, &link, Vec::new()) {
                 if target.as_bytes() == b"anon_inode:[io_uring]" {

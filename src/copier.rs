@@ -75,7 +75,7 @@ fn walk_entry(
                     ))
                 }
             };
-            let mut entries = sys::list_dir(dir).map_err(|e| {
+            let mut entries = sys::list_dir(dir.as_fd()).map_err(|e| {
                 (
                     e,
                     format!("read directory {}: {}", src.display(), sys::strerror(e)),
@@ -232,9 +232,6 @@ pub fn copy_file(
         } else {
             CHUNK
         };
-        if throttled && !s.throttle.acquire(chunk, || s.stopping()) {
-            return Ok(());
-        }
         let guard = file.ranges.lock(off, off + chunk);
         if !file.in_backup() || s.stopping() {
             return Ok(());
@@ -252,6 +249,11 @@ pub fn copy_file(
         file.raise_copied_upto(off + chunk);
         drop(guard);
         s.bytes_done.fetch_add(len, Relaxed);
+        // Pay for what was read, outside every lock: small files cost what
+        // they hold, not a whole chunk.
+        if throttled && !s.throttle.acquire(len, || s.stopping()) {
+            return Ok(());
+        }
         off = file.copied_upto();
     }
     // The last bytes and the size are settled with the whole file locked, so

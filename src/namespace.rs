@@ -5,7 +5,7 @@
 
 use crate::source_file::SourceFile;
 use crate::sys;
-use rustix::fd::{AsFd, OwnedFd};
+use rustix::fd::AsFd;
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -55,7 +55,7 @@ pub struct Root {
     pub src: PathBuf,
     /// Destination directory as given (after creation).
     pub dest: PathBuf,
-    pub dest_dir: OwnedFd,
+    pub dest_dir: crate::sys::OwnFd,
 }
 
 impl Root {
@@ -209,7 +209,7 @@ impl Names {
 }
 
 /// Open the destination of a file by its current name, for writing.
-pub fn open_dest(roots: &[Root], name: &RelPath) -> Result<OwnedFd, rustix::io::Errno> {
+pub fn open_dest(roots: &[Root], name: &RelPath) -> Result<crate::sys::OwnFd, rustix::io::Errno> {
     use rustix::fs::{Mode, OFlags};
     let root = &roots[name.root];
     sys::openat(

@@ -7,7 +7,7 @@ use crate::namespace::{self, Names, RelPath, Root};
 use crate::source_file::{lock, SourceFile};
 use crate::sys;
 use crate::throttle::Throttle;
-use rustix::fd::{AsFd, OwnedFd};
+use rustix::fd::AsFd;
 use rustix::fs::{Mode, OFlags};
 use rustix::io::Errno;
 use std::collections::{HashMap, VecDeque};
@@ -247,7 +247,7 @@ impl Session {
     /// A write descriptor for the file's destination, cached on the file.
     /// Opening by name is only right under the namespace lock, where the
     /// names agree with the trees: callers hold it (see `mirror_fds`).
-    fn dest_for(&self, file: &SourceFile) -> Result<Option<Arc<OwnedFd>>, Errno> {
+    fn dest_for(&self, file: &SourceFile) -> Result<Option<Arc<crate::sys::OwnFd>>, Errno> {
         if let Some(fd) = file.cached_dest() {
             return Ok(Some(fd));
         }
@@ -261,7 +261,7 @@ impl Session {
 
     /// A read descriptor for the source file itself, cached on the file;
     /// same rule as `dest_for`.
-    fn src_for(&self, file: &SourceFile) -> Result<Option<Arc<OwnedFd>>, Errno> {
+    fn src_for(&self, file: &SourceFile) -> Result<Option<Arc<crate::sys::OwnFd>>, Errno> {
         if let Some(fd) = file.cached_src() {
             return Ok(Some(fd));
         }
@@ -378,8 +378,8 @@ impl Session {
 /// Descriptors a mirror uses: the destination, and the source when bytes
 /// are copied from it.
 pub struct MirrorFds {
-    pub dest: Arc<OwnedFd>,
-    pub src: Option<Arc<OwnedFd>>,
+    pub dest: Arc<crate::sys::OwnFd>,
+    pub src: Option<Arc<crate::sys::OwnFd>>,
 }
 
 /// Message for a failed destination operation.

@@ -3,7 +3,6 @@
 //! application's writers, and the descriptors the library uses to mirror.
 
 use crate::namespace::RelPath;
-use rustix::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::*};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
@@ -70,8 +69,8 @@ pub struct SourceFile {
     named: AtomicBool,
     /// Left out of the backup: no destination, nothing mirrored.
     pub excluded: AtomicBool,
-    dest: Mutex<Option<Arc<OwnedFd>>>,
-    src: Mutex<Option<Arc<OwnedFd>>>,
+    dest: Mutex<Option<Arc<crate::sys::OwnFd>>>,
+    src: Mutex<Option<Arc<crate::sys::OwnFd>>>,
 }
 
 impl SourceFile {
@@ -125,19 +124,19 @@ impl SourceFile {
         *n = name;
     }
 
-    pub fn cached_dest(&self) -> Option<Arc<OwnedFd>> {
+    pub fn cached_dest(&self) -> Option<Arc<crate::sys::OwnFd>> {
         lock(&self.dest).clone()
     }
 
-    pub fn set_dest(&self, fd: Option<Arc<OwnedFd>>) {
+    pub fn set_dest(&self, fd: Option<Arc<crate::sys::OwnFd>>) {
         *lock(&self.dest) = fd;
     }
 
-    pub fn cached_src(&self) -> Option<Arc<OwnedFd>> {
+    pub fn cached_src(&self) -> Option<Arc<crate::sys::OwnFd>> {
         lock(&self.src).clone()
     }
 
-    pub fn set_src(&self, fd: Option<Arc<OwnedFd>>) {
+    pub fn set_src(&self, fd: Option<Arc<crate::sys::OwnFd>>) {
         *lock(&self.src) = fd;
     }
 

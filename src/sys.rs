@@ -2,7 +2,7 @@
 //! backend, which never pass through libc and so can never re-enter the
 //! interposed functions. Nothing in here touches `errno`.
 
-use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
+use rustix::fd::{AsFd, BorrowedFd, IntoRawFd, OwnedFd, RawFd};
 use rustix::fs::{self, AtFlags, Mode, OFlags};
 use rustix::io::Errno;
 use std::ffi::{CStr, OsStr};
@@ -39,6 +39,31 @@ fn own_fd_base() -> i32 {
     b
 }
 
+/// A descriptor of the library's own. Unlike std's OwnedFd, dropping it
+/// closes with the raw system call, not through libc's `close` - which is
+/// one of the interposed functions.
+pub struct OwnFd(RawFd);
+
+impl OwnFd {
+    fn from_owned(fd: OwnedFd) -> OwnFd {
+        OwnFd(fd.into_raw_fd())
+    }
+}
+
+impl AsFd for OwnFd {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        // SAFETY: the descriptor is open for as long as self exists.
+        unsafe { BorrowedFd::borrow_raw(self.0) }
+    }
+}
+
+impl Drop for OwnFd {
+    fn drop(&mut self) {
+        // SAFETY: we own the descriptor and nothing uses it after this.
+        unsafe { rustix::io::close(self.0) }
+    }
+}
+
 /// openat(2) for the library's own use: close-on-exec, numbered from
 /// `own_fd_base` up when the limit allows.
 pub fn openat(
@@ -46,12 +71,14 @@ pub fn openat(
     path: &Path,
     flags: OFlags,
     mode: Mode,
-) -> Result<OwnedFd, Errno> {
-    let fd = fs::openat(dirfd, path, flags | OFlags::CLOEXEC, mode)?;
-    Ok(match rustix::io::fcntl_dupfd_cloexec(&fd, own_fd_base()) {
-        Ok(high) => high,
-        Err(_) => fd,
-    })
+) -> Result<OwnFd, Errno> {
+    let fd = OwnFd::from_owned(fs::openat(dirfd, path, flags | OFlags::CLOEXEC, mode)?);
+    Ok(dup_high(&fd).unwrap_or(fd))
+}
+
+/// A duplicate numbered from `own_fd_base` up.
+pub fn dup_high(fd: &OwnFd) -> Result<OwnFd, Errno> {
+    rustix::io::fcntl_dupfd_cloexec(fd, own_fd_base()).map(OwnFd::from_owned)
 }
 
 /// Borrow a descriptor number the application gave us, for the duration of
@@ -101,7 +128,7 @@ pub fn canonical_dir(dirfd: BorrowedFd<'_>, path: &Path) -> Result<PathBuf, Errn
     fd_path(fd.as_fd())
 }
 
-pub fn open_dir(path: &Path) -> Result<OwnedFd, Errno> {
+pub fn open_dir(path: &Path) -> Result<OwnFd, Errno> {
     openat(
         fs::CWD,
         path,
@@ -153,7 +180,7 @@ pub fn remove_tree(dirfd: BorrowedFd<'_>, path: &Path) -> Result<(), Errno> {
         Err(Errno::NOENT) => return Ok(()),
         Err(e) => return Err(e),
     };
-    let names = list_dir(rustix::io::fcntl_dupfd_cloexec(&dir, own_fd_base())?)?;
+    let names = list_dir(dir.as_fd())?;
     for name in names {
         remove_tree(dir.as_fd(), Path::new(&name))?;
     }
@@ -163,13 +190,14 @@ pub fn remove_tree(dirfd: BorrowedFd<'_>, path: &Path) -> Result<(), Errno> {
     }
 }
 
-/// Names in a directory, without `.` and `..`.
-/// Takes the descriptor (Dir::read_from would duplicate it to a low
-/// number, see `own_fd_base`).
-pub fn list_dir(dir: OwnedFd) -> Result<Vec<std::ffi::OsString>, Errno> {
+/// Names in a directory, without `.` and `..` (getdents64 on the
+/// descriptor itself, which is neither duplicated nor closed).
+pub fn list_dir(dir: BorrowedFd<'_>) -> Result<Vec<std::ffi::OsString>, Errno> {
     let mut out = Vec::new();
-    let mut d = fs::Dir::new(dir)?;
-    while let Some(entry) = d.read() {
+    let mut buf = vec![core::mem::MaybeUninit::<u8>::uninit(); 32 * 1024];
+    rustix::fs::seek(dir, rustix::fs::SeekFrom::Start(0))?;
+    let mut entries = rustix::fs::RawDir::new(dir, &mut buf);
+    while let Some(entry) = entries.next() {
         let entry = entry?;
         let name = entry.file_name().to_bytes();
         if name == b"." || name == b".." {
