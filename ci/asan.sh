@@ -35,6 +35,10 @@ build_c_tests "$OUT" "$LIB" -fsanitize=address -fno-omit-frame-pointer
 # The executables bring GCC's libasan; it must come first in the preload list.
 PRELOAD_FIRST="$(cc -print-file-name=libasan.so)"
 export ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:exitcode=99:halt_on_error=1:detect_stack_use_after_return=1"
-RUN_LABEL=AddressSanitizer STRESS_ITERATIONS="${STRESS_ITERATIONS:-20}" PRELOAD_FIRST="$PRELOAD_FIRST" run_c_tests "$OUT"
+# fork_exec runs /bin/sh, tr and sort, which inherit the preloaded ASan
+# runtime and trip LeakSanitizer with their own unfreed memory at exit; it
+# runs in cargo test.
+C_TEST_SKIP="fork_exec" C_TEST_SKIP_WHY="its child programs (sh, tr, sort) inherit the ASan preload and leak by design" \
+    RUN_LABEL=AddressSanitizer STRESS_ITERATIONS="${STRESS_ITERATIONS:-20}" PRELOAD_FIRST="$PRELOAD_FIRST" run_c_tests "$OUT"
 rm -rf "$OUT"
 log "ok: AddressSanitizer and LeakSanitizer, no errors"
