@@ -70,8 +70,56 @@ const OVERFLOW: u32 = 0x0FFF_FFFE;
 const INSIDE: u32 = 0x4000_0000;
 const NESTED: u32 = 0x2000_0000;
 
+/// This thread's slot index, as MY_SLOT.get()/set() below: an
+/// initial-exec TLS variable defined in src/c/shim.c, addressed through its
+/// GOT entry (one load and an %fs-relative access, where Rust's
+/// thread_local would call __tls_get_addr in a shared library).
+struct MySlot;
+
+impl MySlot {
+    #[cfg(not(target_arch = "x86_64"))]
+    #[inline(always)]
+    fn ptr(&self) -> *mut u32 {
+        thread_local! {
+            static SLOT: core::cell::UnsafeCell<u32> = const { core::cell::UnsafeCell::new(NO_SLOT) };
+        }
+        SLOT.with(|s| s.get())
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    fn ptr(&self) -> *mut u32 {
+        let p: *mut u32;
+        // SAFETY: reads the thread pointer and the variable's TLS offset
+        // from the GOT (R_X86_64_TPOFF64); touches no memory otherwise.
+        unsafe {
+            core::arch::asm!(
+                "mov {p}, qword ptr [rip + hb_slot_tls@GOTTPOFF]",
+                "add {p}, qword ptr fs:0",
+                p = out(reg) p,
+                options(nostack, readonly, preserves_flags, pure),
+            );
+        }
+        p
+    }
+
+    #[inline(always)]
+    fn get(&self) -> u32 {
+        // SAFETY: the pointer is this thread's own TLS variable, valid for
+        // the thread's life and touched by no other thread.
+        unsafe { *self.ptr() }
+    }
+
+    #[inline(always)]
+    fn set(&self, v: u32) {
+        // SAFETY: as in get.
+        unsafe { *self.ptr() = v }
+    }
+}
+
+static MY_SLOT: MySlot = MySlot;
+
 thread_local! {
-    static MY_SLOT: Cell<u32> = const { Cell::new(NO_SLOT) };
     /// Set while this thread runs the library's own code: hooks called from
     /// there (a callback, a panic message) behave as if no backup ran.
     static IN_LIBRARY: Cell<bool> = const { Cell::new(false) };
@@ -136,7 +184,14 @@ impl Gate {
     /// Whether a backup is capturing; false inside the library's own code.
     #[inline(always)]
     pub fn capturing(&self) -> bool {
-        CAPTURING.load(Acquire) && self.slot != NESTED && !IN_LIBRARY.get()
+        CAPTURING.load(Acquire) && self.capturing_here()
+    }
+
+    /// Out of line, so that the idle path never computes the address of a
+    /// Rust thread-local (a __tls_get_addr call in a shared library).
+    #[inline(never)]
+    fn capturing_here(&self) -> bool {
+        self.slot != NESTED && !IN_LIBRARY.get()
     }
 
     /// Declare that this call will mirror a change; returns false if capture

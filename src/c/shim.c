@@ -45,3 +45,11 @@ EXPORT int openat(int dirfd, const char *path, int flags, ...) { MODE_ARG(flags,
 EXPORT int openat64(int dirfd, const char *path, int flags, ...) { MODE_ARG(flags, flags) return hb_openat64(dirfd, path, flags, mode); }
 EXPORT int fcntl(int fd, int cmd, ...) { FCNTL_ARG(cmd) return hb_fcntl(fd, cmd, arg); }
 EXPORT int fcntl64(int fd, int cmd, ...) { FCNTL_ARG(cmd) return hb_fcntl64(fd, cmd, arg); }
+
+/* The thread's gate slot (see src/gate.rs). Initial-exec TLS: one %fs-relative
+ * access (src/gate.rs reads it with inline assembly) instead of a
+ * __tls_get_addr call on every hook. Safe here: the library is preloaded, so
+ * its TLS block is static. */
+#ifdef __x86_64__
+HIDDEN __thread unsigned hb_slot_tls __attribute__((tls_model("initial-exec"))) = 0x0FFFFFFFu;
+#endif
