@@ -138,7 +138,6 @@ pub unsafe extern "C" fn writev(fd: c_int, iov: *const iovec, cnt: c_int) -> ssi
         // SAFETY: forwarding the application's call.
         return unsafe { real::writev(fd, iov, cnt) };
     }
-    // SAFETY: as in `write`; the iovecs stay valid for the whole call.
     capture::write_to(
         &gate,
         fd,
