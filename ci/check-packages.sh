@@ -170,6 +170,37 @@ check_rpms() {
     [ "$(readelf -d "$x/usr/lib64/$SOFILE" | sed -n 's/.*soname: \[\(.*\)\]/\1/p')" = libHotBackup.so.1 ] ||
         die "SONAME of the library in the rpm is not libHotBackup.so.1"
     log "ok: rpm contents, modes, config files, scriptlets, payload"
+
+    # Install both RPMs into an empty root with rpm itself (no RPM system
+    # here: --nodeps, and the scriptlets, which would run inside the root,
+    # are run below with the paths moved into it), run %post, check the
+    # links it makes, run %postun as for an erase, erase, and check that
+    # nothing is left.
+    local root="$WORK/rpmroot"
+    mkdir -p "$root"
+    rpm --root "$root" --initdb 2>/dev/null
+    # (Debian's rpm warns on stderr that it is not the system's installer.)
+    rpm --root "$root" -i --nodeps --noscripts "$RPM" "$DEVEL_RPM" 2>"$WORK/rpm-i.err" ||
+        { cat "$WORK/rpm-i.err" >&2; die "rpm -i failed"; }
+    [ -f "$root/usr/lib64/$SOFILE" ] && [ -f "$root/usr/lib64/mysql/plugin/tokudb_backup.so" ] ||
+        die "rpm -i did not install the library and the plugin"
+    scriptlet() { # scriptlet RPM TAG ARG: run it with paths under $root
+        rpm -qp --qf "%{$2}" "$1" | sed -e "s|/usr/lib64|$root/usr/lib64|g" -e 's|/sbin/ldconfig|true|' |
+            sh -s -- "$3" || die "%$2 of $(basename "$1") failed"
+    }
+    scriptlet "$RPM" POSTIN 1
+    scriptlet "$DEVEL_RPM" POSTIN 1
+    [ "$(readlink "$root/usr/lib64/libHotBackup.so.1")" = "$SOFILE" ] || die "%post made no libHotBackup.so.1 -> $SOFILE"
+    [ -f "$root/usr/lib64/mysql/plugin/tokubackup.so" ] || die "%post made no tokubackup.so link"
+    [ -f "$root/usr/lib64/libHotBackup.so" ] || die "devel %post made no libHotBackup.so link"
+    scriptlet "$DEVEL_RPM" POSTUN 0
+    scriptlet "$RPM" POSTUN 0
+    rpm --root "$root" -e --nodeps --noscripts tokudb-backup-plugin-devel tokudb-backup-plugin 2>"$WORK/rpm-e.err" ||
+        { cat "$WORK/rpm-e.err" >&2; die "rpm -e failed"; }
+    local left
+    left="$(find "$root" \( -type f -o -type l \) -not -path "$root/root/*" -not -path "$root/var/lib/rpm*" -not -path "$root/usr/lib/sysimage/*")"
+    [ -z "$left" ] || die "left after %postun and rpm -e: $left"
+    log "ok: rpm -i into an empty root, %post links, %postun and rpm -e leave nothing"
 }
 
 check_tarball() {
