@@ -66,7 +66,7 @@ fn target(s: &Session, fd: libc::c_int) -> Target {
         }
         FdState::Untracked {
             generation,
-            regular: true,
+            id: Some(_),
         } if !s.failed() => Target::Watch(generation),
         _ => Target::Plain,
     }

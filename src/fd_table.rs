@@ -18,9 +18,12 @@ pub enum FdState {
     /// Writes through this descriptor change `file`; `append` if O_APPEND.
     Tracked { file: Arc<SourceFile>, append: bool },
     /// Not a file of the source trees as of this generation (see
-    /// `Session::generation`); `regular` if a regular file, which may
-    /// still join the trees.
-    Untracked { generation: u64, regular: bool },
+    /// `Session::generation`); `id` (device, inode) if a regular file,
+    /// which may still join the trees.
+    Untracked {
+        generation: u64,
+        id: Option<(u64, u64)>,
+    },
 }
 
 pub struct FdTable {
@@ -71,6 +74,15 @@ impl FdTable {
         let state = resolve();
         shard.insert(fd, state.clone());
         state
+    }
+
+    /// Whether the entry still describes the file `fd` now refers to
+    /// (device and inode, None if not a regular file).
+    pub fn still(state: &FdState, id: Option<(u64, u64)>) -> bool {
+        match state {
+            FdState::Tracked { file, .. } => id == Some((file.dev, file.ino)),
+            FdState::Untracked { id: known, .. } => *known == id,
+        }
     }
 
     pub fn forget(&self, fd: i32) {
@@ -139,14 +151,14 @@ mod tests {
         let t = FdTable::default();
         t.get_or_resolve(3, 0, || FdState::Untracked {
             generation: 0,
-            regular: true,
+            id: Some((1, 1)),
         });
         let mut resolved = false;
         t.get_or_resolve(3, 0, || {
             resolved = true;
             FdState::Untracked {
                 generation: 0,
-                regular: true,
+                id: Some((1, 1)),
             }
         });
         assert!(!resolved);
@@ -163,7 +175,7 @@ mod tests {
         for fd in 0..10 {
             t.get_or_resolve(fd, 0, || FdState::Untracked {
                 generation: 0,
-                regular: true,
+                id: Some((1, 1)),
             });
         }
         t.forget_range(3, 5);

@@ -205,42 +205,46 @@ impl Session {
     }
 
     /// What a descriptor writes to, learned from the kernel on first use.
+    /// The entry is checked against the kernel's answer every time: a
+    /// number closed where no hook sees it (fclose, closedir, a raw
+    /// syscall) and reused for another file or a socket must not send
+    /// writes to the wrong destination.
     pub fn tracked(&self, fd: libc::c_int) -> FdState {
+        let none = FdState::Untracked {
+            generation: u64::MAX,
+            id: None,
+        };
         if fd < 0 {
-            return FdState::Untracked {
-                generation: u64::MAX,
-                regular: false,
-            };
+            return none;
         }
+        let Ok(st) = rustix::fs::fstat(sys::borrow(fd)) else {
+            return none;
+        };
+        let id = (st.st_mode & libc::S_IFMT == libc::S_IFREG).then_some((st.st_dev, st.st_ino));
+        let generation = self.generation();
+        let state = self
+            .fds
+            .get_or_resolve(fd, generation, || self.resolve_fd(fd, id, generation));
+        if FdTable::still(&state, id) {
+            return state;
+        }
+        self.fds.forget(fd);
         self.fds
-            .get_or_resolve(fd, self.generation(), || self.resolve_fd(fd))
+            .get_or_resolve(fd, generation, || self.resolve_fd(fd, id, generation))
     }
 
-    fn resolve_fd(&self, fd: libc::c_int) -> FdState {
-        let generation = self.generation();
-        let Ok(st) = rustix::fs::fstat(sys::borrow(fd)) else {
-            return FdState::Untracked {
-                generation,
-                regular: false,
-            };
+    fn resolve_fd(&self, fd: libc::c_int, id: Option<(u64, u64)>, generation: u64) -> FdState {
+        let Some((dev, ino)) = id else {
+            return FdState::Untracked { generation, id };
         };
-        if st.st_mode & libc::S_IFMT != libc::S_IFREG {
-            return FdState::Untracked {
-                generation,
-                regular: false,
-            };
-        }
-        match self.file(st.st_dev, st.st_ino) {
+        match self.file(dev, ino) {
             Some(file) => {
                 let append = rustix::fs::fcntl_getfl(sys::borrow(fd))
                     .map(|f| f.contains(OFlags::APPEND))
                     .unwrap_or(true);
                 FdState::Tracked { file, append }
             }
-            None => FdState::Untracked {
-                generation,
-                regular: true,
-            },
+            None => FdState::Untracked { generation, id },
         }
     }
 
@@ -281,6 +285,12 @@ impl Session {
             // not make (another process), which no hook can mirror.
             return Err(Errno::STALE);
         }
+        // No readahead: the copier must read only the bytes it holds the
+        // range lock of. Pages read ahead beyond it could be filled from
+        // disk just before an O_DIRECT write lands there and survive that
+        // write's page cache invalidation, and a later chunk would copy
+        // them: bytes from before the write, which was not mirrored.
+        let _ = rustix::fs::fadvise(&fd, 0, None, rustix::fs::Advice::Random);
         let fd = Arc::new(fd);
         file.set_src(Some(fd.clone()));
         Ok(Some(fd))

@@ -331,6 +331,11 @@ fn dup_write() {
 }
 
 #[test]
+fn closed_behind_the_hooks() {
+    scenario("scenarios", "closed_behind_the_hooks", 60);
+}
+
+#[test]
 fn chdir_relative_paths() {
     scenario("scenarios", "chdir_relative_paths", 60);
 }

@@ -6,6 +6,9 @@
  * Usage: scenarios WORKDIR [SCENARIO]
  */
 #include "hbtest.h"
+#include <stdint.h>
+#include <sys/eventfd.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
 
 static void must_write(int fd, const void *buf, size_t n) {
@@ -301,6 +304,44 @@ static int o_direct_writes(const char *work) {
     return finish_and_compare(&b, &d);
 }
 
+/* A descriptor closed where no hook sees it (fclose of an fdopen'd stream
+ * closes inside glibc), its number then reused by an eventfd and by a file
+ * opened inside glibc (fopen): the eventfd write must not reach the backup
+ * (nor fail it), and writes to the reused number's file must. */
+static int closed_behind_the_hooks(const char *work) {
+    struct dirs d;
+    scenario_dirs(&d, work, "closed_behind_the_hooks");
+    char a[PATH_MAX], c[PATH_MAX], p[PATH_MAX], buf[4096];
+    make_file(path_join(a, d.src, "a"), 64 << 10, 1);
+    make_file(path_join(c, d.src, "c"), 64 << 10, 2);
+    make_file(path_join(p, d.src, "filler"), 4 << 20, 3);
+    struct bg_backup b;
+    bg_start(&b, d.src, d.dst, 1 << 20);
+    sleep_s(0.5); /* the copier has copied a and c by now */
+    int fd = open(a, O_RDWR);
+    SYS(fd);
+    fill_pattern(buf, sizeof buf, 7, 0);
+    must_pwrite(fd, buf, sizeof buf, 0); /* the library learns fd -> a */
+    FILE *f = fdopen(fd, "r+");
+    CHECK(f != NULL, "fdopen: %s", strerror(errno));
+    CHECK(fclose(f) == 0, "fclose"); /* closes fd inside glibc */
+    /* The number now names an eventfd: an 8-byte write to it is no file
+     * write at all. */
+    int e = eventfd(0, 0);
+    SYS(e);
+    uint64_t one = 1;
+    CHECK(write(e, &one, sizeof one) == (ssize_t)sizeof one, "write to eventfd: %s", strerror(errno));
+    /* Closed where no hook sees it either: a raw system call. */
+    SYS((int)syscall(SYS_close, e));
+    FILE *g = fopen(c, "r+"); /* opened inside glibc: the same number again */
+    CHECK(g != NULL, "fopen: %s", strerror(errno));
+    fill_pattern(buf, sizeof buf, 8, 0);
+    must_pwrite(fileno(g), buf, sizeof buf, 8192);
+    CHECK(fclose(g) == 0, "fclose");
+    tokubackup_throttle_backup(ULONG_MAX);
+    return finish_and_compare(&b, &d);
+}
+
 int main(int argc, char **argv) {
     static const struct scenario list[] = {
         {"unlink_open_file_then_write", unlink_open_file_then_write},
@@ -310,6 +351,7 @@ int main(int argc, char **argv) {
         {"dup_write", dup_write},
         {"chdir_relative_paths", chdir_relative_paths},
         {"o_direct_writes", o_direct_writes},
+        {"closed_behind_the_hooks", closed_behind_the_hooks},
     };
     return run_scenarios(argc, argv, list, sizeof list / sizeof list[0]);
 }
