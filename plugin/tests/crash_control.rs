@@ -81,7 +81,9 @@ fn kill_hard(pid: i32) {
         match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
             Err(_) => return,
             Ok(st) => {
-                let state = st.rsplit_once(')').map(|(_, r)| r.trim_start().chars().next());
+                let state = st
+                    .rsplit_once(')')
+                    .map(|(_, r)| r.trim_start().chars().next());
                 if state == Some(Some('Z')) {
                     return;
                 }
