@@ -52,8 +52,9 @@ impl FdTable {
     }
 
     /// Look `fd` up, learning it with `resolve` if unknown or learned before
-    /// the latest import. `resolve` runs under the shard's write lock so that
-    /// a concurrent close cannot leave a stale entry behind.
+    /// the latest import (callers check the entry against the kernel, see
+    /// `Session::tracked`). `resolve` runs under the shard's write lock, so
+    /// one number is learned once.
     pub fn get_or_resolve(
         &self,
         fd: i32,

@@ -8,50 +8,8 @@ mod common;
 
 use common::*;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::Command;
 use std::time::Duration;
-
-const TRANSFER_CLIENTS: u32 = 3;
-
-struct Load {
-    clients: Vec<(String, Child)>,
-}
-
-impl Load {
-    fn start(s: &Server) -> Load {
-        let mut clients = Vec::new();
-        for c in 0..TRANSFER_CLIENTS {
-            clients.push((
-                format!("transfers {c}"),
-                s.spawn_script("root", &transfer_script(c, 60_000), false),
-            ));
-        }
-        clients.push((
-            "ddl".into(),
-            s.spawn_script("root", &ddl_script(100, 2000), false),
-        ));
-        Load { clients }
-    }
-
-    /// Every client must still be running: the load covered the backup.
-    fn assert_running(&mut self) {
-        for (name, c) in &mut self.clients {
-            if let Ok(Some(st)) = c.try_wait() {
-                let mut err = String::new();
-                use std::io::Read;
-                let _ = c.stderr.take().map(|mut e| e.read_to_string(&mut err));
-                panic!("client '{name}' ended early ({st}): {err}");
-            }
-        }
-    }
-
-    fn stop(self) {
-        for (_, mut c) in self.clients {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
 
 /// Transfers recorded in the backup's binary logs up to the snapshot position.
 fn transfers_in_binlog(backup: &Path) -> u64 {

@@ -16,50 +16,8 @@ mod common;
 
 use common::*;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-
-const TRANSFER_CLIENTS: u32 = 3;
-
-/// The consistency test's load: transfer clients and one DDL client.
-struct Load {
-    clients: Vec<(String, Child)>,
-}
-
-impl Load {
-    fn start(s: &Server) -> Load {
-        let mut clients = Vec::new();
-        for c in 0..TRANSFER_CLIENTS {
-            clients.push((
-                format!("transfers {c}"),
-                s.spawn_script("root", &transfer_script(c, 60_000), false),
-            ));
-        }
-        clients.push((
-            "ddl".into(),
-            s.spawn_script("root", &ddl_script(100, 2000), false),
-        ));
-        Load { clients }
-    }
-
-    fn assert_running(&mut self) {
-        for (name, c) in &mut self.clients {
-            if let Ok(Some(st)) = c.try_wait() {
-                let mut err = String::new();
-                use std::io::Read;
-                let _ = c.stderr.take().map(|mut e| e.read_to_string(&mut err));
-                panic!("client '{name}' ended early ({st}): {err}");
-            }
-        }
-    }
-
-    fn stop(self) {
-        for (_, mut c) in self.clients {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
 
 /// The server's pid, from the pid file the harness puts in the datadir.
 fn server_pid(s: &Server) -> i32 {

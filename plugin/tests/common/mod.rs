@@ -408,22 +408,7 @@ impl Server {
     }
 
     pub fn session_output(&self, user: &str, script: &str) -> Output {
-        use std::io::Write;
-        let mut child = self
-            .client(user)
-            .arg("--force")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(script.as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap()
+        self.spawn_session(user, script).wait_with_output().unwrap()
     }
 
     /// Starts a session running `script` in the background (--force: later
@@ -819,4 +804,47 @@ pub fn verify_bank(s: &Server) -> u64 {
     s.sql("SELECT COUNT(*) FROM bank.transfers")
         .parse()
         .unwrap()
+}
+
+pub const TRANSFER_CLIENTS: u32 = 3;
+
+/// The consistency load: transfer clients and one DDL client.
+pub struct Load {
+    clients: Vec<(String, Child)>,
+}
+
+impl Load {
+    pub fn start(s: &Server) -> Load {
+        let mut clients = Vec::new();
+        for c in 0..TRANSFER_CLIENTS {
+            clients.push((
+                format!("transfers {c}"),
+                s.spawn_script("root", &transfer_script(c, 60_000), false),
+            ));
+        }
+        clients.push((
+            "ddl".into(),
+            s.spawn_script("root", &ddl_script(100, 2000), false),
+        ));
+        Load { clients }
+    }
+
+    /// Every client must still be running: the load covered the backup.
+    pub fn assert_running(&mut self) {
+        for (name, c) in &mut self.clients {
+            if let Ok(Some(st)) = c.try_wait() {
+                let mut err = String::new();
+                use std::io::Read;
+                let _ = c.stderr.take().map(|mut e| e.read_to_string(&mut err));
+                panic!("client '{name}' ended early ({st}): {err}");
+            }
+        }
+    }
+
+    pub fn stop(self) {
+        for (_, mut c) in self.clients {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
 }
