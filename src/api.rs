@@ -406,7 +406,11 @@ fn run(session_ptr: *mut Session, cb: &Callbacks, threads: usize) -> libc::c_int
     }
     if copy_done {
         Callbacks::stop(&cb.before_stop);
-        gate::stop_capture();
+        if crate::verify::enabled() {
+            check_snapshot(s);
+        } else {
+            gate::stop_capture();
+        }
         Callbacks::stop(&cb.after_stop);
     } else {
         gate::stop_capture();
@@ -415,6 +419,27 @@ fn run(session_ptr: *mut Session, cb: &Callbacks, threads: usize) -> libc::c_int
         return abort_code;
     }
     0
+}
+
+/// The snapshot check: hold every change still, compare the trees with
+/// their copies, stop capture, let changes go on. Differences fail the
+/// backup.
+fn check_snapshot(s: &Session) {
+    let _lib = gate::LibraryScope::enter();
+    gate::freeze();
+    let began = Instant::now();
+    let differences = catch_unwind(AssertUnwindSafe(|| crate::verify::compare(s)))
+        .unwrap_or_else(|_| vec!["snapshot check: internal error".into()]);
+    gate::stop_capture();
+    gate::thaw();
+    crate::logging::info(&format!(
+        "snapshot check: {} difference(s), changes held for {:.2} s",
+        differences.len(),
+        began.elapsed().as_secs_f64()
+    ));
+    for d in differences {
+        s.fail_raw(libc::EIO, d);
+    }
 }
 
 fn env_threads() -> usize {

@@ -97,31 +97,72 @@ fn lock_with_fds<'a>(
     }
 }
 
+/// The bytes a write call hands the kernel.
+#[derive(Clone, Copy)]
+pub enum Bytes {
+    Buf(*const u8, usize),
+    Iov(*const libc::iovec, libc::c_int),
+    /// copy_file_range, sendfile: `len` bytes from another file.
+    FromSource(usize),
+}
+
+impl Bytes {
+    fn len(&self) -> usize {
+        match *self {
+            Bytes::Buf(_, n) | Bytes::FromSource(n) => n,
+            Bytes::Iov(iov, cnt) => {
+                if iov.is_null() || cnt <= 0 {
+                    return 0;
+                }
+                // SAFETY: the application passed `cnt` iovecs to the call;
+                // a bad array fails the real call, which reads it too.
+                let iov = unsafe { core::slice::from_raw_parts(iov, cnt as usize) };
+                iov.iter().fold(0usize, |a, v| a.saturating_add(v.iov_len))
+            }
+        }
+    }
+
+    /// The buffer to hand the real call: the staged one, else `orig`.
+    pub fn buf_or(self, orig: *const libc::c_void) -> *const libc::c_void {
+        match self {
+            Bytes::Buf(p, _) => p.cast(),
+            _ => orig,
+        }
+    }
+
+    /// The iovec array to hand the real call: the staged one, else `orig`.
+    pub fn iov_or(self, orig: *const libc::iovec) -> *const libc::iovec {
+        match self {
+            Bytes::Iov(v, _) => v,
+            _ => orig,
+        }
+    }
+}
+
 /// Any call that writes bytes to a descriptor: the real call under the
-/// range lock, then `mirror(fds, offset, count)` when those bytes are
-/// already in the destination. `need_src` if the mirror copies from the
-/// source file.
+/// range lock, then the mirror of the written bytes when they are already
+/// in the destination. The bytes are staged first (see `staging`), so the
+/// real call and the mirror write the same ones; `real` makes the call
+/// with the bytes it is given.
 #[inline(never)]
 pub fn write_to<R: Copy + Into<i64>>(
     gate: &Gate,
     fd: libc::c_int,
     at: At,
-    len: usize,
-    need_src: bool,
-    real: impl FnOnce() -> R,
-    mirror: impl FnOnce(&MirrorFds, u64, usize) -> Result<(), Errno>,
+    bytes: Bytes,
+    real: impl FnOnce(Bytes) -> R,
 ) -> R {
     let Some((capture, s)) = session::enter(gate) else {
-        return real();
+        return real(bytes);
     };
     let (file, append) = match target(s, fd) {
         Target::Mirror(file, append) => (file, append),
         Target::Plain => {
             drop(capture);
-            return real();
+            return real(bytes);
         }
         Target::Watch(generation) => {
-            let (r, errno) = real_call(real);
+            let (r, errno) = real_call(|| real(bytes));
             let n: i64 = r.into();
             if n > 0 && s.generation() != generation {
                 guarded(s, || late_write(s, fd, at, n as u64));
@@ -132,11 +173,16 @@ pub fn write_to<R: Copy + Into<i64>>(
         }
     };
     let range = match at {
-        At::Offset(off) if !append => (off, off.saturating_add(len as u64)),
+        At::Offset(off) if !append => (off, off.saturating_add(bytes.len() as u64)),
         _ => WHOLE,
     };
-    let (range, fds) = lock_with_fds(s, &file, range, need_src, false);
-    let (r, errno) = real_call(real);
+    // SAFETY: the slot is this thread's, and the staged bytes are used only
+    // until this hook returns.
+    let staged = gate
+        .slot()
+        .and_then(|slot| unsafe { s.staging.stage(slot, bytes) });
+    let (range, fds) = lock_with_fds(s, &file, range, staged.is_none(), false);
+    let (r, errno) = real_call(|| real(staged.unwrap_or(bytes)));
     let n: i64 = r.into();
     if let Some(fds) = fds.filter(|_| n > 0) {
         guarded(s, || {
@@ -154,7 +200,12 @@ pub fn write_to<R: Copy + Into<i64>>(
                 }
             };
             if file.mirrored_at(first) {
-                if let Err(e) = mirror(&fds, first, n as usize) {
+                let mirrored = match staged {
+                    // SAFETY: staged bytes stay valid until this hook returns.
+                    Some(b) => unsafe { mirror_bytes(fds.dest.as_fd(), b, first, n as usize) },
+                    None => mirror_from_source(&fds, first, n as usize),
+                };
+                if let Err(e) = mirrored {
                     s.fail(e, dest_error("write", &dest_name(s, &file), e));
                 }
             }
@@ -164,6 +215,44 @@ pub fn write_to<R: Copy + Into<i64>>(
     drop(capture);
     sys::set_errno(errno);
     r
+}
+
+/// Write the first `n` of staged `bytes` to `dest` at `off`.
+///
+/// # Safety
+/// `bytes` must describe readable memory (a staged copy).
+unsafe fn mirror_bytes(
+    dest: BorrowedFd<'_>,
+    bytes: Bytes,
+    off: u64,
+    n: usize,
+) -> Result<(), Errno> {
+    match bytes {
+        Bytes::Buf(p, len) => {
+            // SAFETY: per the contract; the kernel accepted n <= len bytes.
+            let b = unsafe { core::slice::from_raw_parts(p, n.min(len)) };
+            sys::pwrite_all(dest, b, off)
+        }
+        Bytes::Iov(iov, cnt) => {
+            // SAFETY: per the contract.
+            let iov = unsafe { core::slice::from_raw_parts(iov, cnt.max(0) as usize) };
+            let mut left = n;
+            let mut at = off;
+            for v in iov {
+                if left == 0 {
+                    break;
+                }
+                let k = v.iov_len.min(left);
+                // SAFETY: per the contract; k <= iov_len.
+                let b = unsafe { core::slice::from_raw_parts(v.iov_base as *const u8, k) };
+                sys::pwrite_all(dest, b, at)?;
+                at += k as u64;
+                left -= k;
+            }
+            Ok(())
+        }
+        Bytes::FromSource(_) => Ok(()),
+    }
 }
 
 /// Where `written` bytes just written through `fd` landed.

@@ -26,6 +26,9 @@ use std::time::{Duration, Instant};
 /// True while a backup captures changes.
 pub static CAPTURING: AtomicBool = AtomicBool::new(false);
 
+/// True while the snapshot check holds every change still (see `freeze`).
+static FROZEN: AtomicBool = AtomicBool::new(false);
+
 /// Until the library's constructor has registered with membarrier, hooks
 /// fence for themselves.
 static HOOKS_FENCE: AtomicBool = AtomicBool::new(true);
@@ -181,6 +184,11 @@ impl Gate {
         }
     }
 
+    /// This thread's slot, if it has one of its own.
+    pub fn slot(&self) -> Option<usize> {
+        ((self.slot as usize) < NSLOTS).then_some(self.slot as usize)
+    }
+
     /// Whether a backup is capturing; false inside the library's own code.
     #[inline(always)]
     pub fn capturing(&self) -> bool {
@@ -210,11 +218,24 @@ impl Gate {
             slot: self.slot,
             was_in_library: IN_LIBRARY.replace(true),
         };
-        if CAPTURING.load(SeqCst) {
-            Some(guard)
-        } else {
-            None
+        if !CAPTURING.load(SeqCst) {
+            return None;
         }
+        if FROZEN.load(SeqCst) {
+            drop(guard);
+            return self.wait_thaw();
+        }
+        Some(guard)
+    }
+
+    /// The trees are being compared with their copies: wait, holding
+    /// nothing the check waits for, then start again.
+    #[cold]
+    fn wait_thaw(&self) -> Option<CaptureGuard> {
+        while FROZEN.load(SeqCst) {
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        self.begin_capture()
     }
 }
 
@@ -353,6 +374,7 @@ fn process_barrier() {
 /// In the child of fork(): other threads are gone, and so is their state.
 pub fn after_fork_child() {
     CAPTURING.store(false, SeqCst);
+    FROZEN.store(false, SeqCst);
     let mine = (MY_SLOT.get() & !INSIDE) as usize;
     for (i, slot) in SLOTS.iter().enumerate().take(SLOTS_HIGH.load(Relaxed)) {
         if i != mine {
@@ -433,6 +455,24 @@ fn is_regular_file(fd: i32) -> bool {
 pub fn stop_capture() {
     CAPTURING.store(false, SeqCst);
     process_barrier();
+    wait_for_mirrors();
+}
+
+/// Hold every change to a file still while capture is on: a hook that
+/// would mirror waits in `begin_capture` until `thaw`, and the ones
+/// mirroring already have finished when this returns. The trees and their
+/// copies then stand still together (the snapshot check compares them).
+pub fn freeze() {
+    FROZEN.store(true, SeqCst);
+    process_barrier();
+    wait_for_mirrors();
+}
+
+pub fn thaw() {
+    FROZEN.store(false, SeqCst);
+}
+
+fn wait_for_mirrors() {
     let high = SLOTS_HIGH.load(Acquire);
     for slot in SLOTS.iter().take(high) {
         while slot.capture.load(Acquire) {

@@ -8,75 +8,14 @@
 
 #![allow(clippy::missing_safety_doc)]
 
-use crate::capture::{self, At, NameOp};
+use crate::capture::{self, At, Bytes, NameOp};
 use crate::gate::{Gate, KIND_NO_CHANGE, KIND_PATH};
 use crate::real;
 use crate::sys;
 use libc::{
     c_char, c_int, c_long, c_uint, c_void, iovec, loff_t, mode_t, off64_t, off_t, size_t, ssize_t,
 };
-use rustix::fd::{AsFd, BorrowedFd};
-use rustix::io::Errno;
-use std::io::IoSlice;
-
-/// The bytes of a write buffer the kernel accepted.
-///
-/// # Safety
-/// `buf` must hold `n` readable bytes (it held them for the real call).
-unsafe fn bytes<'a>(buf: *const c_void, n: usize) -> &'a [u8] {
-    if n == 0 {
-        return &[];
-    }
-    // SAFETY: per the contract above.
-    unsafe { core::slice::from_raw_parts(buf.cast(), n) }
-}
-
-/// Mirror the first `n` bytes of an iovec array at `off`.
-///
-/// # Safety
-/// `iov` must point to `cnt` iovecs describing readable memory.
-unsafe fn mirror_iov(
-    dest: BorrowedFd<'_>,
-    iov: *const iovec,
-    cnt: c_int,
-    off: u64,
-    n: usize,
-) -> Result<(), Errno> {
-    // SAFETY: per the contract above.
-    let iov = unsafe { core::slice::from_raw_parts(iov, cnt.max(0) as usize) };
-    let total: usize = iov.iter().map(|v| v.iov_len).sum();
-    if total == n && iov.len() <= 64 {
-        let slices: Vec<IoSlice<'_>> =
-            // SAFETY: each iovec describes memory the application just wrote from.
-            iov.iter().map(|v| IoSlice::new(unsafe { bytes(v.iov_base, v.iov_len) })).collect();
-        let w = rustix::io::pwritev(dest, &slices, off)?;
-        if w == n {
-            return Ok(());
-        }
-    }
-    let mut left = n;
-    let mut at = off;
-    for v in iov {
-        if left == 0 {
-            break;
-        }
-        let k = v.iov_len.min(left);
-        // SAFETY: as above; k <= iov_len.
-        sys::pwrite_all(dest, unsafe { bytes(v.iov_base, k) }, at)?;
-        at += k as u64;
-        left -= k;
-    }
-    Ok(())
-}
-
-fn iov_len(iov: *const iovec, cnt: c_int) -> usize {
-    if iov.is_null() || cnt <= 0 {
-        return 0;
-    }
-    // SAFETY: the application passed `cnt` iovecs to the real call.
-    let iov = unsafe { core::slice::from_raw_parts(iov, cnt as usize) };
-    iov.iter().fold(0usize, |a, v| a.saturating_add(v.iov_len))
-}
+use rustix::fd::AsFd;
 
 // ---- writes ----
 
@@ -91,12 +30,9 @@ pub unsafe extern "C" fn write(fd: c_int, buf: *const c_void, n: size_t) -> ssiz
         &gate,
         fd,
         At::Current,
-        n,
-        false,
-        // SAFETY: forwarding the application's call with its own arguments.
-        || unsafe { real::write(fd, buf, n) } as i64,
-        // SAFETY: the kernel accepted the first k bytes of the application's buffer.
-        |fds, off, k| sys::pwrite_all(fds.dest.as_fd(), unsafe { bytes(buf, k) }, off),
+        Bytes::Buf(buf.cast(), n),
+        // SAFETY: the application's call, with its buffer or a staged copy.
+        |b| unsafe { real::write(fd, b.buf_or(buf), n) } as i64,
     ) as ssize_t
 }
 
@@ -118,12 +54,9 @@ macro_rules! pwrite_hook {
                 &gate,
                 fd,
                 At::Offset(off as u64),
-                n,
-                false,
-                // SAFETY: forwarding the application's call with its own arguments.
-                || unsafe { real::$name(fd, buf, n, off) } as i64,
-                // SAFETY: the kernel accepted the first k bytes of the application's buffer.
-                |fds, o, k| sys::pwrite_all(fds.dest.as_fd(), unsafe { bytes(buf, k) }, o),
+                Bytes::Buf(buf.cast(), n),
+                // SAFETY: the application's call, with its buffer or a staged copy.
+                |b| unsafe { real::$name(fd, b.buf_or(buf), n, off) } as i64,
             ) as ssize_t
         }
     };
@@ -142,12 +75,9 @@ pub unsafe extern "C" fn writev(fd: c_int, iov: *const iovec, cnt: c_int) -> ssi
         &gate,
         fd,
         At::Current,
-        iov_len(iov, cnt),
-        false,
-        // SAFETY: forwarding the application's call with its own arguments.
-        || unsafe { real::writev(fd, iov, cnt) } as i64,
-        // SAFETY: the application's iovecs stay valid for the whole call.
-        |fds, off, k| unsafe { mirror_iov(fds.dest.as_fd(), iov, cnt, off, k) },
+        Bytes::Iov(iov, cnt),
+        // SAFETY: the application's call, with its iovecs or staged ones.
+        |b| unsafe { real::writev(fd, b.iov_or(iov), cnt) } as i64,
     ) as ssize_t
 }
 
@@ -169,12 +99,9 @@ macro_rules! pwritev_hook {
                 &gate,
                 fd,
                 At::Offset(off as u64),
-                iov_len(iov, cnt),
-                false,
-                // SAFETY: forwarding the application's call with its own arguments.
-                || unsafe { real::$name(fd, iov, cnt, off) } as i64,
-                // SAFETY: the application's iovecs stay valid for the whole call.
-                |fds, o, k| unsafe { mirror_iov(fds.dest.as_fd(), iov, cnt, o, k) },
+                Bytes::Iov(iov, cnt),
+                // SAFETY: the application's call, with its iovecs or staged ones.
+                |b| unsafe { real::$name(fd, b.iov_or(iov), cnt, off) } as i64,
             ) as ssize_t
         }
     };
@@ -207,12 +134,9 @@ macro_rules! pwritev2_hook {
                 &gate,
                 fd,
                 at,
-                iov_len(iov, cnt),
-                false,
-                // SAFETY: forwarding the application's call with its own arguments.
-                || unsafe { real::$name(fd, iov, cnt, off, flags) } as i64,
-                // SAFETY: the application's iovecs stay valid for the whole call.
-                |fds, o, k| unsafe { mirror_iov(fds.dest.as_fd(), iov, cnt, o, k) },
+                Bytes::Iov(iov, cnt),
+                // SAFETY: the application's call, with its iovecs or staged ones.
+                |b| unsafe { real::$name(fd, b.iov_or(iov), cnt, off, flags) } as i64,
             ) as ssize_t
         }
     };
@@ -245,11 +169,9 @@ pub unsafe extern "C" fn copy_file_range(
         &gate,
         fd_out,
         at,
-        len,
-        true,
+        Bytes::FromSource(len),
         // SAFETY: forwarding the application's call with its own arguments.
-        || unsafe { real::copy_file_range(fd_in, off_in, fd_out, off_out, len, flags) } as i64,
-        capture::mirror_from_source,
+        |_| unsafe { real::copy_file_range(fd_in, off_in, fd_out, off_out, len, flags) } as i64,
     ) as ssize_t
 }
 
@@ -271,11 +193,9 @@ macro_rules! sendfile_hook {
                 &gate,
                 out_fd,
                 At::Current,
-                count,
-                true,
+                Bytes::FromSource(count),
                 // SAFETY: forwarding the application's call with its own arguments.
-                || unsafe { real::$name(out_fd, in_fd, offset, count) } as i64,
-                capture::mirror_from_source,
+                |_| unsafe { real::$name(out_fd, in_fd, offset, count) } as i64,
             ) as ssize_t
         }
     };

@@ -6,9 +6,10 @@
 //!
 //! Module map: `gate` (the idle path), `hooks` (interposed symbols), `real`
 //! (the libc functions behind them), `capture` (what a hook does during a
-//! backup), `session` (a running backup), `fd_table`, `source_file` (and its
+//! backup), `staging` (copies of the bytes being written), `session` (a running backup), `fd_table`, `source_file` (and its
 //! range locks), `namespace` (names and paths), `copier`, `throttle`, `api`
-//! (the C API), `sys` (the library's own raw I/O).
+//! (the C API), `verify` (the snapshot check), `sys` (the library's own
+//! raw I/O).
 
 #![allow(non_snake_case)]
 #![deny(unsafe_op_in_unsafe_fn)]
@@ -25,8 +26,10 @@ mod namespace;
 mod real;
 mod session;
 mod source_file;
+mod staging;
 mod sys;
 mod throttle;
+mod verify;
 
 extern "C" fn after_fork_child() {
     gate::after_fork_child();

@@ -5,6 +5,7 @@ use crate::fd_table::{FdState, FdTable};
 use crate::gate::{CaptureGuard, Gate};
 use crate::namespace::{self, Names, RelPath, Root};
 use crate::source_file::{lock, SourceFile};
+use crate::staging::Staging;
 use crate::sys;
 use crate::throttle::Throttle;
 use rustix::fd::AsFd;
@@ -56,6 +57,8 @@ pub struct Session {
     pub bytes_done: AtomicU64,
     pub files_total: AtomicU64,
     pub files_done: AtomicU64,
+    /// Per-thread copies of bytes being written (see `staging`).
+    pub staging: Staging,
 }
 
 static SESSION: AtomicPtr<Session> = AtomicPtr::new(core::ptr::null_mut());
@@ -114,6 +117,7 @@ impl Session {
             bytes_done: AtomicU64::new(0),
             files_total: AtomicU64::new(0),
             files_done: AtomicU64::new(0),
+            staging: Staging::default(),
         }
     }
 

@@ -336,6 +336,21 @@ fn closed_behind_the_hooks() {
 }
 
 #[test]
+fn snapshot_check_with_nonstop_writer() {
+    scenario("scenarios", "snapshot_check_with_nonstop_writer", 60);
+}
+
+#[test]
+fn buffer_changed_during_write() {
+    scenario("scenarios", "buffer_changed_during_write", 60);
+}
+
+#[test]
+fn snapshot_check_sees_hidden_write() {
+    scenario("scenarios", "snapshot_check_sees_hidden_write", 60);
+}
+
+#[test]
 fn chdir_relative_paths() {
     scenario("scenarios", "chdir_relative_paths", 60);
 }

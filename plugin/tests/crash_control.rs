@@ -104,6 +104,7 @@ fn one_round(round: u32, sleep_ms: u64) {
             log_bin: true,
             extra: Vec::new(),
             datadir: Some(s.datadir.clone()),
+            env: Vec::new(),
         },
     );
     let log = r.log();

@@ -342,6 +342,150 @@ static int closed_behind_the_hooks(const char *work) {
     return finish_and_compare(&b, &d);
 }
 
+/* The snapshot check on (HOTBACKUP_VERIFY_SNAPSHOT=1, set while no backup
+ * thread runs) and a writer that never pauses, all over a large file: the
+ * check must hold the writes while it compares (else it sees the source
+ * move under it and reports differences), find the copy equal to the
+ * source, and let the writer go on afterwards (not deadlock). */
+struct nonstop {
+    const char *path;
+    atomic_int stop;
+    atomic_long writes;
+};
+
+static void *nonstop_main(void *arg) {
+    struct nonstop *w = arg;
+    int fd = open(w->path, O_RDWR);
+    SYS(fd);
+    char buf[4096];
+    for (long i = 0; !atomic_load(&w->stop); i++) {
+        fill_pattern(buf, sizeof buf, (int)i, 0);
+        must_pwrite(fd, buf, sizeof buf, (i * 7919 % 4096) * (off_t)sizeof buf);
+        atomic_fetch_add(&w->writes, 1);
+    }
+    SYS(close(fd));
+    return NULL;
+}
+
+static int snapshot_check_with_nonstop_writer(const char *work) {
+    struct dirs d;
+    scenario_dirs(&d, work, "snapshot_check_with_nonstop_writer");
+    char f[PATH_MAX], p[PATH_MAX];
+    make_file(path_join(f, d.src, "hot"), 16 << 20, 1);
+    make_file(path_join(p, d.src, "filler"), 4 << 20, 2);
+    SYS(setenv("HOTBACKUP_VERIFY_SNAPSHOT", "1", 1));
+    struct bg_backup b;
+    bg_start(&b, d.src, d.dst, 16 << 20);
+    struct nonstop w = {.path = f};
+    pthread_t t;
+    CHECK(!pthread_create(&t, NULL, nonstop_main, &w), "create");
+    sleep_s(0.3);
+    still_running(&b);
+    int r = bg_finish(&b);
+    SYS(unsetenv("HOTBACKUP_VERIFY_SNAPSHOT"));
+    CHECK(r == 0, "backup returned %d: %s", r, b.errors.text);
+    long after = atomic_load(&w.writes);
+    sleep_s(0.2);
+    CHECK(atomic_load(&w.writes) > after, "the writer did not go on after the check");
+    atomic_store(&w.stop, 1);
+    pthread_join(t, NULL);
+    rm_rf(d.base);
+    return 0;
+}
+
+/* The snapshot check on, one copy thread. A write
+ * no hook sees (a raw system call) into a file already copied: the
+ * snapshot check must catch it and fail the backup, naming the file. */
+static int snapshot_check_sees_hidden_write(const char *work) {
+    struct dirs d;
+    scenario_dirs(&d, work, "snapshot_check_sees_hidden_write");
+    char a[PATH_MAX], p[PATH_MAX], buf[4096];
+    make_file(path_join(a, d.src, "a"), 64 << 10, 1);
+    make_file(path_join(p, d.src, "filler"), 4 << 20, 2);
+    SYS(setenv("HOTBACKUP_VERIFY_SNAPSHOT", "1", 1));
+    SYS(setenv("HOTBACKUP_COPY_THREADS", "1", 1));
+    struct bg_backup b;
+    bg_start(&b, d.src, d.dst, 1 << 20);
+    /* One copy thread takes the files in name order: once bytes of the
+     * filler are counted, all of "a" is copied. */
+    double t0 = now_s();
+    while (atomic_load(&b.copied) <= (64 << 10) + 4096) {
+        CHECK(now_s() - t0 < 30, "the copier did not get past the first file");
+        sleep_s(0.005);
+    }
+    int fd = open(a, O_RDWR);
+    SYS(fd);
+    fill_pattern(buf, sizeof buf, 9, 0);
+    CHECK(syscall(SYS_pwrite64, fd, buf, sizeof buf, (off_t)8192) == (long)sizeof buf,
+          "raw pwrite: %s", strerror(errno));
+    SYS(close(fd));
+    still_running(&b);
+    int r = bg_finish(&b);
+    SYS(unsetenv("HOTBACKUP_VERIFY_SNAPSHOT"));
+    SYS(unsetenv("HOTBACKUP_COPY_THREADS"));
+    CHECK(r != 0, "the backup succeeded although its copy of %s misses a write", a);
+    CHECK(strstr(b.errors.text, "snapshot check") && strstr(b.errors.text, "/src/a and its copy") &&
+              strstr(b.errors.text, "offset 8192"),
+          "the error does not name the file and the offset: %s", b.errors.text);
+    rm_rf(d.base);
+    return 0;
+}
+
+/* An application that changes a buffer while a write from it is in flight
+ * (InnoDB appends redo records to the log block it is writing): the copy
+ * must hold the bytes the kernel wrote, not the buffer as it was when the
+ * mirror read it. The snapshot check compares the copy with the source
+ * while the writers are held. */
+struct churn {
+    const char *path;
+    unsigned char *buf;
+    atomic_int stop;
+};
+
+static void *churn_writer(void *arg) {
+    struct churn *c = arg;
+    int fd = open(c->path, O_RDWR);
+    SYS(fd);
+    for (long i = 0; !atomic_load(&c->stop); i++)
+        must_pwrite(fd, c->buf, 65536, (i % 16) * (off_t)65536);
+    SYS(close(fd));
+    return NULL;
+}
+
+static void *churn_mutator(void *arg) {
+    struct churn *c = arg;
+    while (!atomic_load(&c->stop))
+        for (size_t i = 0; i < 65536; i += 64) ((volatile unsigned char *)c->buf)[i]++;
+    return NULL;
+}
+
+static int buffer_changed_during_write(const char *work) {
+    struct dirs d;
+    scenario_dirs(&d, work, "buffer_changed_during_write");
+    char f[PATH_MAX], p[PATH_MAX];
+    make_file(path_join(f, d.src, "log"), 1 << 20, 1);
+    make_file(path_join(p, d.src, "filler"), 4 << 20, 2);
+    SYS(setenv("HOTBACKUP_VERIFY_SNAPSHOT", "1", 1));
+    struct bg_backup b;
+    bg_start(&b, d.src, d.dst, 8 << 20);
+    struct churn c = {.path = f, .buf = calloc(1, 65536)};
+    CHECK(c.buf != NULL, "calloc");
+    pthread_t w, m;
+    CHECK(!pthread_create(&w, NULL, churn_writer, &c), "create");
+    CHECK(!pthread_create(&m, NULL, churn_mutator, &c), "create");
+    sleep_s(0.3);
+    still_running(&b);
+    int r = bg_finish(&b);
+    SYS(unsetenv("HOTBACKUP_VERIFY_SNAPSHOT"));
+    atomic_store(&c.stop, 1);
+    pthread_join(w, NULL);
+    pthread_join(m, NULL);
+    free(c.buf);
+    CHECK(r == 0, "backup returned %d: %s", r, b.errors.text);
+    rm_rf(d.base);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     static const struct scenario list[] = {
         {"unlink_open_file_then_write", unlink_open_file_then_write},
@@ -352,6 +496,9 @@ int main(int argc, char **argv) {
         {"chdir_relative_paths", chdir_relative_paths},
         {"o_direct_writes", o_direct_writes},
         {"closed_behind_the_hooks", closed_behind_the_hooks},
+        {"snapshot_check_with_nonstop_writer", snapshot_check_with_nonstop_writer},
+        {"snapshot_check_sees_hidden_write", snapshot_check_sees_hidden_write},
+        {"buffer_changed_during_write", buffer_changed_during_write},
     };
     return run_scenarios(argc, argv, list, sizeof list / sizeof list[0]);
 }

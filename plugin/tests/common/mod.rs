@@ -221,6 +221,8 @@ pub struct Opts {
     pub extra: Vec<String>,
     /// Use this datadir instead of a fresh copy of the template.
     pub datadir: Option<PathBuf>,
+    /// More environment for mariadbd.
+    pub env: Vec<(String, String)>,
 }
 
 impl Default for Opts {
@@ -231,6 +233,7 @@ impl Default for Opts {
             log_bin: true,
             extra: Vec::new(),
             datadir: None,
+            env: Vec::new(),
         }
     }
 }
@@ -299,6 +302,7 @@ impl Server {
         }
         cmd.args(&opts.extra);
         cmd.env_remove("LD_PRELOAD");
+        cmd.envs(opts.env.iter().map(|(k, v)| (k, v)));
         if let Some(lib) = &opts.preload {
             cmd.env("LD_PRELOAD", lib);
         }
@@ -603,6 +607,7 @@ pub fn start_restored(name: &str, backup: &Path) -> Server {
             log_bin,
             extra: Vec::new(),
             datadir: Some(data),
+            env: Vec::new(),
         },
     );
     s.owned_dirs.push(work);

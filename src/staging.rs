@@ -1,0 +1,283 @@
+//! Staging of written bytes. An application may change a buffer while a
+//! write from it is in flight - InnoDB keeps appending redo records to the
+//! log block it is writing - so the bytes the kernel took and the bytes a
+//! mirror reads from the same buffer afterwards can differ. A write to a
+//! file of the backup is therefore copied first into a buffer of the
+//! library's own, and the real call and the mirror both use that copy.
+//!
+//! Each gate slot (one thread at a time) has its own staging area, owned by
+//! the session and freed with it. The copy is made with process_vm_readv on
+//! the process itself, which reports a bad address as an error where a
+//! plain copy would crash; a write that cannot be staged (a bad address,
+//! too large, no memory) is made from the application's buffer and mirrored
+//! by copying the written range back from the source file.
+
+use crate::capture::Bytes;
+use crate::gate::NSLOTS;
+use std::alloc::{alloc, dealloc, Layout};
+use std::cell::UnsafeCell;
+
+/// Writes larger than this are not staged.
+pub const MAX_STAGED: usize = 64 << 20;
+/// Staged bytes keep their address modulo this, so that a write meant for
+/// O_DIRECT meets the same alignment rules as the application's buffer.
+const ALIGN: usize = 4096;
+/// Most iovecs a staged write may have (IOV_MAX).
+const MAX_IOV: usize = 1024;
+
+struct Area {
+    ptr: *mut u8,
+    cap: usize,
+    iov: Vec<libc::iovec>,
+}
+
+impl Drop for Area {
+    fn drop(&mut self) {
+        if !self.ptr.is_null() {
+            // SAFETY: allocated in `reserve` with exactly this layout.
+            unsafe { dealloc(self.ptr, Layout::from_size_align_unchecked(self.cap, ALIGN)) };
+        }
+    }
+}
+
+impl Area {
+    /// At least `need` bytes of buffer; false if memory is short.
+    fn reserve(&mut self, need: usize) -> bool {
+        if need <= self.cap {
+            return true;
+        }
+        let cap = need.next_power_of_two().max(64 << 10);
+        let Ok(layout) = Layout::from_size_align(cap, ALIGN) else {
+            return false;
+        };
+        // SAFETY: the layout has a non-zero size.
+        let p = unsafe { alloc(layout) };
+        if p.is_null() {
+            return false;
+        }
+        if !self.ptr.is_null() {
+            // SAFETY: allocated here before with this layout.
+            unsafe { dealloc(self.ptr, Layout::from_size_align_unchecked(self.cap, ALIGN)) };
+        }
+        self.ptr = p;
+        self.cap = cap;
+        true
+    }
+}
+
+pub struct Staging {
+    areas: Box<[UnsafeCell<Area>]>,
+}
+
+// SAFETY: an area is only touched through `stage` by the thread that owns
+// its gate slot, while that thread is inside a hook; a slot has one owner
+// at a time, so no area is ever used by two threads at once.
+unsafe impl Sync for Staging {}
+// SAFETY: as above; the raw buffers are plain heap memory.
+unsafe impl Send for Staging {}
+
+impl Default for Staging {
+    fn default() -> Staging {
+        Staging {
+            areas: (0..NSLOTS)
+                .map(|_| {
+                    UnsafeCell::new(Area {
+                        ptr: core::ptr::null_mut(),
+                        cap: 0,
+                        iov: Vec::new(),
+                    })
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Where a segment starting at `base` goes in the staging area, after
+/// `pos` bytes are used: the next position with the same address modulo
+/// ALIGN (the area itself is ALIGN-aligned).
+fn place(pos: usize, base: usize) -> usize {
+    pos + ((base % ALIGN) + ALIGN - pos % ALIGN) % ALIGN
+}
+
+/// Copy `local` from this process's memory as described by `remote`;
+/// true if every byte was copied.
+fn read_own_memory(local: &[libc::iovec], remote: &[libc::iovec], total: usize) -> bool {
+    let mut done = 0usize;
+    // process_vm_readv takes at most IOV_MAX iovecs per side, which the
+    // callers respect; a short copy only happens at a bad address.
+    // SAFETY: `local` describes writable memory of ours, `remote` memory
+    // of this process; the kernel checks every address and fails with
+    // EFAULT instead of faulting.
+    let n = unsafe {
+        libc::process_vm_readv(
+            libc::getpid(),
+            local.as_ptr(),
+            local.len() as libc::c_ulong,
+            remote.as_ptr(),
+            remote.len() as libc::c_ulong,
+            0,
+        )
+    };
+    if n > 0 {
+        done = n as usize;
+    }
+    done == total
+}
+
+impl Staging {
+    /// A copy of `bytes` in the calling thread's staging area, or None if
+    /// it cannot be staged.
+    ///
+    /// # Safety
+    /// `slot` is the calling thread's gate slot and the thread stays inside
+    /// its hook while it uses the result; `bytes` is what the application
+    /// passed to the call.
+    pub unsafe fn stage(&self, slot: usize, bytes: Bytes) -> Option<Bytes> {
+        let area = self.areas.get(slot)?;
+        // SAFETY: per the contract, only this thread uses this area now.
+        let area = unsafe { &mut *area.get() };
+        match bytes {
+            Bytes::Buf(p, n) => {
+                if n == 0 || n > MAX_STAGED || p.is_null() {
+                    return None;
+                }
+                let at = place(0, p as usize);
+                if !area.reserve(at + n) {
+                    return None;
+                }
+                // SAFETY: reserve made at + n bytes available.
+                let dst = unsafe { area.ptr.add(at) };
+                let local = [libc::iovec {
+                    iov_base: dst.cast(),
+                    iov_len: n,
+                }];
+                let remote = [libc::iovec {
+                    iov_base: p as *mut libc::c_void,
+                    iov_len: n,
+                }];
+                read_own_memory(&local, &remote, n).then_some(Bytes::Buf(dst, n))
+            }
+            Bytes::Iov(iov, cnt) => {
+                if iov.is_null() || cnt <= 0 || cnt as usize > MAX_IOV {
+                    return None;
+                }
+                // The iovec array itself is copied first: the application's
+                // array could be as changeable as its buffers.
+                let mut remote_arr = [libc::iovec {
+                    iov_base: core::ptr::null_mut(),
+                    iov_len: 0,
+                }];
+                let arr_len = cnt as usize * core::mem::size_of::<libc::iovec>();
+                area.iov.clear();
+                area.iov.resize(
+                    cnt as usize,
+                    libc::iovec {
+                        iov_base: core::ptr::null_mut(),
+                        iov_len: 0,
+                    },
+                );
+                remote_arr[0] = libc::iovec {
+                    iov_base: iov as *mut libc::c_void,
+                    iov_len: arr_len,
+                };
+                let local_arr = [libc::iovec {
+                    iov_base: area.iov.as_mut_ptr().cast(),
+                    iov_len: arr_len,
+                }];
+                if !read_own_memory(&local_arr, &remote_arr, arr_len) {
+                    return None;
+                }
+                let mut need = 0usize;
+                for v in &area.iov {
+                    need = place(need, v.iov_base as usize).checked_add(v.iov_len)?;
+                }
+                let total: usize = area.iov.iter().map(|v| v.iov_len).sum();
+                if total == 0 || need > MAX_STAGED || !area.reserve(need) {
+                    return None;
+                }
+                let mut pos = 0usize;
+                let remote = area.iov.clone();
+                for v in area.iov.iter_mut() {
+                    pos = place(pos, v.iov_base as usize);
+                    // SAFETY: reserve made `need` bytes available, and the
+                    // segments are laid out within it as computed above.
+                    v.iov_base = unsafe { area.ptr.add(pos) }.cast();
+                    pos += v.iov_len;
+                }
+                read_own_memory(&area.iov, &remote, total)
+                    .then_some(Bytes::Iov(area.iov.as_ptr(), cnt))
+            }
+            Bytes::FromSource(_) => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn staged_bytes_keep_alignment_and_content() {
+        let st = Staging::default();
+        let mut src = vec![0u8; 3 * ALIGN];
+        for (i, b) in src.iter_mut().enumerate() {
+            *b = (i * 7) as u8;
+        }
+        let p = src[100..].as_ptr();
+        // SAFETY: slot 0 is not used by any hook in this unit test.
+        let Some(Bytes::Buf(q, n)) = (unsafe { st.stage(0, Bytes::Buf(p, 5000)) }) else {
+            panic!("not staged");
+        };
+        assert_eq!(n, 5000);
+        assert_eq!(q as usize % ALIGN, p as usize % ALIGN);
+        // SAFETY: the staged copy holds n bytes.
+        let staged = unsafe { core::slice::from_raw_parts(q, n) };
+        assert_eq!(staged, &src[100..5100]);
+        // The copy does not follow later changes of the application's buffer.
+        src[100] ^= 0xff;
+        // SAFETY: as above.
+        assert_ne!(unsafe { *q }, src[100]);
+    }
+
+    #[test]
+    fn staged_iovecs_keep_each_segment() {
+        let st = Staging::default();
+        let a = [1u8; 10];
+        let b = vec![2u8; 7000];
+        let iov = [
+            libc::iovec {
+                iov_base: a.as_ptr() as *mut _,
+                iov_len: a.len(),
+            },
+            libc::iovec {
+                iov_base: b[3..].as_ptr() as *mut _,
+                iov_len: 6000,
+            },
+        ];
+        // SAFETY: slot 1 is not used by any hook in this unit test.
+        let Some(Bytes::Iov(v, 2)) = (unsafe { st.stage(1, Bytes::Iov(iov.as_ptr(), 2)) }) else {
+            panic!("not staged");
+        };
+        // SAFETY: the staged array has 2 entries describing staged bytes.
+        let v = unsafe { core::slice::from_raw_parts(v, 2) };
+        for (s, o) in v.iter().zip(&iov) {
+            assert_eq!(s.iov_len, o.iov_len);
+            assert_eq!(s.iov_base as usize % ALIGN, o.iov_base as usize % ALIGN);
+            // SAFETY: both describe iov_len readable bytes.
+            unsafe {
+                assert_eq!(
+                    core::slice::from_raw_parts(s.iov_base as *const u8, s.iov_len),
+                    core::slice::from_raw_parts(o.iov_base as *const u8, o.iov_len)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn bad_addresses_are_not_staged() {
+        let st = Staging::default();
+        // SAFETY: slot 2 is unused; the address is never dereferenced by us.
+        let r = unsafe { st.stage(2, Bytes::Buf(16 as *const u8, 4096)) };
+        assert!(r.is_none());
+    }
+}
