@@ -5,8 +5,12 @@
  *
  *   pwrite_loop idle DIR N       N 4 KiB pwrites over a 64 MiB page-cache file
  *   pwrite_loop capture DIR N    the same while a backup of DIR captures it
- *                                (throttle 0: capture on, copier paused), then
- *                                lets the backup finish
+ *                                (throttle 0: capture on, copier paused, so
+ *                                no write is mirrored), then lets it finish
+ *   pwrite_loop mirror DIR N     the same while a backup of DIR that has
+ *                                copied everything captures it (held in its
+ *                                before-stop-capture callback): every write
+ *                                is mirrored
  *   pwrite_loop rss DIR N        VmRSS/VmHWM added by opening N files of DIR
  *                                during a backup (without the library: no backup)
  *   pwrite_loop backup SRC DST   one backup, wall time
@@ -32,7 +36,7 @@ typedef void (*throttle_fn)(unsigned long);
 
 static create_fn create_backup;
 static throttle_fn throttle;
-static volatile int polled;
+static volatile int polled, held, release;
 static const char *bsrc, *bdst;
 static int bresult;
 
@@ -53,11 +57,17 @@ static int poll_cb(float p, const char *s, void *x) {
     return 0;
 }
 
+/* Copy done, capture still on: hold it there until the loop is over. */
+static void before_stop_cb(void *x) {
+    (void)x;
+    __atomic_store_n(&held, 1, __ATOMIC_SEQ_CST);
+    while (!__atomic_load_n(&release, __ATOMIC_SEQ_CST)) usleep(1000);
+}
+
 static void *backup_thread(void *arg) {
-    (void)arg;
     const char *s[] = {bsrc}, *d[] = {bdst};
-    bresult = create_backup(s, d, 1, (void *)poll_cb, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-                            NULL, NULL);
+    bresult = create_backup(s, d, 1, (void *)poll_cb, NULL, NULL, NULL, NULL, NULL,
+                            arg ? (void *)before_stop_cb : NULL, NULL, NULL, NULL);
     return NULL;
 }
 
@@ -67,21 +77,23 @@ static int have_library(void) {
     return create_backup && throttle;
 }
 
-/* Start a backup of dir (into dir.bak) with the copier paused; returns once
- * capture is on. */
-static pthread_t start_backup(const char *dir) {
+/* Start a backup of dir (into dir.bak); returns once capture is on with the
+ * copier paused, or (copied) once everything is copied and capture is held
+ * on. */
+static pthread_t start_backup(const char *dir, int copied) {
     static char dst[PATH_MAX];
     snprintf(dst, sizeof dst, "%s.bak", dir);
     bsrc = dir;
     bdst = dst;
-    throttle(0);
+    throttle(copied ? ULONG_MAX : 0);
     pthread_t t;
-    if (pthread_create(&t, NULL, backup_thread, NULL)) die("pthread_create");
-    while (!__atomic_load_n(&polled, __ATOMIC_SEQ_CST)) usleep(1000);
+    if (pthread_create(&t, NULL, backup_thread, copied ? (void *)1 : NULL)) die("pthread_create");
+    while (!__atomic_load_n(copied ? &held : &polled, __ATOMIC_SEQ_CST)) usleep(1000);
     return t;
 }
 
 static void finish_backup(pthread_t t) {
+    __atomic_store_n(&release, 1, __ATOMIC_SEQ_CST);
     throttle(ULONG_MAX);
     pthread_join(t, NULL);
     if (bresult) {
@@ -100,6 +112,7 @@ __attribute__((noinline)) void timed_loop(int fd, long n, char *buf) {
     }
 }
 
+/* capture: 0 no backup, 1 copier paused, 2 everything copied */
 static int loop(const char *dir, long n, int capture) {
     char path[PATH_MAX];
     snprintf(path, sizeof path, "%s/data", dir);
@@ -115,7 +128,7 @@ static int loop(const char *dir, long n, int capture) {
             fprintf(stderr, "pwrite_loop: capture needs libHotBackup preloaded\n");
             return 2;
         }
-        t = start_backup(dir);
+        t = start_backup(dir, capture == 2);
     }
     timed_loop(fd, n / 10, buf); /* warm up */
     double t0 = now_s();
@@ -152,7 +165,7 @@ static int rss(const char *dir, long n) {
     }
     int lib = have_library();
     pthread_t t = 0;
-    if (lib) t = start_backup(dir);
+    if (lib) t = start_backup(dir, 0);
     long rss0 = status_kib("VmRSS"), hwm0 = status_kib("VmHWM");
     int *fds = malloc(sizeof(int) * (size_t)n);
     for (long i = 0; i < n; i++) {
@@ -170,11 +183,12 @@ static int rss(const char *dir, long n) {
 
 int main(int argc, char **argv) {
     if (argc != 4) {
-        fprintf(stderr, "usage: pwrite_loop idle|capture|rss DIR N | backup SRC DST\n");
+        fprintf(stderr, "usage: pwrite_loop idle|capture|mirror|rss DIR N | backup SRC DST\n");
         return 2;
     }
     if (!strcmp(argv[1], "idle")) return loop(argv[2], atol(argv[3]), 0);
     if (!strcmp(argv[1], "capture")) return loop(argv[2], atol(argv[3]), 1);
+    if (!strcmp(argv[1], "mirror")) return loop(argv[2], atol(argv[3]), 2);
     if (!strcmp(argv[1], "rss")) return rss(argv[2], atol(argv[3]));
     if (!strcmp(argv[1], "backup")) {
         if (!have_library()) return 2;

@@ -48,8 +48,8 @@ pub enum At {
 
 /// What a change through a descriptor needs during capture.
 enum Target {
-    /// A file of the backup: lock, change, mirror.
-    Mirror(Arc<SourceFile>, bool),
+    /// A file of the backup: lock, change, mirror (O_APPEND, O_DIRECT).
+    Mirror(Arc<SourceFile>, bool, bool),
     /// Nothing to do (a socket, a pipe, a file left out of the backup).
     Plain,
     /// A regular file not (yet) in the trees as of `generation`. If the
@@ -61,9 +61,11 @@ enum Target {
 
 fn target(s: &Session, fd: libc::c_int) -> Target {
     match s.tracked(fd) {
-        FdState::Tracked { file, append } if file.in_backup() && !s.failed() => {
-            Target::Mirror(file, append)
-        }
+        FdState::Tracked {
+            file,
+            append,
+            direct,
+        } if file.in_backup() && !s.failed() => Target::Mirror(file, append, direct),
         FdState::Untracked {
             generation,
             id: Some(_),
@@ -141,9 +143,16 @@ impl Bytes {
 
 /// Any call that writes bytes to a descriptor: the real call under the
 /// range lock, then the mirror of the written bytes when they are already
-/// in the destination. The bytes are staged first (see `staging`), so the
-/// real call and the mirror write the same ones; `real` makes the call
-/// with the bytes it is given.
+/// in the destination. `real` makes the call with the bytes it is given.
+///
+/// The mirror writes the bytes the kernel wrote, not the application's
+/// buffer as it is afterwards: an application may change a buffer while a
+/// write from it is in flight (InnoDB appends redo records to the log block
+/// it is writing). Bytes written through the page cache are read back from
+/// the source, which the range lock keeps as written. O_DIRECT bytes are
+/// not in the page cache, so they are staged instead: copied first, and the
+/// real call writes the copy (see `staging`). Only writes that will be
+/// mirrored pay for either.
 #[inline(never)]
 pub fn write_to<R: Copy + Into<i64>>(
     gate: &Gate,
@@ -155,8 +164,8 @@ pub fn write_to<R: Copy + Into<i64>>(
     let Some((capture, s)) = session::enter(gate) else {
         return real(bytes);
     };
-    let (file, append) = match target(s, fd) {
-        Target::Mirror(file, append) => (file, append),
+    let (file, append, direct) = match target(s, fd) {
+        Target::Mirror(file, append, direct) => (file, append, direct),
         Target::Plain => {
             drop(capture);
             return real(bytes);
@@ -176,15 +185,23 @@ pub fn write_to<R: Copy + Into<i64>>(
         At::Offset(off) if !append => (off, off.saturating_add(bytes.len() as u64)),
         _ => WHOLE,
     };
-    // SAFETY: the slot is this thread's, and the staged bytes are used only
-    // until this hook returns.
-    let staged = gate
-        .slot()
-        .and_then(|slot| unsafe { s.staging.stage(slot, bytes) });
-    let (range, fds) = lock_with_fds(s, &file, range, staged.is_none(), false);
+    let (range, fds) = lock_with_fds(s, &file, range, true, false);
+    let may_mirror = fds.is_some()
+        && match at {
+            At::Offset(off) if !append => file.mirrored_at(off),
+            _ => file.started(),
+        };
+    let staged = if direct && may_mirror {
+        // SAFETY: the slot is this thread's, and the staged bytes are used
+        // only until this hook returns.
+        gate.slot()
+            .and_then(|slot| unsafe { s.staging.stage(slot, bytes) })
+    } else {
+        None
+    };
     let (r, errno) = real_call(|| real(staged.unwrap_or(bytes)));
     let n: i64 = r.into();
-    if let Some(fds) = fds.filter(|_| n > 0) {
+    if let Some(fds) = fds.filter(|_| n > 0 && may_mirror) {
         guarded(s, || {
             let first = match written_at(fd, at, append, n as u64) {
                 Ok(o) => o,
@@ -200,10 +217,23 @@ pub fn write_to<R: Copy + Into<i64>>(
                 }
             };
             if file.mirrored_at(first) {
-                let mirrored = match staged {
+                let n = n as usize;
+                let mirrored = match (staged, &fds.src, gate.slot()) {
                     // SAFETY: staged bytes stay valid until this hook returns.
-                    Some(b) => unsafe { mirror_bytes(fds.dest.as_fd(), b, first, n as usize) },
-                    None => mirror_from_source(&fds, first, n as usize),
+                    (Some(b), _, _) => unsafe { mirror_bytes(fds.dest.as_fd(), b, first, n) },
+                    (None, Some(src), Some(slot)) if !matches!(bytes, Bytes::FromSource(_)) => {
+                        // SAFETY: as for stage: this thread's slot, used
+                        // only within this hook.
+                        match unsafe { s.staging.read_back(slot, src.as_fd(), first, n) } {
+                            Ok(Some(b)) => {
+                                // SAFETY: read_back's bytes stay valid until this hook returns.
+                                unsafe { mirror_bytes(fds.dest.as_fd(), b, first, n) }
+                            }
+                            Ok(None) => mirror_from_source(&fds, first, n),
+                            Err(e) => Err(e),
+                        }
+                    }
+                    _ => mirror_from_source(&fds, first, n),
                 };
                 if let Err(e) = mirrored {
                     s.fail(e, dest_error("write", &dest_name(s, &file), e));
@@ -273,7 +303,7 @@ fn written_at(fd: libc::c_int, at: At, append: bool, written: u64) -> Result<u64
 /// was in flight: copy the written bytes from the source, under their range
 /// lock, if the copier has already passed them.
 fn late_write(s: &Session, fd: libc::c_int, at: At, written: u64) {
-    let Target::Mirror(file, append) = target(s, fd) else {
+    let Target::Mirror(file, append, _) = target(s, fd) else {
         return;
     };
     let Ok(first) = written_at(fd, at, append, written) else {
@@ -296,7 +326,7 @@ fn late_write(s: &Session, fd: libc::c_int, at: At, written: u64) {
 /// A size change that looked untracked but whose file joined the backup
 /// while it was in flight: copy the whole file again (rare).
 fn late_resize(s: &Session, fd: libc::c_int) {
-    if let Target::Mirror(file, _) = target(s, fd) {
+    if let Target::Mirror(file, ..) = target(s, fd) {
         late_resize_file(s, &file, false);
     }
 }
@@ -345,7 +375,7 @@ pub fn resize_fd<R: Copy>(
         return real();
     };
     let file = match target(s, fd) {
-        Target::Mirror(file, _) => file,
+        Target::Mirror(file, ..) => file,
         Target::Plain => {
             drop(capture);
             return real();
@@ -552,7 +582,7 @@ pub fn open(
     // Truncated a file that joined the backup while the call was in flight.
     if truncates && tracked.is_none() && fd >= 0 && s.generation() != generation {
         forget_fd(s, fd);
-        if let Target::Mirror(file, _) = target(s, fd) {
+        if let Target::Mirror(file, ..) = target(s, fd) {
             guarded(s, || late_resize_file(s, &file, true));
         }
     }
@@ -900,7 +930,7 @@ pub fn forget_range(gate: &Gate, first: u32, last: u32) {
 #[inline(never)]
 pub fn mapped_shared(gate: &Gate, fd: libc::c_int) {
     if let Some((_capture, s)) = session::enter(gate) {
-        if let Target::Mirror(file, _) = target(s, fd) {
+        if let Target::Mirror(file, ..) = target(s, fd) {
             s.fail_raw(
                 libc::EOPNOTSUPP,
                 format!("{} was mapped shared and writable during the backup; stores through a mapping cannot be captured", describe(s, &file)),

@@ -9,14 +9,44 @@
 
 use crate::source_file::SourceFile;
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, RwLock};
+
+/// Descriptor numbers are small distinct integers: a multiplicative hash
+/// spreads them well, where SipHash would cost more than the lookup on
+/// every captured write.
+#[derive(Default)]
+pub struct FdHasher(u64);
+
+impl Hasher for FdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_i32(&mut self, n: i32) {
+        self.0 = u64::from(n as u32).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+type Shard = HashMap<i32, FdState, BuildHasherDefault<FdHasher>>;
 
 const SHARDS: usize = 64;
 
 #[derive(Clone)]
 pub enum FdState {
-    /// Writes through this descriptor change `file`; `append` if O_APPEND.
-    Tracked { file: Arc<SourceFile>, append: bool },
+    /// Writes through this descriptor change `file`; `append` if
+    /// O_APPEND, `direct` if O_DIRECT.
+    Tracked {
+        file: Arc<SourceFile>,
+        append: bool,
+        direct: bool,
+    },
     /// Not a file of the source trees as of this generation (see
     /// `Session::generation`); `id` (device, inode) if a regular file,
     /// which may still join the trees.
@@ -27,19 +57,19 @@ pub enum FdState {
 }
 
 pub struct FdTable {
-    shards: Vec<RwLock<HashMap<i32, FdState>>>,
+    shards: Vec<RwLock<Shard>>,
 }
 
 impl Default for FdTable {
     fn default() -> Self {
         FdTable {
-            shards: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect(),
+            shards: (0..SHARDS).map(|_| RwLock::new(Shard::default())).collect(),
         }
     }
 }
 
 impl FdTable {
-    fn shard(&self, fd: i32) -> &RwLock<HashMap<i32, FdState>> {
+    fn shard(&self, fd: i32) -> &RwLock<Shard> {
         &self.shards[fd as usize % SHARDS]
     }
 
@@ -138,6 +168,7 @@ mod tests {
                 FdState::Tracked {
                     file: f.clone(),
                     append: false,
+                    direct: false,
                 }
             });
         }
@@ -166,6 +197,7 @@ mod tests {
         let st = t.get_or_resolve(3, 1, || FdState::Tracked {
             file: file(),
             append: true,
+            direct: false,
         });
         assert!(matches!(st, FdState::Tracked { append: true, .. }));
     }

@@ -243,10 +243,13 @@ impl Session {
         };
         match self.file(dev, ino) {
             Some(file) => {
-                let append = rustix::fs::fcntl_getfl(sys::borrow(fd))
-                    .map(|f| f.contains(OFlags::APPEND))
-                    .unwrap_or(true);
-                FdState::Tracked { file, append }
+                // F_SETFL forgets the entry, so these stay right.
+                let flags = rustix::fs::fcntl_getfl(sys::borrow(fd));
+                FdState::Tracked {
+                    file,
+                    append: flags.map(|f| f.contains(OFlags::APPEND)).unwrap_or(true),
+                    direct: flags.map(|f| f.contains(OFlags::DIRECT)).unwrap_or(false),
+                }
             }
             None => FdState::Untracked { generation, id },
         }

@@ -16,8 +16,16 @@ pub const WHOLE: (u64, u64) = (0, u64::MAX);
 
 #[derive(Default)]
 pub struct RangeLocks {
-    held: Mutex<Vec<(u64, u64)>>,
+    held: Mutex<Held>,
     released: Condvar,
+}
+
+#[derive(Default)]
+struct Held {
+    ranges: Vec<(u64, u64)>,
+    /// Threads waiting for a range: releasing wakes them only if there are
+    /// any (a wake is a system call, on every write otherwise).
+    waiters: usize,
 }
 
 impl RangeLocks {
@@ -25,10 +33,12 @@ impl RangeLocks {
     pub fn lock(&self, start: u64, end: u64) -> RangeGuard<'_> {
         let end = end.max(start + 1);
         let mut held = lock(&self.held);
-        while held.iter().any(|&(s, e)| s < end && start < e) {
+        while held.ranges.iter().any(|&(s, e)| s < end && start < e) {
+            held.waiters += 1;
             held = self.released.wait(held).unwrap_or_else(|e| e.into_inner());
+            held.waiters -= 1;
         }
-        held.push((start, end));
+        held.ranges.push((start, end));
         RangeGuard {
             locks: self,
             range: (start, end),
@@ -44,11 +54,14 @@ pub struct RangeGuard<'a> {
 impl Drop for RangeGuard<'_> {
     fn drop(&mut self) {
         let mut held = lock(&self.locks.held);
-        if let Some(i) = held.iter().position(|&r| r == self.range) {
-            held.swap_remove(i);
+        if let Some(i) = held.ranges.iter().position(|&r| r == self.range) {
+            held.ranges.swap_remove(i);
         }
+        let wake = held.waiters > 0;
         drop(held);
-        self.locks.released.notify_all();
+        if wake {
+            self.locks.released.notify_all();
+        }
     }
 }
 
@@ -204,6 +217,6 @@ mod tests {
     fn empty_range_is_one_byte() {
         let locks = RangeLocks::default();
         let _a = locks.lock(5, 5);
-        assert!(lock(&locks.held).contains(&(5, 6)));
+        assert!(lock(&locks.held).ranges.contains(&(5, 6)));
     }
 }

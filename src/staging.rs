@@ -1,19 +1,25 @@
-//! Staging of written bytes. An application may change a buffer while a
-//! write from it is in flight - InnoDB keeps appending redo records to the
-//! log block it is writing - so the bytes the kernel took and the bytes a
-//! mirror reads from the same buffer afterwards can differ. A write to a
-//! file of the backup is therefore copied first into a buffer of the
-//! library's own, and the real call and the mirror both use that copy.
+//! Staging areas: where a mirror gets the bytes the kernel wrote. An
+//! application may change a buffer while a write from it is in flight -
+//! InnoDB keeps appending redo records to the log block it is writing - so
+//! the application's buffer after the real call is not what was written.
 //!
-//! Each gate slot (one thread at a time) has its own staging area, owned by
-//! the session and freed with it. The copy is made with process_vm_readv on
-//! the process itself, which reports a bad address as an error where a
-//! plain copy would crash; a write that cannot be staged (a bad address,
-//! too large, no memory) is made from the application's buffer and mirrored
-//! by copying the written range back from the source file.
+//! A write through the page cache is read back from the source file into
+//! the area after the real call (the range lock keeps those bytes as
+//! written). O_DIRECT bytes are not in the page cache: they are staged, i.e.
+//! copied into the area before the real call, which then writes the copy.
+//! The copy is made with process_vm_readv on the process itself, which
+//! reports a bad address as an error where a plain copy would crash; a
+//! write that cannot be staged (a bad address, too large, no memory) is
+//! made from the application's buffer and mirrored by copying the written
+//! range from the source file.
+//!
+//! Each gate slot (one thread at a time) has its own area, owned by the
+//! session and freed with it.
 
 use crate::capture::Bytes;
 use crate::gate::NSLOTS;
+use rustix::fd::BorrowedFd;
+use rustix::io::Errno;
 use std::alloc::{alloc, dealloc, Layout};
 use std::cell::UnsafeCell;
 
@@ -209,6 +215,43 @@ impl Staging {
             }
             Bytes::FromSource(_) => None,
         }
+    }
+
+    /// Read `n` bytes at `off` of `src` into the calling thread's staging
+    /// area; None if the area cannot hold them. A short read (the source
+    /// truncated since) leaves the rest zero, as the source reads now.
+    ///
+    /// # Safety
+    /// As for `stage`.
+    pub unsafe fn read_back(
+        &self,
+        slot: usize,
+        src: BorrowedFd<'_>,
+        off: u64,
+        n: usize,
+    ) -> Result<Option<Bytes>, Errno> {
+        let Some(area) = self.areas.get(slot) else {
+            return Ok(None);
+        };
+        // SAFETY: per the contract, only this thread uses this area now.
+        let area = unsafe { &mut *area.get() };
+        if n == 0 || n > MAX_STAGED || !area.reserve(n) {
+            return Ok(None);
+        }
+        // SAFETY: reserve made n bytes available; they are initialized
+        // below before anyone reads them.
+        let buf = unsafe { core::slice::from_raw_parts_mut(area.ptr, n) };
+        let mut done = 0;
+        while done < n {
+            match rustix::io::pread(src, &mut buf[done..], off + done as u64) {
+                Ok(0) => break,
+                Ok(k) => done += k,
+                Err(Errno::INTR) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        buf[done..].fill(0);
+        Ok(Some(Bytes::Buf(area.ptr, n)))
     }
 }
 

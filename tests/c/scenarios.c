@@ -434,19 +434,21 @@ static int snapshot_check_sees_hidden_write(const char *work) {
 /* An application that changes a buffer while a write from it is in flight
  * (InnoDB appends redo records to the log block it is writing): the copy
  * must hold the bytes the kernel wrote, not the buffer as it was when the
- * mirror read it. The snapshot check compares the copy with the source
- * while the writers are held. */
+ * mirror read it - through the page cache and with O_DIRECT (where the
+ * file system has it). The snapshot check compares the copy with the
+ * source while the writers are held. */
 struct churn {
     const char *path;
+    int flags;
     unsigned char *buf;
-    atomic_int stop;
+    atomic_int *stop;
 };
 
 static void *churn_writer(void *arg) {
     struct churn *c = arg;
-    int fd = open(c->path, O_RDWR);
+    int fd = open(c->path, O_RDWR | c->flags);
     SYS(fd);
-    for (long i = 0; !atomic_load(&c->stop); i++)
+    for (long i = 0; !atomic_load(c->stop); i++)
         must_pwrite(fd, c->buf, 65536, (i % 16) * (off_t)65536);
     SYS(close(fd));
     return NULL;
@@ -454,7 +456,7 @@ static void *churn_writer(void *arg) {
 
 static void *churn_mutator(void *arg) {
     struct churn *c = arg;
-    while (!atomic_load(&c->stop))
+    while (!atomic_load(c->stop))
         for (size_t i = 0; i < 65536; i += 64) ((volatile unsigned char *)c->buf)[i]++;
     return NULL;
 }
@@ -462,25 +464,34 @@ static void *churn_mutator(void *arg) {
 static int buffer_changed_during_write(const char *work) {
     struct dirs d;
     scenario_dirs(&d, work, "buffer_changed_during_write");
-    char f[PATH_MAX], p[PATH_MAX];
+    char f[PATH_MAX], g[PATH_MAX], p[PATH_MAX];
     make_file(path_join(f, d.src, "log"), 1 << 20, 1);
+    make_file(path_join(g, d.src, "direct"), 1 << 20, 3);
     make_file(path_join(p, d.src, "filler"), 4 << 20, 2);
+    int probe = open(g, O_RDWR | O_DIRECT);
+    int direct = probe >= 0 ? O_DIRECT : 0;
+    if (probe >= 0) SYS(close(probe));
+    else printf("O_DIRECT not supported on %s: both writers buffered\n", d.src);
     SYS(setenv("HOTBACKUP_VERIFY_SNAPSHOT", "1", 1));
     struct bg_backup b;
     bg_start(&b, d.src, d.dst, 8 << 20);
-    struct churn c = {.path = f, .buf = calloc(1, 65536)};
-    CHECK(c.buf != NULL, "calloc");
-    pthread_t w, m;
-    CHECK(!pthread_create(&w, NULL, churn_writer, &c), "create");
-    CHECK(!pthread_create(&m, NULL, churn_mutator, &c), "create");
+    atomic_int stop = 0;
+    struct churn c[2] = {{.path = f, .flags = 0, .stop = &stop},
+                         {.path = g, .flags = direct, .stop = &stop}};
+    pthread_t t[4];
+    for (int i = 0; i < 2; i++) {
+        CHECK(posix_memalign((void **)&c[i].buf, 4096, 65536) == 0, "posix_memalign");
+        memset(c[i].buf, i, 65536);
+        CHECK(!pthread_create(&t[2 * i], NULL, churn_writer, &c[i]), "create");
+        CHECK(!pthread_create(&t[2 * i + 1], NULL, churn_mutator, &c[i]), "create");
+    }
     sleep_s(0.3);
     still_running(&b);
     int r = bg_finish(&b);
     SYS(unsetenv("HOTBACKUP_VERIFY_SNAPSHOT"));
-    atomic_store(&c.stop, 1);
-    pthread_join(w, NULL);
-    pthread_join(m, NULL);
-    free(c.buf);
+    atomic_store(&stop, 1);
+    for (int i = 0; i < 4; i++) pthread_join(t[i], NULL);
+    for (int i = 0; i < 2; i++) free(c[i].buf);
     CHECK(r == 0, "backup returned %d: %s", r, b.errors.text);
     rm_rf(d.base);
     return 0;
