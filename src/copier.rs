@@ -248,6 +248,9 @@ pub fn copy_file(
         copy(off, len, &mut hint)?;
         file.raise_copied_upto(off + chunk);
         drop(guard);
+        if throttled {
+            sys::start_writeback(dest.as_fd(), off, len);
+        }
         s.bytes_done.fetch_add(len, Relaxed);
         // Pay for what was read, outside every lock: small files cost what
         // they hold, not a whole chunk.
