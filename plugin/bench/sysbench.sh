@@ -4,6 +4,8 @@
 #   2. library preloaded, idle                (cost of the hooks)
 #   3. library preloaded, SET tokudb_backup_dir during the run
 #   4. no library, mariabackup --backup during the run, then --prepare
+#   5. no library, innodb_use_native_aio=OFF (what the library makes InnoDB
+#      do: tells the cost of that fallback from the cost of the hooks)
 # Repeats the four runs ROUNDS times, interleaved, and prints medians of TPS for each run, TPS inside the backup window, backup wall times and
 # ratios against the baseline measured in the same run.
 #
@@ -36,14 +38,15 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# start_server DATADIR PRELOAD(0|1)
+# start_server DATADIR PRELOAD(0|1) [EXTRA OPTION]
 start_server() {
-    local d="$1" env=()
+    local d="$1" env=() extra=()
     [ "$2" = 1 ] && env=(env "LD_PRELOAD=$LIB")
+    [ -n "${3:-}" ] && extra=("$3")
     "${env[@]}" mariadbd --no-defaults --datadir="$d" --socket="$d/sock" --skip-networking \
         --user=root --pid-file="$d/pid" --log-error="$d/err.log" --plugin-dir="$WORK/plugins" \
         --plugin-load-add=tokudb_backup.so --log-bin=mysql-bin --server-id=1 \
-        --innodb-buffer-pool-size=512M --max-connections=100 2>/dev/null &
+        --innodb-buffer-pool-size=512M --max-connections=100 "${extra[@]}" 2>/dev/null &
     SERVER_PID=$!
     disown
     wait_for_server "$d/sock" "" 300 || { tail -n 30 "$d/err.log" >&2; die "server did not start"; }
@@ -74,12 +77,13 @@ stop_server
 rm -f "$T/err.log"
 log "dataset: $(du -sh "$T" | cut -f1)"
 
-# run NAME PRELOAD BACKUP(none|plugin|mariabackup): prints "name tps window_tps backup_s prepare_s"
+# run NAME PRELOAD BACKUP(none|plugin|mariabackup) [SERVER OPTION]: prints
+# "name tps window_tps backup_s prepare_s"
 run() {
     local name="$1" preload="$2" kind="$3" d="$WORK/$1" out="$WORK/$1.sysbench"
     rm -rf "$d" "$WORK/$1.bk"
     cp -a "$T" "$d"
-    start_server "$d" "$preload"
+    start_server "$d" "$preload" "${4:-}"
     local t0 bstart="" bend="" prep=""
     t0="$(now)"
     sb "$d" run --threads="$THREADS" --time="$DURATION" --report-interval=1 >"$out" 2>&1 &
@@ -118,10 +122,11 @@ run() {
     rm -rf "$d" "$WORK/$1.bk"
 }
 
-log "== $ROUNDS rounds of 4 runs (interleaved, medians reported): $THREADS threads, ${DURATION}s each, backups start at ${BACKUP_AT}s, tokudb_backup_throttle=$THROTTLE"
+log "== $ROUNDS rounds of 5 runs (interleaved, medians reported): $THREADS threads, ${DURATION}s each, backups start at ${BACKUP_AT}s, tokudb_backup_throttle=$THROTTLE"
 : >"$WORK/results"
 for ((round = 1; round <= ROUNDS; round++)); do
-    for spec in "no_library 0 none" "library_idle 1 none" "tokudb_backup 1 plugin" "mariabackup 0 mariabackup"; do
+    for spec in "no_library 0 none" "library_idle 1 none" "tokudb_backup 1 plugin" "mariabackup 0 mariabackup" \
+        "native_aio_off 0 none --innodb-use-native-aio=0"; do
         # shellcheck disable=SC2086
         line="$(run $spec)"
         log "round $round: $line"
@@ -136,6 +141,13 @@ median() {
 }
 base="$(median no_library 2)"
 idle="$(median library_idle 2)"
+noaio="$(median native_aio_off 2)"
+# Per-round ratio (runs of one round are minutes apart, rounds far more).
+paired() {
+    awk -v a="$1" -v b="$2" '$1 == a { x[++i] = $2 } $1 == b { y[++j] = $2 }
+        END { for (k = 1; k <= i && k <= j; k++) printf "%.3f\n", x[k] / y[k] }' "$WORK/results" |
+        sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
 tb_all="$(median tokudb_backup 2)"
 tb_win="$(median tokudb_backup 3)"
 tb_secs="$(median tokudb_backup 4)"
@@ -156,10 +168,12 @@ dataset: $(du -sh "$T" | cut -f1) datadir ($TABLES tables x $TABLE_SIZE rows), $
 |---|---|---|---|---|---|
 | no library | $base | | | | |
 | library preloaded, idle | $idle ($(ratio "$idle" "$base") x) | | | | |
+| no library, innodb_use_native_aio=OFF | $noaio ($(ratio "$noaio" "$base") x) | | | | |
 | tokudb_backup (throttle $THROTTLE B/s) | $tb_all | $tb_win ($(ratio "$tb_win" "$base") x) | ${tb_secs} s | none | ${tb_secs} s |
 | mariabackup --backup, --prepare | $mb_all | $mb_win ($(ratio "$mb_win" "$base") x) | ${mb_secs} s | ${mb_prep} s | ${mb_total} s |
 
-idle / no library: $(ratio "$idle" "$base") (target >= 0.98)
+idle / no library: $(ratio "$idle" "$base") (target >= 0.98); median of per-round ratios $(paired library_idle no_library)
+  of which native AIO off / no library: $(ratio "$noaio" "$base"); idle / native AIO off (the hooks alone): $(ratio "$idle" "$noaio")
 TPS during backup, tokudb_backup / mariabackup: $(ratio "$tb_win" "$mb_win") (target >= 1)
 time to restorable backup, tokudb_backup / mariabackup: $(ratio "$tb_secs" "$mb_total") (target < 1)
 EOF
