@@ -393,9 +393,9 @@ static int snapshot_check_with_nonstop_writer(const char *work) {
     return 0;
 }
 
-/* The snapshot check on, one copy thread. A write
- * no hook sees (a raw system call) into a file already copied: the
- * snapshot check must catch it and fail the backup, naming the file. */
+/* The snapshot check on, one copy thread. A write no hook sees (a raw
+ * system call) into a file already copied: the snapshot check must catch
+ * it and fail the backup, naming the file and the offset. */
 static int snapshot_check_sees_hidden_write(const char *work) {
     struct dirs d;
     scenario_dirs(&d, work, "snapshot_check_sees_hidden_write");
