@@ -241,15 +241,7 @@ impl Staging {
         // SAFETY: reserve made n bytes available; they are initialized
         // below before anyone reads them.
         let buf = unsafe { core::slice::from_raw_parts_mut(area.ptr, n) };
-        let mut done = 0;
-        while done < n {
-            match rustix::io::pread(src, &mut buf[done..], off + done as u64) {
-                Ok(0) => break,
-                Ok(k) => done += k,
-                Err(Errno::INTR) => {}
-                Err(e) => return Err(e),
-            }
-        }
+        let done = crate::sys::pread_full(src, buf, off)?;
         buf[done..].fill(0);
         Ok(Some(Bytes::Buf(area.ptr, n)))
     }

@@ -162,6 +162,21 @@ pub fn pwrite_all(fd: BorrowedFd<'_>, mut buf: &[u8], mut off: u64) -> Result<()
     Ok(())
 }
 
+/// Read into all of `buf` from `off`, retrying short reads; returns how
+/// many bytes were read (fewer only at the end of the file).
+pub fn pread_full(fd: BorrowedFd<'_>, buf: &mut [u8], off: u64) -> Result<usize, Errno> {
+    let mut done = 0;
+    while done < buf.len() {
+        match rustix::io::pread(fd, &mut buf[done..], off + done as u64) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(done)
+}
+
 /// Remove `path` below `dirfd` whatever it is; a directory goes with its
 /// contents. A missing entry is not an error.
 pub fn remove_tree(dirfd: BorrowedFd<'_>, path: &Path) -> Result<(), Errno> {

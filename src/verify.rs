@@ -160,8 +160,8 @@ impl Check<'_> {
         while off < size.min(copied_size) {
             let want = (size.min(copied_size) - off).min(BUF as u64) as usize;
             let (a, b) = (&mut self.bufs.0[..want], &mut self.bufs.1[..want]);
-            let read = read_full(src.as_fd(), a, off).and_then(|n| {
-                let m = read_full(dest.as_fd(), b, off)?;
+            let read = sys::pread_full(src.as_fd(), a, off).and_then(|n| {
+                let m = sys::pread_full(dest.as_fd(), b, off)?;
                 Ok(n.min(m))
             });
             let n = match read {
@@ -183,17 +183,4 @@ impl Check<'_> {
             off += n as u64;
         }
     }
-}
-
-fn read_full(fd: BorrowedFd<'_>, buf: &mut [u8], off: u64) -> Result<usize, Errno> {
-    let mut done = 0;
-    while done < buf.len() {
-        match rustix::io::pread(fd, &mut buf[done..], off + done as u64) {
-            Ok(0) => break,
-            Ok(n) => done += n,
-            Err(Errno::INTR) => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(done)
 }
