@@ -108,23 +108,13 @@ fn backups_under_transfers_and_ddl_restore_consistently() {
     // instant (the server's file changes held meanwhile) and fails the
     // backup on any difference: a restore that fails then is the server's
     // recovery, not the copy.
-    let s = Server::start(
+    let (s, mut load) = start_bank_under_load(
         "consistency",
         Opts {
             env: vec![("HOTBACKUP_VERIFY_SNAPSHOT".into(), "1".into())],
             ..Opts::default()
         },
     );
-    // Default I/O settings: the preloaded library made InnoDB fall back
-    // from native AIO to pwrite, which it captures.
-    assert!(
-        s.log()
-            .contains("falling back to innodb_use_native_aio=OFF"),
-        "{}",
-        s.log_tail(30)
-    );
-    load_bank(&s, 65536);
-    let mut load = Load::start(&s);
     std::thread::sleep(Duration::from_secs(1));
     let base = scratch("consistency-bk");
     let mut backups = Vec::new();

@@ -78,16 +78,9 @@ fn transfers_in_binlog(datadir: &Path) -> u64 {
 }
 
 fn one_round(round: u32, sleep_ms: u64) {
-    // Started exactly as the consistency test starts its server.
-    let s = Server::start("crash", Opts::default());
-    assert!(
-        s.log()
-            .contains("falling back to innodb_use_native_aio=OFF"),
-        "{}",
-        s.log_tail(30)
-    );
-    load_bank(&s, 65536);
-    let mut load = Load::start(&s);
+    // Started as the consistency test starts its server (without its
+    // snapshot check, which needs a backup).
+    let (s, mut load) = start_bank_under_load("crash", Opts::default());
     std::thread::sleep(Duration::from_millis(sleep_ms));
     load.assert_running();
     let pid = server_pid(&s);
