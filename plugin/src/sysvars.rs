@@ -17,18 +17,25 @@ const SESSION_STR: c_int = PLUGIN_VAR_STR
     | PLUGIN_VAR_NOCMDOPT
     | PLUGIN_VAR_NOCMDARG;
 
-pub static BACKUP_DIR: ServerShared<ThdVarStr> = ServerShared::new(ThdVarStr {
-    header: header(
-        SESSION_STR,
-        cstr!("dir"),
-        cstr!("Setting it runs a hot backup into this directory (absent or empty) and returns when the backup ends"),
-        Some(check_backup_dir),
-        None,
-    ),
-    offset: 0,
-    def_val: std::ptr::null(),
-    resolve: None,
-});
+/// A session string variable (the server keeps its value per session).
+const fn session_str_var(
+    name: *const c_char,
+    comment: *const c_char,
+    check: Option<CheckFn>,
+) -> ThdVarStr {
+    ThdVarStr {
+        header: header(SESSION_STR, name, comment, check, None),
+        offset: 0,
+        def_val: std::ptr::null(),
+        resolve: None,
+    }
+}
+
+pub static BACKUP_DIR: ServerShared<ThdVarStr> = ServerShared::new(session_str_var(
+    cstr!("dir"),
+    cstr!("Setting it runs a hot backup into this directory (absent or empty) and returns when the backup ends"),
+    Some(check_backup_dir),
+));
 
 pub static LAST_ERROR: ServerShared<ThdVarNum<ULong>> = ServerShared::new(ThdVarNum {
     header: header(
@@ -46,31 +53,17 @@ pub static LAST_ERROR: ServerShared<ThdVarNum<ULong>> = ServerShared::new(ThdVar
     resolve: None,
 });
 
-pub static LAST_ERROR_STRING: ServerShared<ThdVarStr> = ServerShared::new(ThdVarStr {
-    header: header(
-        SESSION_STR,
-        cstr!("last_error_string"),
-        cstr!("Message of the last backup error of this session (several are joined with '; ')"),
-        None,
-        None,
-    ),
-    offset: 0,
-    def_val: std::ptr::null(),
-    resolve: None,
-});
+pub static LAST_ERROR_STRING: ServerShared<ThdVarStr> = ServerShared::new(session_str_var(
+    cstr!("last_error_string"),
+    cstr!("Message of the last backup error of this session (several are joined with '; ')"),
+    None,
+));
 
-pub static EXCLUDE: ServerShared<ThdVarStr> = ServerShared::new(ThdVarStr {
-    header: header(
-        SESSION_STR,
-        cstr!("exclude"),
-        cstr!("POSIX extended regular expression: source files whose path matches are not copied"),
-        Some(check_exclude),
-        None,
-    ),
-    offset: 0,
-    def_val: std::ptr::null(),
-    resolve: None,
-});
+pub static EXCLUDE: ServerShared<ThdVarStr> = ServerShared::new(session_str_var(
+    cstr!("exclude"),
+    cstr!("POSIX extended regular expression: source files whose path matches are not copied"),
+    Some(check_exclude),
+));
 
 pub static THROTTLE: ServerShared<ThdVarNum<ULongLong>> = ServerShared::new(ThdVarNum {
     header: header(
