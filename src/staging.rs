@@ -34,6 +34,9 @@ const MAX_IOV: usize = 1024;
 struct Area {
     ptr: *mut u8,
     cap: usize,
+    /// A staged write's iovecs: the application's array as copied, and
+    /// the one describing the staged bytes (kept to be reused).
+    remote: Vec<libc::iovec>,
     iov: Vec<libc::iovec>,
 }
 
@@ -90,6 +93,7 @@ impl Default for Staging {
                     UnsafeCell::new(Area {
                         ptr: core::ptr::null_mut(),
                         cap: 0,
+                        remote: Vec::new(),
                         iov: Vec::new(),
                     })
                 })
@@ -103,6 +107,13 @@ impl Default for Staging {
 /// ALIGN (the area itself is ALIGN-aligned).
 fn place(pos: usize, base: usize) -> usize {
     pos + ((base % ALIGN) + ALIGN - pos % ALIGN) % ALIGN
+}
+
+fn one(base: *mut u8, len: usize) -> [libc::iovec; 1] {
+    [libc::iovec {
+        iov_base: base.cast(),
+        iov_len: len,
+    }]
 }
 
 /// Copy `local` from this process's memory as described by `remote`;
@@ -153,15 +164,8 @@ impl Staging {
                 }
                 // SAFETY: reserve made at + n bytes available.
                 let dst = unsafe { area.ptr.add(at) };
-                let local = [libc::iovec {
-                    iov_base: dst.cast(),
-                    iov_len: n,
-                }];
-                let remote = [libc::iovec {
-                    iov_base: p as *mut libc::c_void,
-                    iov_len: n,
-                }];
-                read_own_memory(&local, &remote, n).then_some(Bytes::Buf(dst, n))
+                read_own_memory(&one(dst, n), &one(p as *mut u8, n), n)
+                    .then_some(Bytes::Buf(dst, n))
             }
             Bytes::Iov(iov, cnt) => {
                 if iov.is_null() || cnt <= 0 || cnt as usize > MAX_IOV {
@@ -169,48 +173,33 @@ impl Staging {
                 }
                 // The iovec array itself is copied first: the application's
                 // array could be as changeable as its buffers.
-                let mut remote_arr = [libc::iovec {
-                    iov_base: core::ptr::null_mut(),
-                    iov_len: 0,
-                }];
+                let empty = one(core::ptr::null_mut(), 0)[0];
+                area.remote.clear();
+                area.remote.resize(cnt as usize, empty);
                 let arr_len = cnt as usize * core::mem::size_of::<libc::iovec>();
-                area.iov.clear();
-                area.iov.resize(
-                    cnt as usize,
-                    libc::iovec {
-                        iov_base: core::ptr::null_mut(),
-                        iov_len: 0,
-                    },
-                );
-                remote_arr[0] = libc::iovec {
-                    iov_base: iov as *mut libc::c_void,
-                    iov_len: arr_len,
-                };
-                let local_arr = [libc::iovec {
-                    iov_base: area.iov.as_mut_ptr().cast(),
-                    iov_len: arr_len,
-                }];
-                if !read_own_memory(&local_arr, &remote_arr, arr_len) {
+                let arr = one(area.remote.as_mut_ptr().cast(), arr_len);
+                if !read_own_memory(&arr, &one(iov as *mut u8, arr_len), arr_len) {
                     return None;
                 }
                 let mut need = 0usize;
-                for v in &area.iov {
+                for v in &area.remote {
                     need = place(need, v.iov_base as usize).checked_add(v.iov_len)?;
                 }
-                let total: usize = area.iov.iter().map(|v| v.iov_len).sum();
+                let total: usize = area.remote.iter().map(|v| v.iov_len).sum();
                 if total == 0 || need > MAX_STAGED || !area.reserve(need) {
                     return None;
                 }
                 let mut pos = 0usize;
-                let remote = area.iov.clone();
-                for v in area.iov.iter_mut() {
+                area.iov.clear();
+                for v in &area.remote {
                     pos = place(pos, v.iov_base as usize);
                     // SAFETY: reserve made `need` bytes available, and the
                     // segments are laid out within it as computed above.
-                    v.iov_base = unsafe { area.ptr.add(pos) }.cast();
+                    let at = unsafe { area.ptr.add(pos) };
+                    area.iov.push(one(at, v.iov_len)[0]);
                     pos += v.iov_len;
                 }
-                read_own_memory(&area.iov, &remote, total)
+                read_own_memory(&area.iov, &area.remote, total)
                     .then_some(Bytes::Iov(area.iov.as_ptr(), cnt))
             }
             Bytes::FromSource(_) => None,
