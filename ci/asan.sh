@@ -7,7 +7,7 @@ set -euo pipefail
 # shellcheck source=ci/lib.sh
 source "$(dirname "$0")/lib.sh"
 cd "$REPO_ROOT"
-apt_install gcc libc6-dev
+apt_install gcc libc6-dev liburing-dev
 
 # -Zsanitizer is a nightly flag. The machine image has a nightly toolchain;
 # none can be downloaded here, so without it use the stable compiler in

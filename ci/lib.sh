@@ -171,9 +171,9 @@ build_c_tests() {
         [ -e "$src" ] || die "no C test programs in tests/c"
         name="$(basename "$src" .c)"
         cc -std=gnu11 -g -O1 -Wall -Wextra -Werror -pthread "$@" -I"$REPO_ROOT/include" \
-            -o "$out/$name" "$src" -L"$out/lib" -lHotBackup -ldl
+            -o "$out/$name" "$src" -L"$out/lib" -lHotBackup -ldl -luring
         cc -std=gnu11 -g -O1 -Wall -Wextra -Werror -pthread "$@" -D_FILE_OFFSET_BITS=64 -I"$REPO_ROOT/include" \
-            -o "$out/$name-lfs" "$src" -L"$out/lib" -lHotBackup -ldl
+            -o "$out/$name-lfs" "$src" -L"$out/lib" -lHotBackup -ldl -luring
     done
 }
 

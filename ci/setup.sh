@@ -13,7 +13,7 @@ bash ci/install-deps.sh
 # Packaging and checks: dpkg-dev (dpkg-architecture, dpkg-shlibdeps),
 # lintian, rpm (rpm -qp, rpm2cpio), cpio; valgrind; shellcheck; jemalloc
 # (a user's malloc-lib next to ours); pkg-config (the -dev package test).
-apt_install dpkg-dev lintian rpm cpio binutils valgrind shellcheck libjemalloc2 pkg-config gcc libc6-dev
+apt_install dpkg-dev lintian rpm cpio binutils valgrind shellcheck libjemalloc2 pkg-config gcc libc6-dev liburing-dev
 
 command -v cargo >/dev/null || die "cargo is not installed (the machine image provides rustup's stable toolchain)"
 for c in rustfmt clippy; do

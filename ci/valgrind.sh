@@ -6,7 +6,7 @@ set -euo pipefail
 # shellcheck source=ci/lib.sh
 source "$(dirname "$0")/lib.sh"
 cd "$REPO_ROOT"
-apt_install valgrind gcc libc6-dev
+apt_install valgrind gcc libc6-dev liburing-dev
 
 # The release build is what ships; debug=1 in the profile keeps line numbers.
 cargo build --release -p hotbackup

@@ -209,10 +209,14 @@ fn check_invisible_io(sources: &[PathBuf]) -> Result<(), Refusal> {
         for name in sys::list_dir(dir.as_fd()).unwrap_or_default() {
             let link = Path::new("/proc/self/fd").join(&name);
             if let Ok(target) = fs::readlinkat(fs::CWD, &link, Vec::new()) {
-                if target.as_bytes() == b"anon_inode:[io_uring]" {
+                let followed = name
+                    .to_str()
+                    .and_then(|n| n.parse().ok())
+                    .is_some_and(crate::uring::is_followed);
+                if target.as_bytes() == b"anon_inode:[io_uring]" && !followed {
                     return Err(Refusal(
                         libc::EOPNOTSUPP,
-                        "this process uses io_uring, whose writes cannot be captured; start it with libHotBackup.so.1 preloaded from the start (which turns io_uring off), or switch it off (for MariaDB: innodb_use_native_aio=0)".into(),
+                        "this process uses an io_uring ring the library does not follow, whose writes cannot be captured; start it with libHotBackup.so.1 preloaded from the start, or switch io_uring off (for MariaDB: innodb_use_native_aio=0)".into(),
                     ));
                 }
             }
@@ -493,6 +497,14 @@ fn create_backup(
                 libc::ETIMEDOUT,
                 &format!("capture could not start: a thread stayed inside a file operation (descriptor {}) for {:?}", stuck.what, stuck.waited),
             );
+        }
+        if let Err(msg) = crate::uring::wait_native(START_TIMEOUT) {
+            gate::stop_capture();
+            // SAFETY: capture stopped just above.
+            let s = unsafe { session::uninstall(ptr) };
+            drop(s);
+            remove_created(&created);
+            return report(libc::ETIMEDOUT, &format!("capture could not start: {msg}"));
         }
         let code = run(ptr, cb, env_threads());
         // SAFETY: `run` stopped capture (gate::stop_capture) on every path,

@@ -564,30 +564,62 @@ macro_rules! mmap_hook {
 mmap_hook!(mmap, off_t);
 mmap_hook!(mmap64, off64_t);
 
-// ---- asynchronous I/O: turned off, so that writes go through pwrite ----
+// ---- asynchronous I/O ----
+// Rings set up through liburing are followed (see `uring`); Linux native AIO
+// (libaio) is turned off, so that its writes go through pwrite.
 
-/// Whether the process asked to keep io_uring/libaio (backups are then
-/// refused while a ring or context exists).
+/// Whether the process asked to keep io_uring/libaio unfollowed (backups are
+/// then refused while a ring or context exists).
 fn native_aio_allowed() -> bool {
-    use core::sync::atomic::{AtomicU8, Ordering::Relaxed};
-    static ALLOWED: AtomicU8 = AtomicU8::new(0);
-    match ALLOWED.load(Relaxed) {
-        1 => false,
-        2 => true,
-        _ => {
-            // SAFETY: getenv with a NUL-terminated name; read once.
-            let v = unsafe { libc::getenv(c"HOTBACKUP_NATIVE_AIO".as_ptr()) };
-            // SAFETY: getenv returns NULL or a NUL-terminated string.
-            let allowed = !v.is_null() && unsafe { std::ffi::CStr::from_ptr(v) }.to_bytes() == b"1";
-            ALLOWED.store(if allowed { 2 } else { 1 }, Relaxed);
-            allowed
-        }
-    }
+    env_flag(c"HOTBACKUP_NATIVE_AIO", b"1")
 }
 
-fn refuse_native_aio(what: &str) {
-    let msg = format!("libHotBackup: {what} refused so that every write can be captured for hot backups (set HOTBACKUP_NATIVE_AIO=1 to keep it and disable backups)\n");
+/// Whether io_uring is to be turned off (the process then falls back to
+/// its synchronous writes), as before rings could be followed.
+fn io_uring_off() -> bool {
+    env_flag(c"HOTBACKUP_IO_URING", b"off")
+}
+
+fn env_flag(name: &'static core::ffi::CStr, value: &[u8]) -> bool {
+    // SAFETY: getenv with a NUL-terminated name; it returns NULL or a
+    // NUL-terminated string that lives as long as the environment is not
+    // changed, which processes do not do while setting up I/O.
+    let v = unsafe { libc::getenv(name.as_ptr()) };
+    // SAFETY: as above.
+    !v.is_null() && unsafe { std::ffi::CStr::from_ptr(v) }.to_bytes() == value
+}
+
+fn refuse_native_aio(what: &str, why: &str) {
+    let msg = format!("libHotBackup: {what} refused so that every write can be captured for hot backups: {why} (set HOTBACKUP_NATIVE_AIO=1 to keep it and disable backups)\n");
     let _ = rustix::io::write(sys::borrow(2), msg.as_bytes());
+}
+
+/// Set a ring up and follow it, or refuse it (liburing's callers then fall
+/// back to synchronous I/O) when it could not be captured.
+unsafe fn init_ring(ring: *mut c_void, setup_flags: c_uint, init: impl FnOnce() -> c_int) -> c_int {
+    if native_aio_allowed() {
+        return init();
+    }
+    if io_uring_off() {
+        refuse_native_aio("io_uring", "HOTBACKUP_IO_URING=off");
+        return -libc::ENOSYS;
+    }
+    if let Err(why) = crate::uring::capturable(setup_flags) {
+        refuse_native_aio("io_uring", &why);
+        return -libc::ENOSYS;
+    }
+    let r = init();
+    // SAFETY: liburing set the ring up (r == 0).
+    if r == 0 && !unsafe { crate::uring::register(ring) } {
+        // SAFETY: the ring liburing just set up, not yet used.
+        unsafe { real::io_uring_queue_exit(ring) };
+        refuse_native_aio(
+            "io_uring",
+            &format!("more than {} rings", crate::uring::MAX_RINGS),
+        );
+        return -libc::ENOSYS;
+    }
+    r
 }
 
 #[no_mangle]
@@ -596,12 +628,12 @@ pub unsafe extern "C" fn io_uring_queue_init(
     ring: *mut c_void,
     flags: c_uint,
 ) -> c_int {
-    if native_aio_allowed() {
-        // SAFETY: forwarding the application's call.
-        return unsafe { real::io_uring_queue_init(entries, ring, flags) };
+    // SAFETY: forwarding the application's call.
+    unsafe {
+        init_ring(ring, flags, || {
+            real::io_uring_queue_init(entries, ring, flags)
+        })
     }
-    refuse_native_aio("io_uring");
-    -libc::ENOSYS
 }
 
 #[no_mangle]
@@ -610,12 +642,120 @@ pub unsafe extern "C" fn io_uring_queue_init_params(
     ring: *mut c_void,
     params: *mut c_void,
 ) -> c_int {
-    if native_aio_allowed() {
-        // SAFETY: forwarding the application's call.
-        return unsafe { real::io_uring_queue_init_params(entries, ring, params) };
+    // struct io_uring_params starts with sq_entries, cq_entries, flags.
+    let flags = if params.is_null() {
+        0
+    } else {
+        // SAFETY: liburing requires a valid io_uring_params.
+        unsafe { *params.cast::<c_uint>().add(2) }
+    };
+    // SAFETY: forwarding the application's call.
+    unsafe {
+        init_ring(ring, flags, || {
+            real::io_uring_queue_init_params(entries, ring, params)
+        })
     }
-    refuse_native_aio("io_uring");
-    -libc::ENOSYS
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn io_uring_queue_exit(ring: *mut c_void) {
+    crate::uring::unregister(ring);
+    // SAFETY: forwarding the application's call.
+    unsafe { real::io_uring_queue_exit(ring) }
+}
+
+macro_rules! uring_submit_hook {
+    ($name:ident) => {
+        #[no_mangle]
+        pub unsafe extern "C" fn $name(ring: *mut c_void) -> c_int {
+            let gate = Gate::enter(KIND_PATH);
+            // SAFETY: the application's ring, submitted from this thread
+            // (liburing's rule); forwarding the application's call.
+            unsafe { crate::uring::submit(&gate, ring, || real::$name(ring)) }
+        }
+    };
+}
+uring_submit_hook!(io_uring_submit);
+uring_submit_hook!(io_uring_submit_and_get_events);
+
+/// Submit what a followed ring has queued through `io_uring_submit`, so
+/// that the waiting call after it (outside the gate) submits nothing.
+unsafe fn submit_queued(ring: *mut c_void) -> c_int {
+    if crate::uring::queued(ring) == 0 {
+        return 0;
+    }
+    // SAFETY: the application's ring, from its submitting thread.
+    unsafe { io_uring_submit(ring) }
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn io_uring_submit_and_wait(ring: *mut c_void, wait_nr: c_uint) -> c_int {
+    // SAFETY: the application's ring, from its submitting thread.
+    let first = unsafe { submit_queued(ring) };
+    if first < 0 {
+        return first;
+    }
+    // SAFETY: forwarding the application's call.
+    let r = unsafe { real::io_uring_submit_and_wait(ring, wait_nr) };
+    if r < 0 {
+        r
+    } else {
+        first + r
+    }
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn io_uring_submit_and_wait_timeout(
+    ring: *mut c_void,
+    cqe: *mut *mut c_void,
+    wait_nr: c_uint,
+    ts: *mut c_void,
+    sigmask: *mut c_void,
+) -> c_int {
+    // SAFETY: the application's ring, from its submitting thread.
+    let first = unsafe { submit_queued(ring) };
+    if first < 0 {
+        return first;
+    }
+    // SAFETY: forwarding the application's call.
+    let r = unsafe { real::io_uring_submit_and_wait_timeout(ring, cqe, wait_nr, ts, sigmask) };
+    if r < 0 {
+        r
+    } else {
+        first + r
+    }
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn io_uring_wait_cqes(
+    ring: *mut c_void,
+    cqe: *mut *mut c_void,
+    wait_nr: c_uint,
+    ts: *mut c_void,
+    sigmask: *mut c_void,
+) -> c_int {
+    // SAFETY: the application's ring, from its submitting thread.
+    let first = unsafe { submit_queued(ring) };
+    if first < 0 {
+        return first;
+    }
+    // SAFETY: forwarding the application's call.
+    unsafe { real::io_uring_wait_cqes(ring, cqe, wait_nr, ts, sigmask) }
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn io_uring_wait_cqe_timeout(
+    ring: *mut c_void,
+    cqe: *mut *mut c_void,
+    ts: *mut c_void,
+) -> c_int {
+    // SAFETY: the application's ring, from its submitting thread.
+    let first = unsafe { submit_queued(ring) };
+    if first < 0 {
+        return first;
+    }
+    // SAFETY: forwarding the application's call.
+    unsafe { real::io_uring_wait_cqe_timeout(ring, cqe, ts) }
 }
 
 #[no_mangle]
@@ -624,6 +764,9 @@ pub unsafe extern "C" fn io_setup(nr: c_int, ctx: *mut c_void) -> c_int {
         // SAFETY: forwarding the application's call.
         return unsafe { real::io_setup(nr, ctx) };
     }
-    refuse_native_aio("Linux native AIO (io_setup)");
+    refuse_native_aio(
+        "Linux native AIO (io_setup)",
+        "its writes are invisible to the library",
+    );
     -libc::ENOSYS
 }

@@ -7,7 +7,7 @@
 //! Module map: `gate` (the idle path), `hooks` (interposed symbols), `real`
 //! (the libc functions behind them), `capture` (what a hook does during a
 //! backup), `staging` (copies of the bytes being written), `session` (a running backup), `fd_table`, `source_file` (and its
-//! range locks), `namespace` (names and paths), `copier`, `throttle`, `api`
+//! range locks), `namespace` (names and paths), `copier`, `throttle`, `uring` (io_uring rings), `api`
 //! (the C API), `verify` (the snapshot check), `sys` (the library's own
 //! raw I/O).
 
@@ -29,12 +29,14 @@ mod source_file;
 mod staging;
 mod sys;
 mod throttle;
+mod uring;
 mod verify;
 
 extern "C" fn after_fork_child() {
     gate::after_fork_child();
     session::forget_after_fork();
     api::after_fork_child();
+    uring::after_fork_child();
 }
 
 extern "C" fn init() {

@@ -199,6 +199,20 @@ real! {
         fallback: -libc::ENOSYS;
     fn io_uring_queue_init_params(entries: c_uint, ring: *mut c_void, params: *mut c_void) -> c_int,
         fallback: -libc::ENOSYS;
+    fn io_uring_queue_exit(ring: *mut c_void) -> (),
+        fallback: ();
+    fn io_uring_submit(ring: *mut c_void) -> c_int,
+        fallback: -libc::ENOSYS;
+    fn io_uring_submit_and_get_events(ring: *mut c_void) -> c_int,
+        fallback: -libc::ENOSYS;
+    fn io_uring_submit_and_wait(ring: *mut c_void, wait_nr: c_uint) -> c_int,
+        fallback: -libc::ENOSYS;
+    fn io_uring_submit_and_wait_timeout(ring: *mut c_void, cqe: *mut *mut c_void, wait_nr: c_uint, ts: *mut c_void, sigmask: *mut c_void) -> c_int,
+        fallback: -libc::ENOSYS;
+    fn io_uring_wait_cqes(ring: *mut c_void, cqe: *mut *mut c_void, wait_nr: c_uint, ts: *mut c_void, sigmask: *mut c_void) -> c_int,
+        fallback: -libc::ENOSYS;
+    fn io_uring_wait_cqe_timeout(ring: *mut c_void, cqe: *mut *mut c_void, ts: *mut c_void) -> c_int,
+        fallback: -libc::ENOSYS;
     fn io_setup(nr: c_int, ctx: *mut c_void) -> c_int,
         fallback: -libc::ENOSYS;
 }

@@ -372,3 +372,34 @@ fn scenarios_large_file_symbols() {
     let out = run_with_timeout(cmd, Duration::from_secs(180));
     expect_pass("scenarios (large-file symbols)", &out);
 }
+
+// ---- io_uring rings (tests/c/uring.c) ----
+
+fn uring_scenario(name: &str) {
+    scenario_with("uring", name, 90, &["-luring"], &[]);
+}
+
+#[test]
+fn writes_through_a_ring_under_backup() {
+    uring_scenario("writes_through_a_ring_under_backup");
+}
+
+#[test]
+fn ring_writes_reach_copied_file() {
+    uring_scenario("ring_writes_reach_copied_file");
+}
+
+#[test]
+fn write_in_flight_when_backup_starts() {
+    uring_scenario("write_in_flight_when_backup_starts");
+}
+
+#[test]
+fn linked_writes_fail_the_backup() {
+    uring_scenario("linked_writes_fail_the_backup");
+}
+
+#[test]
+fn skipped_completion_refuses_backup() {
+    uring_scenario("skipped_completion_refuses_backup");
+}

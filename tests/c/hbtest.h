@@ -342,6 +342,20 @@ static inline void scenario_dirs(struct dirs *d, const char *work, const char *n
     SYS(mkdir(d->src, 0755));
 }
 
+/* The scenario's changes only prove something if capture was still on. */
+static inline void still_running(struct bg_backup *b) {
+    CHECK(!atomic_load(&b->done), "the backup finished before the scenario's changes were made");
+}
+
+static inline int finish_and_compare(struct bg_backup *b, struct dirs *d) {
+    still_running(b);
+    int r = bg_finish(b);
+    CHECK(r == 0, "backup returned %d: %s", r, b->errors.text);
+    CHECK(compare_trees(d->src, d->dst) == 0, "the backup differs from the quiet source");
+    rm_rf(d->base);
+    return 0;
+}
+
 /* Run the scenario named argv[2], or all of them when there is none. */
 struct scenario {
     const char *name;

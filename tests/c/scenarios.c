@@ -20,20 +20,6 @@ static void must_pwrite(int fd, const void *buf, size_t n, off_t off) {
           (long long)off, strerror(errno));
 }
 
-/* The scenario's changes only prove something if capture was still on. */
-static void still_running(struct bg_backup *b) {
-    CHECK(!atomic_load(&b->done), "the backup finished before the scenario's changes were made");
-}
-
-static int finish_and_compare(struct bg_backup *b, struct dirs *d) {
-    still_running(b);
-    int r = bg_finish(b);
-    CHECK(r == 0, "backup returned %d: %s", r, b->errors.text);
-    CHECK(compare_trees(d->src, d->dst) == 0, "the backup differs from the quiet source");
-    rm_rf(d->base);
-    return 0;
-}
-
 /* A file unlinked while open, then written: its name must not come back in
  * the backup, whether the copier had reached it or not. */
 static int unlink_open_file_then_write(const char *work) {

@@ -107,11 +107,13 @@ pub fn build_c_source(src: &Path, name: &str, flags: &[&str], link_lib: bool) ->
         "-Werror",
         "-pthread",
     ])
-    .args(flags)
+    .args(flags.iter().filter(|f| !f.starts_with("-l")))
     .arg(format!("-I{}", repo_root().join("include").display()))
     .arg("-o")
     .arg(&out)
-    .arg(src);
+    .arg(src)
+    // Libraries after the source that uses them.
+    .args(flags.iter().filter(|f| f.starts_with("-l")));
     if link_lib {
         cmd.arg(format!("-L{}", lib.parent().unwrap().display()))
             .arg("-l:libHotBackup.so");
