@@ -498,13 +498,13 @@ fn create_backup(
                 &format!("capture could not start: a thread stayed inside a file operation (descriptor {}) for {:?}", stuck.what, stuck.waited),
             );
         }
-        if let Err(msg) = crate::uring::wait_native(START_TIMEOUT) {
+        if let Err((code, msg)) = crate::uring::wait_native(START_TIMEOUT) {
             gate::stop_capture();
             // SAFETY: capture stopped just above.
             let s = unsafe { session::uninstall(ptr) };
             drop(s);
             remove_created(&created);
-            return report(libc::ETIMEDOUT, &format!("capture could not start: {msg}"));
+            return report(code, &format!("capture could not start: {msg}"));
         }
         let code = run(ptr, cb, env_threads());
         // SAFETY: `run` stopped capture (gate::stop_capture) on every path,

@@ -458,6 +458,13 @@ pub unsafe fn submit<R>(gate: &Gate, ring: *mut c_void, submit: impl FnOnce() ->
 /// # Safety
 /// As `submit`.
 unsafe fn take_out(gate: &Gate, r: &'static Ring, app: *mut LiburingRing) {
+    if !pool_running() {
+        fail(
+            gate,
+            "cannot start the threads that run io_uring operations during a backup".into(),
+        );
+        return;
+    }
     // SAFETY: per the contract.
     let ring_fd = unsafe { (*app).ring_fd };
     // SAFETY: per the contract.
@@ -533,27 +540,52 @@ fn fail(gate: &Gate, msg: String) {
 /// Wait until no operation submitted natively (before capture started) is
 /// still in the kernel. Capture must be on: every submit now takes its
 /// entries out, so no native operation starts meanwhile.
-pub fn wait_native(timeout: Duration) -> Result<(), String> {
+pub fn wait_native(timeout: Duration) -> Result<(), (i32, String)> {
     let began = Instant::now();
     for r in &RINGS {
-        let consumed = {
+        let consumed = loop {
             let _l = r.lock.lock().unwrap_or_else(|e| e.into_inner());
             let app = r.app.load(Acquire);
             if app.is_null() {
-                continue;
+                break None;
             }
             let uncounted = r.uncounted.load(Relaxed);
             if uncounted != 0 {
-                return Err(format!(
-                    "the io_uring ring on descriptor {} ran operation {} (or skipped a completion), whose completions cannot be counted, so writes still in flight cannot be waited for",
-                    r.fd.load(Relaxed),
-                    uncounted - 1
+                return Err((
+                    libc::EOPNOTSUPP,
+                    format!(
+                        "the io_uring ring on descriptor {} ran operation {} (or skipped a completion), whose completions cannot be counted, so writes still in flight cannot be waited for",
+                        r.fd.load(Relaxed),
+                        uncounted - 1
+                    ),
                 ));
             }
             // SAFETY: the ring stays set up while followed; unregister
             // takes the lock we hold.
-            unsafe { (*(*app).sq.khead).load(Acquire) }.wrapping_sub(r.nops.load(Acquire))
+            let (head, tail) = unsafe {
+                (
+                    (*(*app).sq.khead).load(Acquire),
+                    (*(*app).sq.ktail).load(Acquire),
+                )
+            };
+            // Entries a failed submit left for the next one may be our NOPs
+            // or not: count once the kernel has consumed everything.
+            if head == tail {
+                break Some(head.wrapping_sub(r.nops.load(Acquire)));
+            }
+            drop(_l);
+            if began.elapsed() > timeout {
+                return Err((
+                    libc::ETIMEDOUT,
+                    format!(
+                        "the io_uring ring on descriptor {} kept entries unsubmitted for {timeout:?}",
+                        r.fd.load(Relaxed)
+                    ),
+                ));
+            }
+            std::thread::sleep(Duration::from_micros(100));
         };
+        let Some(consumed) = consumed else { continue };
         loop {
             let done = {
                 let _l = r.lock.lock().unwrap_or_else(|e| e.into_inner());
@@ -571,10 +603,13 @@ pub fn wait_native(timeout: Duration) -> Result<(), String> {
                 break;
             }
             if began.elapsed() > timeout {
-                return Err(format!(
-                    "{} io_uring operation(s) submitted before the backup on descriptor {} did not complete within {timeout:?}",
-                    consumed.wrapping_sub(done),
-                    r.fd.load(Relaxed)
+                return Err((
+                    libc::ETIMEDOUT,
+                    format!(
+                        "{} io_uring operation(s) submitted before the backup on descriptor {} did not complete within {timeout:?}",
+                        consumed.wrapping_sub(done),
+                        r.fd.load(Relaxed)
+                    ),
                 ));
             }
             std::thread::sleep(Duration::from_micros(100));
@@ -593,14 +628,42 @@ static STARTED: AtomicBool = AtomicBool::new(false);
 const NO_FD: AtomicI32 = AtomicI32::new(-1);
 static WORKER_RING_FDS: [AtomicI32; WORKERS] = [NO_FD; WORKERS];
 
-fn enqueue(op: Op) {
-    if !STARTED.swap(true, AcqRel) {
-        for i in 0..WORKERS {
-            let _ = std::thread::Builder::new()
-                .name("hotbackup-uring".into())
-                .spawn(move || worker(i));
+/// Start the pool once; false when no thread could be started (entries
+/// are then left in their ring and the backup fails).
+fn pool_running() -> bool {
+    static SPAWN: Mutex<()> = Mutex::new(());
+    if STARTED.load(Acquire) {
+        return true;
+    }
+    let _l = SPAWN.lock().unwrap_or_else(|e| e.into_inner());
+    if STARTED.load(Acquire) {
+        return true;
+    }
+    let mut running = 0;
+    for fd in &WORKER_RING_FDS {
+        // Each thread posts from a small ring of its own, set up here so
+        // that a failure leaves no operation waiting for it.
+        let ring = {
+            let _lib = LibraryScope::enter();
+            io_uring::IoUring::new(2)
+        };
+        let Ok(ring) = ring else { continue };
+        let ring_fd = std::os::fd::AsRawFd::as_raw_fd(&ring);
+        let spawned = std::thread::Builder::new()
+            .name("hotbackup-uring".into())
+            .spawn(move || worker(ring));
+        if spawned.is_ok() {
+            fd.store(ring_fd, Relaxed);
+            running += 1;
         }
     }
+    if running > 0 {
+        STARTED.store(true, Release);
+    }
+    running > 0
+}
+
+fn enqueue(op: Op) {
     QUEUE
         .lock()
         .unwrap_or_else(|e| e.into_inner())
@@ -608,23 +671,7 @@ fn enqueue(op: Op) {
     QUEUED.notify_one();
 }
 
-fn worker(i: usize) {
-    let ring = {
-        let _lib = LibraryScope::enter();
-        io_uring::IoUring::new(2)
-    };
-    let mut ring = match ring {
-        Ok(r) => r,
-        Err(e) => {
-            let _ = rustix::io::write(
-                crate::sys::borrow(2),
-                format!("libHotBackup: cannot set up an io_uring to post completions: {e}\n")
-                    .as_bytes(),
-            );
-            return;
-        }
-    };
-    WORKER_RING_FDS[i].store(std::os::fd::AsRawFd::as_raw_fd(&ring), Relaxed);
+fn worker(mut ring: io_uring::IoUring) {
     loop {
         let op = {
             let mut q = QUEUE.lock().unwrap_or_else(|e| e.into_inner());

@@ -4,9 +4,9 @@
 #   2. library preloaded, idle                (cost of the hooks)
 #   3. library preloaded, SET tokudb_backup_dir during the run
 #   4. no library, mariabackup --backup during the run, then --prepare
-#   5. no library, innodb_use_native_aio=OFF (what the library makes InnoDB
-#      do: tells the cost of that fallback from the cost of the hooks)
-# Repeats the four runs ROUNDS times, interleaved, and prints medians of TPS for each run, TPS inside the backup window, backup wall times and
+#   5. as 3 with HOTBACKUP_IO_URING=off: the library turns io_uring off and
+#      InnoDB falls back to pwrite (what older kernels get)
+# Runs 1-3 check that InnoDB used io_uring. Repeats the five runs ROUNDS times, interleaved, and prints medians of TPS for each run, TPS inside the backup window, backup wall times and
 # ratios against the baseline measured in the same run.
 #
 #   plugin/bench/sysbench.sh            (TABLES, TABLE_SIZE, THREADS, DURATION override)
@@ -38,10 +38,11 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# start_server DATADIR PRELOAD(0|1) [EXTRA OPTION]
+# start_server DATADIR PRELOAD(0|1|uring_off) [EXTRA OPTION]
 start_server() {
     local d="$1" env=() extra=()
     [ "$2" = 1 ] && env=(env "LD_PRELOAD=$LIB")
+    [ "$2" = uring_off ] && env=(env "LD_PRELOAD=$LIB" HOTBACKUP_IO_URING=off)
     [ -n "${3:-}" ] && extra=("$3")
     "${env[@]}" mariadbd --no-defaults --datadir="$d" --socket="$d/sock" --skip-networking \
         --user=root --pid-file="$d/pid" --log-error="$d/err.log" --plugin-dir="$WORK/plugins" \
@@ -84,6 +85,10 @@ run() {
     rm -rf "$d" "$WORK/$1.bk"
     cp -a "$T" "$d"
     start_server "$d" "$preload" "${4:-}"
+    if [ "$preload" != uring_off ] && ! grep -q "Using io_uring" "$d/err.log"; then
+        tail -n 20 "$d/err.log" >&2
+        die "$name: InnoDB does not use io_uring"
+    fi
     local t0 bstart="" bend="" prep=""
     t0="$(now)"
     sb "$d" run --threads="$THREADS" --time="$DURATION" --report-interval=1 >"$out" 2>&1 &
@@ -126,7 +131,7 @@ log "== $ROUNDS rounds of 5 runs (interleaved, medians reported): $THREADS threa
 : >"$WORK/results"
 for ((round = 1; round <= ROUNDS; round++)); do
     for spec in "no_library 0 none" "library_idle 1 none" "tokudb_backup 1 plugin" "mariabackup 0 mariabackup" \
-        "native_aio_off 0 none --innodb-use-native-aio=0"; do
+        "uring_off_backup uring_off plugin"; do
         # shellcheck disable=SC2086
         line="$(run $spec)"
         log "round $round: $line"
@@ -141,13 +146,15 @@ median() {
 }
 base="$(median no_library 2)"
 idle="$(median library_idle 2)"
-noaio="$(median native_aio_off 2)"
 # Per-round ratio (runs of one round are minutes apart, rounds far more).
 paired() {
     awk -v a="$1" -v b="$2" '$1 == a { x[++i] = $2 } $1 == b { y[++j] = $2 }
         END { for (k = 1; k <= i && k <= j; k++) printf "%.3f\n", x[k] / y[k] }' "$WORK/results" |
         sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
+off_all="$(median uring_off_backup 2)"
+off_win="$(median uring_off_backup 3)"
+off_secs="$(median uring_off_backup 4)"
 tb_all="$(median tokudb_backup 2)"
 tb_win="$(median tokudb_backup 3)"
 tb_secs="$(median tokudb_backup 4)"
@@ -168,12 +175,12 @@ dataset: $(du -sh "$T" | cut -f1) datadir ($TABLES tables x $TABLE_SIZE rows), $
 |---|---|---|---|---|---|
 | no library | $base | | | | |
 | library preloaded, idle | $idle ($(ratio "$idle" "$base") x) | | | | |
-| no library, innodb_use_native_aio=OFF | $noaio ($(ratio "$noaio" "$base") x) | | | | |
 | tokudb_backup (throttle $THROTTLE B/s) | $tb_all | $tb_win ($(ratio "$tb_win" "$base") x) | ${tb_secs} s | none | ${tb_secs} s |
+| tokudb_backup, HOTBACKUP_IO_URING=off (pwrite fallback) | $off_all | $off_win ($(ratio "$off_win" "$base") x) | ${off_secs} s | none | ${off_secs} s |
 | mariabackup --backup, --prepare | $mb_all | $mb_win ($(ratio "$mb_win" "$base") x) | ${mb_secs} s | ${mb_prep} s | ${mb_total} s |
 
 idle / no library: $(ratio "$idle" "$base") (target >= 0.98); median of per-round ratios $(paired library_idle no_library)
-  of which native AIO off / no library: $(ratio "$noaio" "$base"); idle / native AIO off (the hooks alone): $(ratio "$idle" "$noaio")
-TPS during backup, tokudb_backup / mariabackup: $(ratio "$tb_win" "$mb_win") (target >= 1)
+TPS during backup, tokudb_backup / mariabackup: $(ratio "$tb_win" "$mb_win") (target >= 1); median of per-round ratios $(paired tokudb_backup mariabackup) (whole runs)
+TPS during backup, io_uring followed / io_uring off: $(ratio "$tb_win" "$off_win")
 time to restorable backup, tokudb_backup / mariabackup: $(ratio "$tb_secs" "$mb_total") (target < 1)
 EOF
