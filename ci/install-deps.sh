@@ -8,7 +8,7 @@ set -euo pipefail
 # shellcheck source=ci/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-pkgs=(mariadb-server mariadb-client mariadb-backup libmariadbd-dev gcc libc6-dev procps)
+pkgs=(mariadb-server mariadb-client mariadb-backup libmariadbd-dev libmariadb-dev gcc libc6-dev procps)
 if [ "${1:-}" = "--bench" ]; then
     pkgs+=(sysbench)
 fi

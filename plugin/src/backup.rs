@@ -44,7 +44,13 @@ pub fn run(thd: Thd, dest: Option<&str>) -> Result<(), ()> {
         srv.raise_access_denied(thd);
         return Err(());
     }
-    match run_checked(thd, dest) {
+    // Before anything runs SQL through the server's sql service: that
+    // resets the flag (set for SET by server::report_progress_for_set) that
+    // lets thd_progress_init send the client progress packets.
+    srv.progress_init(thd);
+    let outcome = run_checked(thd, dest);
+    srv.progress_end(thd);
+    match outcome {
         Ok(summary) => {
             sysvars::set_last_error(thd, 0, "");
             server::log_line("Note", &summary);
@@ -360,7 +366,6 @@ fn copy(
         last_report: None,
     };
     let srv = server::get();
-    srv.progress_init(thd);
     // SAFETY: tokubackup_throttle_backup may be called at any time.
     unsafe { (lib.throttle)(session.throttle as libc::c_ulong) };
     let ctx_ptr = &mut ctx as *mut PollCtx as *mut c_void;
@@ -386,7 +391,6 @@ fn copy(
     };
     // The State must not point into ctx once it is gone.
     srv.set_proc_info(thd, std::ptr::null());
-    srv.progress_end(thd);
     if rc == 0 {
         return Ok(ctx.snapshot);
     }

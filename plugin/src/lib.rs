@@ -35,6 +35,13 @@ static DAEMON: ServerShared<MysqlDaemon> = ServerShared::new(MysqlDaemon {
 unsafe extern "C" fn plugin_init(_p: *mut c_void) -> c_int {
     let r = std::panic::catch_unwind(|| {
         sysvars::publish_versions();
+        #[cfg(feature = "mariadb")]
+        if let Err(why) = server::report_progress_for_set() {
+            server::log_line(
+                "Note",
+                &format!("no progress line in the client for SET tokudb_backup_dir: {why}"),
+            );
+        }
         match library::load() {
             Ok(lib) => server::log_line(
                 "Note",
@@ -52,6 +59,8 @@ unsafe extern "C" fn plugin_init(_p: *mut c_void) -> c_int {
 }
 
 unsafe extern "C" fn plugin_deinit(_p: *mut c_void) -> c_int {
+    #[cfg(feature = "mariadb")]
+    let _ = std::panic::catch_unwind(server::stop_reporting_progress_for_set);
     0
 }
 

@@ -227,3 +227,71 @@ pub unsafe fn c_to_string(p: *const c_char) -> Option<String> {
         Some(unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned())
     }
 }
+
+/// `CF_REPORT_PROGRESS` in MariaDB's `sql_command_flags`, and the indexes of
+/// commands in `enum_sql_command` (sql_cmd.h, MariaDB 10.x).
+#[cfg(feature = "mariadb")]
+mod command_flags {
+    pub const REPORT_PROGRESS: u32 = 1 << 1;
+    pub const SELECT: usize = 0;
+    pub const CREATE_INDEX: usize = 2;
+    pub const ALTER_TABLE: usize = 3;
+    pub const TRUNCATE: usize = 8;
+    pub const DROP_INDEX: usize = 10;
+    pub const LOAD: usize = 30;
+    pub const SET_OPTION: usize = 31;
+}
+
+#[cfg(feature = "mariadb")]
+static SET_REPORTS_PROGRESS: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+/// MariaDB sends progress packets (the client's progress line) only for
+/// commands whose `sql_command_flags` entry has CF_REPORT_PROGRESS, read
+/// before the statement runs: ALTER TABLE, LOAD DATA, ... but not SET. Add
+/// the flag to SET, so that `SET tokudb_backup_dir` shows the line as ALTER
+/// TABLE does, once the array is seen to have MariaDB 10.x's layout (the
+/// flag on exactly the commands that have it there). Harmless to other SET
+/// statements: only a statement that calls `thd_progress_init` reports.
+#[cfg(feature = "mariadb")]
+pub fn report_progress_for_set() -> Result<(), String> {
+    use command_flags::*;
+    use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
+    let flags = lookup("sql_command_flags").cast::<AtomicU32>();
+    if flags.is_null() {
+        return Err("the server does not export sql_command_flags".into());
+    }
+    // SAFETY: sql_command_flags is the server's `uint[SQLCOM_END + 1]`,
+    // far longer than SET_OPTION + 1 entries; a u32 store is atomic on every
+    // platform the server runs on, and the server only reads entries.
+    let at = |i: usize| unsafe { &*flags.add(i) };
+    let has = |i: usize| at(i).load(Relaxed) & REPORT_PROGRESS != 0;
+    let layout_known = has(CREATE_INDEX)
+        && has(ALTER_TABLE)
+        && has(DROP_INDEX)
+        && has(LOAD)
+        && !has(SELECT)
+        && !has(TRUNCATE);
+    if !layout_known {
+        return Err("sql_command_flags does not have the layout of MariaDB 10.x".into());
+    }
+    if !has(SET_OPTION) {
+        at(SET_OPTION).fetch_or(REPORT_PROGRESS, Relaxed);
+        SET_REPORTS_PROGRESS.store(true, Relaxed);
+    }
+    Ok(())
+}
+
+/// Undo `report_progress_for_set` when the plugin is uninstalled.
+#[cfg(feature = "mariadb")]
+pub fn stop_reporting_progress_for_set() {
+    use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
+    if SET_REPORTS_PROGRESS.swap(false, Relaxed) {
+        let flags = lookup("sql_command_flags").cast::<AtomicU32>();
+        if !flags.is_null() {
+            // SAFETY: as in report_progress_for_set, which found the array.
+            unsafe { &*flags.add(command_flags::SET_OPTION) }
+                .fetch_and(!command_flags::REPORT_PROGRESS, Relaxed);
+        }
+    }
+}

@@ -296,6 +296,51 @@ fn exclude_leaves_matching_files_out() {
     std::fs::remove_dir_all(&base).unwrap();
 }
 
+/// The client's progress line: SET tokudb_backup_dir sends progress reports
+/// to a client that asks for them (the mariadb client shows "Stage: 1 of 1
+/// 'tokudb backup about N% done ...'"), as ALTER TABLE does; other SET
+/// statements send none.
+#[test]
+fn client_receives_progress_reports() {
+    let s = server();
+    let _turn = backup_turn();
+    let base = scratch("client-progress");
+    let dest = base.join("bk");
+    let client = build_progress_client(&base);
+    let run = |statements: &[&str]| {
+        let out = std::process::Command::new(&client)
+            .arg(&s.sock)
+            .args(statements)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let backup = format!("SET tokudb_backup_dir='{}'", dest.display());
+    let out = run(&[
+        "SET GLOBAL progress_report_time=1",
+        "SET tokudb_backup_throttle=10000000",
+        &backup,
+        "SET GLOBAL progress_report_time=5",
+    ]);
+    let percents: Vec<f64> = out
+        .lines()
+        .filter_map(|l| l.strip_prefix("progress 1 1 "))
+        .inspect(|r| assert!(r.contains("tokudb backup about"), "{r}"))
+        .map(|r| r.split(' ').next().unwrap().parse().unwrap())
+        .collect();
+    assert!(percents.len() >= 2, "progress reports: {out:?}");
+    assert!(percents.windows(2).all(|w| w[0] <= w[1]), "{percents:?}");
+    assert!(*percents.last().unwrap() > 0.0, "{percents:?}");
+    assert!(dest.join("BACKUP-COMPLETE").exists());
+    assert_eq!(run(&["SET @a=1", "SET SESSION sql_mode=DEFAULT"]), "");
+    std::fs::remove_dir_all(&base).unwrap();
+}
+
 /// Throttled backup: progress is visible from another session, and raising
 /// the throttle from another session speeds the running backup up at once.
 #[test]

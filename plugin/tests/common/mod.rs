@@ -99,6 +99,32 @@ fn scratch_root() -> PathBuf {
     r
 }
 
+/// Build tests/c/progress_client.c (libmariadb, through mariadb_config)
+/// into `dir`.
+pub fn build_progress_client(dir: &Path) -> PathBuf {
+    let flags = Command::new("mariadb_config")
+        .args(["--cflags", "--libs"])
+        .output()
+        .expect("mariadb_config (package libmariadb-dev)");
+    assert!(flags.status.success(), "mariadb_config failed");
+    let out = dir.join("progress_client");
+    let src = repo_root().join("plugin/tests/c/progress_client.c");
+    let o = Command::new("gcc")
+        .args(["-Wall", "-Wextra", "-Werror", "-o"])
+        .arg(&out)
+        .arg(&src)
+        .args(String::from_utf8_lossy(&flags.stdout).split_whitespace())
+        .output()
+        .expect("run gcc");
+    assert!(
+        o.status.success(),
+        "gcc failed for {}:\n{}",
+        src.display(),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    out
+}
+
 /// A new empty directory for one test.
 pub fn scratch(name: &str) -> PathBuf {
     static N: AtomicUsize = AtomicUsize::new(0);
