@@ -184,6 +184,11 @@ pub fn capturable(setup_flags: u32) -> Result<(), String> {
 /// `ring` is a `struct io_uring` that liburing initialised.
 pub unsafe fn register(ring: *mut c_void) -> bool {
     let app = ring.cast::<LiburingRing>();
+    // liburing's io_uring_queue_init calls io_uring_queue_init_params through
+    // its PLT, so both hooks see the same ring: follow it once.
+    if find(ring).is_some() {
+        return true;
+    }
     for r in &RINGS {
         let _l = r.lock.lock().unwrap_or_else(|e| e.into_inner());
         if r.app.load(Acquire).is_null() {

@@ -403,3 +403,8 @@ fn linked_writes_fail_the_backup() {
 fn skipped_completion_refuses_backup() {
     uring_scenario("skipped_completion_refuses_backup");
 }
+
+#[test]
+fn rings_torn_down_are_forgotten() {
+    uring_scenario("rings_torn_down_are_forgotten");
+}

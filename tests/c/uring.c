@@ -369,6 +369,26 @@ static int skipped_completion_refuses_backup(const char *work) {
     return 0;
 }
 
+/* Rings set up and torn down before a backup (liburing's queue_init calls
+ * queue_init_params, so the library sees each ring twice) must be
+ * forgotten: a backup must not look at their unmapped queues. */
+__attribute__((noinline)) static void set_up_and_tear_down_a_ring(void) {
+    struct io_uring ring;
+    CHECK(io_uring_queue_init(8, &ring, 0) == 0, "io_uring_queue_init");
+    io_uring_queue_exit(&ring);
+}
+
+static int rings_torn_down_are_forgotten(const char *work) {
+    struct dirs d;
+    scenario_dirs(&d, work, "rings_torn_down_are_forgotten");
+    char f[PATH_MAX];
+    make_file(path_join(f, d.src, "f"), 64 << 10, 1);
+    for (int i = 0; i < 3; i++) set_up_and_tear_down_a_ring();
+    struct bg_backup b;
+    bg_start(&b, d.src, d.dst, 0);
+    return finish_and_compare(&b, &d);
+}
+
 int main(int argc, char **argv) {
     static const struct scenario list[] = {
         {"writes_through_a_ring_under_backup", writes_through_a_ring_under_backup},
@@ -376,6 +396,7 @@ int main(int argc, char **argv) {
         {"write_in_flight_when_backup_starts", write_in_flight_when_backup_starts},
         {"linked_writes_fail_the_backup", linked_writes_fail_the_backup},
         {"skipped_completion_refuses_backup", skipped_completion_refuses_backup},
+        {"rings_torn_down_are_forgotten", rings_torn_down_are_forgotten},
     };
     return run_scenarios(argc, argv, list, sizeof list / sizeof list[0]);
 }
