@@ -678,30 +678,32 @@ macro_rules! uring_submit_hook {
 uring_submit_hook!(io_uring_submit);
 uring_submit_hook!(io_uring_submit_and_get_events);
 
-/// Submit what a followed ring has queued through `io_uring_submit`, so
-/// that the waiting call after it (outside the gate) submits nothing.
-unsafe fn submit_queued(ring: *mut c_void) -> c_int {
-    if crate::uring::queued(ring) == 0 {
-        return 0;
+/// Submit what a followed ring has queued through `io_uring_submit` (inside
+/// the gate), then make the application's waiting call outside it, which
+/// finds nothing more to submit. `counts`: the call returns how many
+/// entries it submitted, to which ours are added.
+unsafe fn submit_then_wait(ring: *mut c_void, counts: bool, wait: impl FnOnce() -> c_int) -> c_int {
+    let first = if crate::uring::queued(ring) == 0 {
+        0
+    } else {
+        // SAFETY: the application's ring, from its submitting thread.
+        unsafe { io_uring_submit(ring) }
+    };
+    if first < 0 {
+        return first;
     }
-    // SAFETY: the application's ring, from its submitting thread.
-    unsafe { io_uring_submit(ring) }
+    let r = wait();
+    if counts && r >= 0 {
+        first + r
+    } else {
+        r
+    }
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn io_uring_submit_and_wait(ring: *mut c_void, wait_nr: c_uint) -> c_int {
-    // SAFETY: the application's ring, from its submitting thread.
-    let first = unsafe { submit_queued(ring) };
-    if first < 0 {
-        return first;
-    }
-    // SAFETY: forwarding the application's call.
-    let r = unsafe { real::io_uring_submit_and_wait(ring, wait_nr) };
-    if r < 0 {
-        r
-    } else {
-        first + r
-    }
+    // SAFETY: the application's ring and call, forwarded.
+    unsafe { submit_then_wait(ring, true, || real::io_uring_submit_and_wait(ring, wait_nr)) }
 }
 
 #[no_mangle]
@@ -712,17 +714,11 @@ pub unsafe extern "C" fn io_uring_submit_and_wait_timeout(
     ts: *mut c_void,
     sigmask: *mut c_void,
 ) -> c_int {
-    // SAFETY: the application's ring, from its submitting thread.
-    let first = unsafe { submit_queued(ring) };
-    if first < 0 {
-        return first;
-    }
-    // SAFETY: forwarding the application's call.
-    let r = unsafe { real::io_uring_submit_and_wait_timeout(ring, cqe, wait_nr, ts, sigmask) };
-    if r < 0 {
-        r
-    } else {
-        first + r
+    // SAFETY: the application's ring and call, forwarded.
+    unsafe {
+        submit_then_wait(ring, true, || {
+            real::io_uring_submit_and_wait_timeout(ring, cqe, wait_nr, ts, sigmask)
+        })
     }
 }
 
@@ -734,13 +730,12 @@ pub unsafe extern "C" fn io_uring_wait_cqes(
     ts: *mut c_void,
     sigmask: *mut c_void,
 ) -> c_int {
-    // SAFETY: the application's ring, from its submitting thread.
-    let first = unsafe { submit_queued(ring) };
-    if first < 0 {
-        return first;
+    // SAFETY: the application's ring and call, forwarded.
+    unsafe {
+        submit_then_wait(ring, false, || {
+            real::io_uring_wait_cqes(ring, cqe, wait_nr, ts, sigmask)
+        })
     }
-    // SAFETY: forwarding the application's call.
-    unsafe { real::io_uring_wait_cqes(ring, cqe, wait_nr, ts, sigmask) }
 }
 
 #[no_mangle]
@@ -749,13 +744,12 @@ pub unsafe extern "C" fn io_uring_wait_cqe_timeout(
     cqe: *mut *mut c_void,
     ts: *mut c_void,
 ) -> c_int {
-    // SAFETY: the application's ring, from its submitting thread.
-    let first = unsafe { submit_queued(ring) };
-    if first < 0 {
-        return first;
+    // SAFETY: the application's ring and call, forwarded.
+    unsafe {
+        submit_then_wait(ring, false, || {
+            real::io_uring_wait_cqe_timeout(ring, cqe, ts)
+        })
     }
-    // SAFETY: forwarding the application's call.
-    unsafe { real::io_uring_wait_cqe_timeout(ring, cqe, ts) }
 }
 
 #[no_mangle]

@@ -395,6 +395,11 @@ fn write_in_flight_when_backup_starts() {
 }
 
 #[test]
+fn submit_and_wait_under_backup() {
+    uring_scenario("submit_and_wait_under_backup");
+}
+
+#[test]
 fn linked_writes_fail_the_backup() {
     uring_scenario("linked_writes_fail_the_backup");
 }

@@ -307,6 +307,43 @@ static int ring_writes_reach_copied_file(const char *work) {
     return finish_and_compare(&b, &d);
 }
 
+/* One thread that submits and waits in one call (io_uring_submit_and_wait,
+ * io_uring_wait_cqe_timeout), no reaper thread: the library submits what is
+ * queued first, and the write must still be captured. */
+static int submit_and_wait_under_backup(const char *work) {
+    struct dirs d;
+    scenario_dirs(&d, work, "submit_and_wait_under_backup");
+    char f[PATH_MAX], p[PATH_MAX];
+    make_file(path_join(f, d.src, "small"), 64 << 10, 1);
+    make_file(path_join(p, d.src, "filler"), 12 << 20, 2);
+    struct io_uring ring;
+    CHECK(io_uring_queue_init(8, &ring, 0) == 0, "io_uring_queue_init");
+    int fd = open(f, O_RDWR);
+    SYS(fd);
+    static char buf[8192];
+    struct bg_backup b;
+    bg_start(&b, d.src, d.dst, 4 << 20);
+    for (int i = 0; i < 6; i++) {
+        fill_pattern(buf, sizeof buf, 70 + (unsigned)i, 0);
+        struct io_uring_sqe *sqe = io_uring_get_sqe(&ring);
+        io_uring_prep_write(sqe, fd, buf, sizeof buf, 8192 * i);
+        struct io_uring_cqe *cqe;
+        if (i % 2) {
+            CHECK(io_uring_submit_and_wait(&ring, 1) == 1, "io_uring_submit_and_wait");
+            CHECK(io_uring_peek_cqe(&ring, &cqe) == 0, "no completion after submit_and_wait");
+        } else {
+            struct __kernel_timespec ts = {.tv_sec = 10};
+            CHECK(io_uring_wait_cqe_timeout(&ring, &cqe, &ts) == 0, "io_uring_wait_cqe_timeout");
+        }
+        CHECK(cqe->res == (int)sizeof buf, "write completed with %d", cqe->res);
+        io_uring_cqe_seen(&ring, cqe);
+        sleep_s(0.5);
+    }
+    io_uring_queue_exit(&ring);
+    SYS(close(fd));
+    return finish_and_compare(&b, &d);
+}
+
 /* A linked pair of writes cannot be taken out of its ring: the backup must
  * fail and say why, and the application's writes must still complete. */
 static int linked_writes_fail_the_backup(const char *work) {
@@ -394,6 +431,7 @@ int main(int argc, char **argv) {
         {"writes_through_a_ring_under_backup", writes_through_a_ring_under_backup},
         {"ring_writes_reach_copied_file", ring_writes_reach_copied_file},
         {"write_in_flight_when_backup_starts", write_in_flight_when_backup_starts},
+        {"submit_and_wait_under_backup", submit_and_wait_under_backup},
         {"linked_writes_fail_the_backup", linked_writes_fail_the_backup},
         {"skipped_completion_refuses_backup", skipped_completion_refuses_backup},
         {"rings_torn_down_are_forgotten", rings_torn_down_are_forgotten},
