@@ -24,8 +24,7 @@ use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 /// The head of liburing's `struct io_uring` (liburing.h: flags at 192,
-/// ring_fd at 196), the same layout
-/// since liburing 2.0.
+/// ring_fd at 196), the same layout since liburing 2.0.
 #[repr(C)]
 struct SubmissionQueue {
     khead: *const AtomicU32,
@@ -58,7 +57,7 @@ struct LiburingRing {
 
 /// A submission queue entry (struct io_uring_sqe).
 #[repr(C)]
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Default)]
 struct Sqe {
     opcode: u8,
     flags: u8,
@@ -84,7 +83,10 @@ const OP_WRITEV: u8 = 2;
 const OP_FSYNC: u8 = 3;
 const OP_READ_FIXED: u8 = 4;
 const OP_WRITE_FIXED: u8 = 5;
+const OP_POLL_ADD: u8 = 6;
 const OP_SYNC_FILE_RANGE: u8 = 8;
+const OP_RECVMSG: u8 = 10;
+const OP_TIMEOUT: u8 = 11;
 const OP_FALLOCATE: u8 = 17;
 const OP_READ: u8 = 22;
 const OP_WRITE: u8 = 23;
@@ -270,36 +272,33 @@ unsafe fn pending(app: *mut LiburingRing) -> impl Iterator<Item = *mut Sqe> {
 }
 
 /// Whether the kernel posts exactly one completion for this entry, which
-/// counting in-flight operations relies on.
+/// counting in-flight operations relies on. Opcodes of io_uring.h; not
+/// ACCEPT (13) and RECV (27), which may be multishot, EPOLL_CTL (29),
+/// MSG_RING (40), which posts into another ring, nor anything newer.
 fn countable(sqe: &Sqe) -> bool {
+    let multishot = match sqe.opcode {
+        OP_POLL_ADD => sqe.len & 1 != 0,            // IORING_POLL_ADD_MULTI
+        OP_RECVMSG => sqe.ioprio & (1 << 1) != 0,   // IORING_RECV_MULTISHOT
+        OP_TIMEOUT => sqe.op_flags & (1 << 6) != 0, // IORING_TIMEOUT_MULTISHOT
+        _ => false,
+    };
     sqe.flags & IOSQE_CQE_SKIP_SUCCESS == 0
+        && !multishot
         && matches!(
             sqe.opcode,
-            OP_NOP
-                | OP_READV
-                | OP_WRITEV
-                | OP_FSYNC
-                | OP_READ_FIXED
-                | OP_WRITE_FIXED
-                | 6 // POLL_ADD (one-shot unless the flag below)
-                | 7 // POLL_REMOVE
-                | OP_SYNC_FILE_RANGE
-                | 9..=16 // SENDMSG .. CONNECT, less ACCEPT (below)
-                | OP_FALLOCATE
-                | 18..=21 // OPENAT, CLOSE, FILES_UPDATE, STATX
-                | OP_READ
-                | OP_WRITE
-                | OP_FADVISE
-                | 25 // MADVISE
-                | 26 // SEND
+            0..=12 // NOP .. TIMEOUT_REMOVE
+                | 14..=26 // ASYNC_CANCEL .. SEND
                 | 28 // OPENAT2
-                | 30..=33 // EPOLL_CTL, SPLICE, PROVIDE_BUFFERS, REMOVE_BUFFERS
-                | 34..=39 // TEE, SHUTDOWN, RENAMEAT, UNLINKAT, MKDIRAT, SYMLINKAT
-                | 40 // LINKAT
+                | 30..=39 // SPLICE .. LINKAT
         )
-        && !(sqe.opcode == 6 && sqe.len & 1 != 0) // IORING_POLL_ADD_MULTI
-        && !(sqe.opcode == 11 && sqe.op_flags & (1 << 2) != 0) // TIMEOUT_MULTISHOT
-        && sqe.opcode != 13 // ACCEPT may be multishot
+}
+
+/// Mark `r` uncountable if `sqe`, submitted natively, may complete other
+/// than once.
+fn note_native(r: &Ring, sqe: &Sqe) {
+    if !countable(sqe) {
+        r.uncounted.store(u32::from(sqe.opcode) + 1, Relaxed);
+    }
 }
 
 /// What an entry asks, when the pool can run it through the interposed
@@ -409,7 +408,6 @@ fn call_of(sqe: &Sqe) -> Option<Call> {
 /// A taken-out operation, for the pool.
 struct Op {
     ring: &'static Ring,
-    ring_fd: c_int,
     user_data: u64,
     call: Call,
     /// The iovec array, copied: the application may reuse its own once the
@@ -437,11 +435,7 @@ pub unsafe fn submit<R>(gate: &Gate, ring: *mut c_void, submit: impl FnOnce() ->
             // SAFETY: per this function's contract.
             for sqe in unsafe { pending(app) } {
                 // SAFETY: a queued entry, not yet submitted.
-                if !countable(unsafe { &*sqe }) {
-                    // SAFETY: as above.
-                    r.uncounted
-                        .store(u32::from(unsafe { (*sqe).opcode }) + 1, Relaxed);
-                }
+                note_native(r, unsafe { &*sqe });
             }
         }
         return submit();
@@ -471,8 +465,6 @@ unsafe fn take_out(gate: &Gate, r: &'static Ring, app: *mut LiburingRing) {
         return;
     }
     // SAFETY: per the contract.
-    let ring_fd = unsafe { (*app).ring_fd };
-    // SAFETY: per the contract.
     for p in unsafe { pending(app) } {
         // SAFETY: a queued entry, ours to read and rewrite until the real
         // submit below hands it to the kernel.
@@ -485,9 +477,7 @@ unsafe fn take_out(gate: &Gate, r: &'static Ring, app: *mut LiburingRing) {
                     sqe.opcode, sqe.flags, sqe.fd
                 ),
             );
-            if !countable(sqe) {
-                r.uncounted.store(u32::from(sqe.opcode) + 1, Relaxed);
-            }
+            note_native(r, sqe);
             continue;
         };
         let iov = match call {
@@ -501,7 +491,6 @@ unsafe fn take_out(gate: &Gate, r: &'static Ring, app: *mut LiburingRing) {
         };
         enqueue(Op {
             ring: r,
-            ring_fd,
             user_data: sqe.user_data,
             call,
             iov,
@@ -509,28 +498,9 @@ unsafe fn take_out(gate: &Gate, r: &'static Ring, app: *mut LiburingRing) {
         *sqe = Sqe {
             opcode: OP_NOP,
             flags: IOSQE_CQE_SKIP_SUCCESS,
-            ..zeroed_sqe()
+            ..Sqe::default()
         };
         r.nops.fetch_add(1, Release);
-    }
-}
-
-fn zeroed_sqe() -> Sqe {
-    Sqe {
-        opcode: 0,
-        flags: 0,
-        ioprio: 0,
-        fd: 0,
-        off: 0,
-        addr: 0,
-        len: 0,
-        op_flags: 0,
-        user_data: 0,
-        buf_index: 0,
-        personality: 0,
-        splice_fd_in: 0,
-        addr3: 0,
-        _pad: 0,
     }
 }
 
@@ -542,82 +512,92 @@ fn fail(gate: &Gate, msg: String) {
 
 // ---- waiting for native operations ----
 
+/// A followed ring's counters, read together under its lock.
+struct Counts {
+    /// Entries the kernel consumed, and entries queued for it.
+    sq_head: u32,
+    sq_tail: u32,
+    /// Completions posted, less the ones the pool posted (read after the
+    /// kernel's count, so the difference can only undercount).
+    native_done: u32,
+    nops: u32,
+}
+
+impl Ring {
+    /// None once the ring is no longer followed.
+    fn counts(&self) -> Option<Counts> {
+        let _l = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        let app = self.app.load(Acquire);
+        if app.is_null() {
+            return None;
+        }
+        // SAFETY: the ring stays set up while followed; unregister takes
+        // the lock we hold.
+        let (sq_head, sq_tail, cq_tail) = unsafe {
+            (
+                (*(*app).sq.khead).load(Acquire),
+                (*(*app).sq.ktail).load(Acquire),
+                (*(*app).cq.ktail).load(Acquire),
+            )
+        };
+        Some(Counts {
+            sq_head,
+            sq_tail,
+            native_done: cq_tail.wrapping_sub(self.posted.load(Acquire)),
+            nops: self.nops.load(Acquire),
+        })
+    }
+}
+
 /// Wait until no operation submitted natively (before capture started) is
 /// still in the kernel. Capture must be on: every submit now takes its
 /// entries out, so no native operation starts meanwhile.
 pub fn wait_native(timeout: Duration) -> Result<(), (i32, String)> {
     let began = Instant::now();
-    for r in &RINGS {
+    let pause = |what: &dyn Fn() -> String| {
+        if began.elapsed() > timeout {
+            return Err((libc::ETIMEDOUT, what()));
+        }
+        std::thread::sleep(Duration::from_micros(100));
+        Ok(())
+    };
+    'rings: for r in &RINGS {
+        let uncounted = r.uncounted.load(Relaxed);
+        if uncounted != 0 && !r.app.load(Acquire).is_null() {
+            return Err((
+                libc::EOPNOTSUPP,
+                format!(
+                    "the io_uring ring on descriptor {} ran operation {} (or skipped a completion), whose completions cannot be counted, so writes still in flight cannot be waited for",
+                    r.fd.load(Relaxed),
+                    uncounted - 1
+                ),
+            ));
+        }
+        // Entries a failed submit left for the next one may be our NOPs or
+        // not: count once the kernel has consumed everything.
         let consumed = loop {
-            let _l = r.lock.lock().unwrap_or_else(|e| e.into_inner());
-            let app = r.app.load(Acquire);
-            if app.is_null() {
-                break None;
+            let Some(c) = r.counts() else { continue 'rings };
+            if c.sq_head == c.sq_tail {
+                break c.sq_head.wrapping_sub(c.nops);
             }
-            let uncounted = r.uncounted.load(Relaxed);
-            if uncounted != 0 {
-                return Err((
-                    libc::EOPNOTSUPP,
-                    format!(
-                        "the io_uring ring on descriptor {} ran operation {} (or skipped a completion), whose completions cannot be counted, so writes still in flight cannot be waited for",
-                        r.fd.load(Relaxed),
-                        uncounted - 1
-                    ),
-                ));
-            }
-            // SAFETY: the ring stays set up while followed; unregister
-            // takes the lock we hold.
-            let (head, tail) = unsafe {
-                (
-                    (*(*app).sq.khead).load(Acquire),
-                    (*(*app).sq.ktail).load(Acquire),
+            pause(&|| {
+                format!(
+                    "the io_uring ring on descriptor {} kept entries unsubmitted for {timeout:?}",
+                    r.fd.load(Relaxed)
                 )
-            };
-            // Entries a failed submit left for the next one may be our NOPs
-            // or not: count once the kernel has consumed everything.
-            if head == tail {
-                break Some(head.wrapping_sub(r.nops.load(Acquire)));
-            }
-            drop(_l);
-            if began.elapsed() > timeout {
-                return Err((
-                    libc::ETIMEDOUT,
-                    format!(
-                        "the io_uring ring on descriptor {} kept entries unsubmitted for {timeout:?}",
-                        r.fd.load(Relaxed)
-                    ),
-                ));
-            }
-            std::thread::sleep(Duration::from_micros(100));
+            })?;
         };
-        let Some(consumed) = consumed else { continue };
-        loop {
-            let done = {
-                let _l = r.lock.lock().unwrap_or_else(|e| e.into_inner());
-                let app = r.app.load(Acquire);
-                if app.is_null() {
-                    break;
-                }
-                // Completions before our count of posted ones: the
-                // difference can only undercount.
-                // SAFETY: as above.
-                let posted_total = unsafe { (*(*app).cq.ktail).load(Acquire) };
-                posted_total.wrapping_sub(r.posted.load(Acquire))
-            };
-            if done.wrapping_sub(consumed) as i32 >= 0 {
+        while let Some(c) = r.counts() {
+            if c.native_done.wrapping_sub(consumed) as i32 >= 0 {
                 break;
             }
-            if began.elapsed() > timeout {
-                return Err((
-                    libc::ETIMEDOUT,
-                    format!(
-                        "{} io_uring operation(s) submitted before the backup on descriptor {} did not complete within {timeout:?}",
-                        consumed.wrapping_sub(done),
-                        r.fd.load(Relaxed)
-                    ),
-                ));
-            }
-            std::thread::sleep(Duration::from_micros(100));
+            pause(&|| {
+                format!(
+                    "{} io_uring operation(s) submitted before the backup on descriptor {} did not complete within {timeout:?}",
+                    consumed.wrapping_sub(c.native_done),
+                    r.fd.load(Relaxed)
+                )
+            })?;
         }
     }
     Ok(())
@@ -774,13 +754,12 @@ unsafe fn run(op: &Op) -> i32 {
 /// completion queue is retried: the application is reaping.
 fn post(ring: &mut io_uring::IoUring, op: &Op, res: i32) {
     let _lib = LibraryScope::enter();
-    let msg = io_uring::opcode::MsgRingData::new(
-        io_uring::types::Fd(op.ring_fd),
-        res,
-        op.user_data,
-        None,
-    )
-    .build();
+    // The application's ring stays set up until this completion is posted:
+    // `unregister` waits for it.
+    let ring_fd = op.ring.fd.load(Relaxed);
+    let msg =
+        io_uring::opcode::MsgRingData::new(io_uring::types::Fd(ring_fd), res, op.user_data, None)
+            .build();
     let began = Instant::now();
     loop {
         // SAFETY: a MSG_RING entry carries no pointer.
@@ -801,14 +780,10 @@ fn post(ring: &mut io_uring::IoUring, op: &Op, res: i32) {
             libc::EAGAIN | libc::EOVERFLOW | libc::EBUSY | libc::EINTR
         );
         if !transient || began.elapsed() > Duration::from_secs(60) {
-            let _ = rustix::io::write(
-                crate::sys::borrow(2),
-                format!(
-                    "libHotBackup: cannot post an io_uring completion to descriptor {}: error {}\n",
-                    op.ring_fd, -result
-                )
-                .as_bytes(),
-            );
+            crate::sys::say(&format!(
+                "cannot post an io_uring completion to descriptor {ring_fd}: error {}",
+                -result
+            ));
             return;
         }
         std::thread::sleep(Duration::from_micros(200));
