@@ -209,11 +209,12 @@ fn check_invisible_io(sources: &[PathBuf]) -> Result<(), Refusal> {
         for name in sys::list_dir(dir.as_fd()).unwrap_or_default() {
             let link = Path::new("/proc/self/fd").join(&name);
             if let Ok(target) = fs::readlinkat(fs::CWD, &link, Vec::new()) {
-                let followed = name
-                    .to_str()
-                    .and_then(|n| n.parse().ok())
-                    .is_some_and(crate::uring::is_followed);
-                if target.as_bytes() == b"anon_inode:[io_uring]" && !followed {
+                let followed = || {
+                    name.to_str()
+                        .and_then(|n| n.parse().ok())
+                        .is_some_and(crate::uring::is_followed)
+                };
+                if target.as_bytes() == b"anon_inode:[io_uring]" && !followed() {
                     return Err(Refusal(
                         libc::EOPNOTSUPP,
                         "this process uses an io_uring ring the library does not follow, whose writes cannot be captured; start it with libHotBackup.so.1 preloaded from the start, or switch io_uring off (for MariaDB: innodb_use_native_aio=0)".into(),
@@ -488,21 +489,27 @@ fn create_backup(
         ));
         let began = Instant::now();
         let ptr = session::install(Box::new(session));
-        if let Err(stuck) = gate::start_capture(START_TIMEOUT) {
-            // SAFETY: start_capture stopped capture again before returning.
-            let s = unsafe { session::uninstall(ptr) };
-            drop(s);
-            remove_created(&created);
-            return report(
-                libc::ETIMEDOUT,
-                &format!("capture could not start: a thread stayed inside a file operation (descriptor {}) for {:?}", stuck.what, stuck.waited),
-            );
-        }
-        if let Err((code, msg)) = crate::uring::wait_native(START_TIMEOUT) {
-            gate::stop_capture();
-            // SAFETY: capture stopped just above.
-            let s = unsafe { session::uninstall(ptr) };
-            drop(s);
+        // Capture on, then no call or io_uring write from before it still
+        // in flight: either failing leaves capture off.
+        let started = gate::start_capture(START_TIMEOUT)
+            .map_err(|stuck| {
+                (
+                    libc::ETIMEDOUT,
+                    format!(
+                        "a thread stayed inside a file operation (descriptor {}) for {:?}",
+                        stuck.what, stuck.waited
+                    ),
+                )
+            })
+            .and_then(|()| {
+                crate::uring::wait_native(START_TIMEOUT).map_err(|e| {
+                    gate::stop_capture();
+                    e
+                })
+            });
+        if let Err((code, msg)) = started {
+            // SAFETY: capture is off (see above).
+            drop(unsafe { session::uninstall(ptr) });
             remove_created(&created);
             return report(code, &format!("capture could not start: {msg}"));
         }
