@@ -590,8 +590,7 @@ fn env_flag(name: &'static core::ffi::CStr, value: &[u8]) -> bool {
 }
 
 fn refuse_native_aio(what: &str, why: &str) {
-    let msg = format!("libHotBackup: {what} refused so that every write can be captured for hot backups: {why} (set HOTBACKUP_NATIVE_AIO=1 to keep it and disable backups)\n");
-    let _ = rustix::io::write(sys::borrow(2), msg.as_bytes());
+    sys::say(&format!("{what} refused so that every write can be captured for hot backups: {why} (set HOTBACKUP_NATIVE_AIO=1 to keep it and disable backups)"));
 }
 
 /// Set a ring up and follow it, or refuse it (liburing's callers then fall

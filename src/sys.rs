@@ -81,6 +81,12 @@ pub fn dup_high(fd: &OwnFd) -> Result<OwnFd, Errno> {
     rustix::io::fcntl_dupfd_cloexec(fd, own_fd_base()).map(OwnFd::from_owned)
 }
 
+/// One line from the library on the process's stderr (a server's error
+/// log), for events no backup's caller hears of.
+pub fn say(msg: &str) {
+    let _ = rustix::io::write(borrow(2), format!("libHotBackup: {msg}\n").as_bytes());
+}
+
 /// Borrow a descriptor number the application gave us, for the duration of
 /// one call in which the application keeps it open.
 pub fn borrow(fd: libc::c_int) -> BorrowedFd<'static> {
