@@ -242,9 +242,10 @@ mod command_flags {
     pub const SET_OPTION: usize = 31;
 }
 
+/// SET's entry of `sql_command_flags`, while the plugin has added the flag.
 #[cfg(feature = "mariadb")]
-static SET_REPORTS_PROGRESS: std::sync::atomic::AtomicBool =
-    std::sync::atomic::AtomicBool::new(false);
+static SET_FLAGS_CHANGED: std::sync::atomic::AtomicPtr<std::sync::atomic::AtomicU32> =
+    std::sync::atomic::AtomicPtr::new(std::ptr::null_mut());
 
 /// MariaDB sends progress packets (the client's progress line) only for
 /// commands whose `sql_command_flags` entry has CF_REPORT_PROGRESS, read
@@ -277,7 +278,7 @@ pub fn report_progress_for_set() -> Result<(), String> {
     }
     if !has(SET_OPTION) {
         at(SET_OPTION).fetch_or(REPORT_PROGRESS, Relaxed);
-        SET_REPORTS_PROGRESS.store(true, Relaxed);
+        SET_FLAGS_CHANGED.store(flags.wrapping_add(SET_OPTION), Relaxed);
     }
     Ok(())
 }
@@ -285,13 +286,13 @@ pub fn report_progress_for_set() -> Result<(), String> {
 /// Undo `report_progress_for_set` when the plugin is uninstalled.
 #[cfg(feature = "mariadb")]
 pub fn stop_reporting_progress_for_set() {
-    use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
-    if SET_REPORTS_PROGRESS.swap(false, Relaxed) {
-        let flags = lookup("sql_command_flags").cast::<AtomicU32>();
-        if !flags.is_null() {
-            // SAFETY: as in report_progress_for_set, which found the array.
-            unsafe { &*flags.add(command_flags::SET_OPTION) }
-                .fetch_and(!command_flags::REPORT_PROGRESS, Relaxed);
-        }
+    let entry = SET_FLAGS_CHANGED.swap(std::ptr::null_mut(), std::sync::atomic::Ordering::Relaxed);
+    if !entry.is_null() {
+        // SAFETY: the entry report_progress_for_set changed, in the
+        // server's static array.
+        unsafe { &*entry }.fetch_and(
+            !command_flags::REPORT_PROGRESS,
+            std::sync::atomic::Ordering::Relaxed,
+        );
     }
 }
