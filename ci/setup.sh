@@ -22,7 +22,15 @@ done
 # Packaging tools from crates.io; --locked builds them with their own lock file.
 cargo_tool_install cargo-deb cargo-deb
 cargo_tool_install cargo-generate-rpm cargo-generate-rpm
+# Garage, the S3-compatible store tokubackup-repo's tests run a cluster of
+# (repo/tests/common/garage.rs): pinned, LMDB metadata only (no SQLite, K2V
+# or metrics: a shorter build).
+GARAGE_VERSION=2.5.0
+if ! grep -q "v$GARAGE_VERSION" <<<"$(garage --version 2>/dev/null)"; then
+    log "cargo install garage $GARAGE_VERSION"
+    cargo install garage --version "$GARAGE_VERSION" --locked --quiet --no-default-features --features bundled-libs,lmdb
+fi
 if ! grep -q '^nightly' <<<"$(rustup toolchain list)"; then
     log "NOTE: no nightly toolchain; ci/asan.sh will use stable with RUSTC_BOOTSTRAP=1"
 fi
-log "tools: $(cargo --version); $(cargo deb --version); $(cargo generate-rpm --version); $(lintian --version); $(rpm --version); $(valgrind --version)"
+log "tools: $(cargo --version); $(garage --version); $(cargo deb --version); $(cargo generate-rpm --version); $(lintian --version); $(rpm --version); $(valgrind --version)"

@@ -1,0 +1,2 @@
+pub mod garage;
+pub mod tree;
