@@ -335,7 +335,8 @@ fn garage_cluster() {
     }
     let base = scratch("garage");
     let mut failed = Vec::new();
-    let scenarios: Vec<(&str, Box<dyn Fn(&Path)>)> = vec![
+    type Scenario<'a> = (&'static str, Box<dyn Fn(&Path) + 'a>);
+    let scenarios: Vec<Scenario> = vec![
         ("round_trip", Box::new(|w| round_trip("s3://backups/rt", w))),
         ("wrong_key", Box::new(|w| wrong_key("s3://backups/rt", w))),
         (

@@ -229,11 +229,6 @@ impl Garage {
         self.start_node(i);
         self.wait_rpc();
     }
-
-    /// The object files of node `i` (for tests that change data behind the store's back).
-    pub fn data_dir(&self, i: usize) -> PathBuf {
-        self.nodes[i].config.with_file_name("data")
-    }
 }
 
 impl Drop for Garage {
