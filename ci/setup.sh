@@ -26,7 +26,8 @@ cargo_tool_install cargo-generate-rpm cargo-generate-rpm
 # (repo/tests/common/garage.rs): pinned, LMDB metadata only (no SQLite, K2V
 # or metrics: a shorter build).
 GARAGE_VERSION=2.5.0
-if ! grep -q "v$GARAGE_VERSION" <<<"$(garage --version 2>/dev/null)"; then
+# `garage --version` prints "garage cargo:2.5.0 [features: ...]".
+if ! grep -q "cargo:$GARAGE_VERSION " <<<"$(garage --version 2>/dev/null)"; then
     log "cargo install garage $GARAGE_VERSION"
     cargo install garage --version "$GARAGE_VERSION" --locked --quiet --no-default-features --features bundled-libs,lmdb
 fi

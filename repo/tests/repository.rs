@@ -277,7 +277,7 @@ fn expire_during_push(url: &str, work: &Path) {
     let (ready_tx, ready_rx) = mpsc::channel::<()>();
     let (go_tx, go_rx) = mpsc::channel::<()>();
     let (ready_tx, go_rx) = (Mutex::new(ready_tx), Mutex::new(go_rx));
-    let pushed = std::thread::scope(|s| {
+    let (during, pushed) = std::thread::scope(|s| {
         let h = s.spawn(|| {
             let p = at(3_000_000, || {
                 ready_tx.lock().unwrap().send(()).unwrap();
@@ -286,17 +286,19 @@ fn expire_during_push(url: &str, work: &Path) {
             open(url).push(&c, &p).unwrap()
         });
         ready_rx.recv().unwrap();
-        let r = open(url)
-            .expire(&Policy {
-                keep_last: 1,
-                ..Default::default()
-            })
-            .unwrap();
-        assert_eq!(r.removed.len(), 1, "{r:?}");
-        assert!(r.chunks_deferred, "expire must see the running push: {r:?}");
+        let r = open(url).expire(&Policy {
+            keep_last: 1,
+            ..Default::default()
+        });
+        // Let the push go on before any assertion can fail.
         go_tx.send(()).unwrap();
-        h.join().unwrap()
+        (r.unwrap(), h.join().unwrap())
     });
+    assert_eq!(during.removed.len(), 1, "{during:?}");
+    assert!(
+        during.chunks_deferred,
+        "expire must see the running push: {during:?}"
+    );
     assert!(repo.list().unwrap().iter().all(|s| s.id != old));
     // With no push running, expire deletes what no kept backup needs.
     let r = repo

@@ -4,6 +4,7 @@
 //! from ci/setup.sh (pinned version); GARAGE_BIN overrides it.
 
 use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
@@ -119,21 +120,29 @@ impl Garage {
     fn start_node(&self, i: usize) {
         let n = &self.nodes[i];
         let log = std::fs::File::create(n.config.with_file_name("garage.log")).unwrap();
-        let child = Command::new(garage_bin())
-            .arg("-c")
+        let mut cmd = Command::new(garage_bin());
+        cmd.arg("-c")
             .arg(&n.config)
             .arg("server")
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot start {} (install it with ci/setup.sh): {e}",
-                    garage_bin().display()
-                )
+            .stderr(log);
+        // SAFETY: prctl is async-signal-safe; it only asks for SIGKILL when
+        // the spawning thread (the test's) exits, so no node outlives a
+        // killed or crashed test run.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
             });
+        }
+        let child = cmd.spawn().unwrap_or_else(|e| {
+            panic!(
+                "cannot start {} (install it with ci/setup.sh): {e}",
+                garage_bin().display()
+            )
+        });
         *n.child.lock().unwrap() = Some(child);
     }
 
