@@ -183,8 +183,9 @@ pub fn session_settings(thd: Thd) -> SessionSettings {
             None => u64::MAX,
         }
     };
+    let exclude = pending_exclude(thd).unwrap_or_else(|| session_str(thd, &EXCLUDE));
     SessionSettings {
-        exclude: session_str(thd, &EXCLUDE).filter(|s| !s.is_empty()),
+        exclude: exclude.filter(|s| !s.is_empty()),
         throttle,
     }
 }
@@ -217,10 +218,43 @@ pub fn set_last_error(thd: Thd, errno: i32, message: &str) {
     }
 }
 
+/// tokudb_backup_exclude as checked earlier in the statement that runs on
+/// this thread. The server runs every check of a SET before any update, so
+/// in `SET tokudb_backup_exclude='x', tokudb_backup_dir='/b'` the backup
+/// (run by the check of dir) must take 'x' from here: the session variable
+/// gets it only after the backup.
+struct PendingExclude {
+    thd: usize,
+    query_id: u64,
+    value: Option<String>,
+}
+
 thread_local! {
-    /// The checked string handed to the server's update of the same
-    /// statement (on this thread, right after check returns).
-    static SAVED: RefCell<CString> = RefCell::new(CString::default());
+    static PENDING_EXCLUDE: RefCell<Option<PendingExclude>> = const { RefCell::new(None) };
+}
+
+fn set_pending_exclude(thd: Thd, value: Option<String>) {
+    let Some(query_id) = server::get().query_id(thd) else {
+        return;
+    };
+    PENDING_EXCLUDE.with(|p| {
+        *p.borrow_mut() = Some(PendingExclude {
+            thd: thd as usize,
+            query_id,
+            value,
+        })
+    });
+}
+
+/// The exclude checked by the statement `thd` runs now, if it set one.
+fn pending_exclude(thd: Thd) -> Option<Option<String>> {
+    let query_id = server::get().query_id(thd)?;
+    PENDING_EXCLUDE.with(|p| {
+        p.borrow()
+            .as_ref()
+            .filter(|p| p.thd == thd as usize && p.query_id == query_id)
+            .map(|p| p.value.clone())
+    })
 }
 
 /// Reads a SET value as a string.
@@ -242,20 +276,26 @@ unsafe fn value_string(value: *mut MysqlValue) -> Option<String> {
     }
 }
 
-/// Stores `s` where the server's update reads the checked value.
+/// Stores `s` where the server's update reads the checked value: a copy in
+/// the statement's memory, which lives until the statement ends, whatever
+/// else it sets (every check runs before any update). Err when the server
+/// cannot allocate it.
 ///
 /// # Safety
 /// `save` is the check function's save area (room for a pointer).
-unsafe fn save_string(save: *mut c_void, s: Option<&str>) {
+unsafe fn save_string(thd: Thd, save: *mut c_void, s: Option<&str>) -> Result<(), &'static str> {
     let ptr = match s {
-        Some(s) => SAVED.with(|cell| {
-            *cell.borrow_mut() = CString::new(s.replace('\0', " ")).unwrap_or_default();
-            cell.borrow().as_ptr()
-        }),
+        Some(s) => {
+            let c = CString::new(s.replace('\0', " ")).unwrap_or_default();
+            server::get()
+                .statement_copy(thd, &c)
+                .ok_or("the server cannot allocate the new value (thd_strmake)")?
+        }
         None => std::ptr::null(),
     };
     // SAFETY: guaranteed by the caller.
     unsafe { *(save as *mut *const c_char) = ptr };
+    Ok(())
 }
 
 unsafe extern "C" fn check_backup_dir(
@@ -267,12 +307,15 @@ unsafe extern "C" fn check_backup_dir(
     let r = std::panic::catch_unwind(|| {
         // SAFETY: value comes from the server for this statement.
         let dest = unsafe { value_string(value) };
+        // SAFETY: save is this check's save area.
+        if let Err(why) = unsafe { save_string(thd, save, dest.as_deref()) } {
+            server::log_line("ERROR", why);
+            set_last_error(thd, libc::ENOMEM, why);
+            server::get().warn(thd, why);
+            return 1;
+        }
         match backup::run(thd, dest.as_deref()) {
-            Ok(()) => {
-                // SAFETY: save is this check's save area.
-                unsafe { save_string(save, dest.as_deref()) };
-                0
-            }
+            Ok(()) => 0,
             Err(()) => 1,
         }
     });
@@ -304,7 +347,11 @@ unsafe extern "C" fn check_exclude(
             }
         }
         // SAFETY: save is this check's save area.
-        unsafe { save_string(save, pattern.as_deref()) };
+        if let Err(why) = unsafe { save_string(thd, save, pattern.as_deref()) } {
+            server::get().warn(thd, &format!("tokudb_backup_exclude: {why}"));
+            return 1;
+        }
+        set_pending_exclude(thd, pattern);
         0
     });
     r.unwrap_or(1)

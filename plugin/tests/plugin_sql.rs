@@ -296,6 +296,36 @@ fn exclude_leaves_matching_files_out() {
     std::fs::remove_dir_all(&base).unwrap();
 }
 
+/// One SET of several variables: the server runs every check before any
+/// update, so each checked value must live until its own update, and the
+/// backup (run by the check of dir) takes the exclude set before it.
+#[test]
+fn exclude_and_dir_in_one_set() {
+    let s = server();
+    let _turn = backup_turn();
+    let base = scratch("one-set");
+    let dest = base.join("bk");
+    let pattern = "abcdefgh_exclude_pattern|/excl_db/";
+    let (out, err) = s.session(
+        "root",
+        &format!(
+            "SET SESSION tokudb_backup_exclude='{pattern}', tokudb_backup_dir='{}';\n\
+             SELECT 'VARS', @@tokudb_backup_exclude, @@tokudb_backup_dir, @@tokudb_backup_last_error;\n",
+            dest.display()
+        ),
+    );
+    assert!(!err.contains("ERROR"), "{err}");
+    assert!(
+        out.contains(&format!("VARS\t{pattern}\t{}\t0", dest.display())),
+        "{out}"
+    );
+    assert_eq!(read_manifest(&dest)["exclude"], pattern);
+    let data = dest.join("mysql_data_dir");
+    assert!(data.join("bank/accounts.ibd").is_file());
+    assert!(!data.join("excl_db/t.ibd").exists());
+    std::fs::remove_dir_all(&base).unwrap();
+}
+
 /// The client's progress line: SET tokudb_backup_dir sends progress reports
 /// to a client that asks for them (the mariadb client shows "Stage: 1 of 1
 /// 'tokudb backup about N% done ...'"), as ALTER TABLE does; other SET
