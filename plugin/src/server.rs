@@ -208,6 +208,19 @@ impl Server {
     }
 }
 
+/// Reads a `char name[]` data symbol of the server.
+pub fn char_array(name: &str) -> Option<String> {
+    let p = lookup(name) as *const c_char;
+    // SAFETY: the symbol is a NUL-terminated char array of the server.
+    unsafe { c_to_string(p) }.filter(|s| !s.is_empty())
+}
+
+/// The running server's version string (`server_version`, e.g.
+/// "10.11.19-MariaDB-0+deb12u1-log"); set before any plugin loads.
+pub fn version() -> Option<String> {
+    char_array("server_version")
+}
+
 /// Writes one line to the server's error log (mariadbd's stderr is the log).
 pub fn log_line(level: &str, msg: &str) {
     let mut line = format!("{} 0 [{level}] tokudb_backup: ", local_timestamp());
