@@ -34,7 +34,7 @@ pub struct Progress {
     next_sample: usize,
 }
 
-pub static PROGRESS: Mutex<Progress> = Mutex::new(Progress {
+const IDLE: Progress = Progress {
     state: "idle",
     started: None,
     last_elapsed: 0.0,
@@ -44,7 +44,9 @@ pub static PROGRESS: Mutex<Progress> = Mutex::new(Progress {
     last_result: String::new(),
     samples: [None; SAMPLES],
     next_sample: 0,
-});
+};
+
+pub static PROGRESS: Mutex<Progress> = Mutex::new(IDLE);
 
 pub fn with<R>(f: impl FnOnce(&mut Progress) -> R) -> R {
     // A panic while holding the lock cannot leave the record inconsistent in a
@@ -203,25 +205,11 @@ pub static STATUS_VARS: crate::abi::ServerShared<[ShowVar; 8]> = crate::abi::Ser
 mod tests {
     use super::*;
 
-    fn progress() -> Progress {
-        Progress {
-            state: "copying",
-            started: None,
-            last_elapsed: 0.0,
-            bytes_total: 0,
-            bytes_copied: 0,
-            destination: String::new(),
-            last_result: String::new(),
-            samples: [None; SAMPLES],
-            next_sample: 0,
-        }
-    }
-
     /// Samples at chosen instants: 10 MB/s for 5 s, then 1 MB/s.
     #[test]
     fn rate_follows_the_last_seconds_not_the_average() {
         let t0 = Instant::now();
-        let mut p = progress();
+        let mut p = IDLE;
         p.started = Some(t0);
         let at = |ms: u64| t0 + Duration::from_millis(ms);
         let mut bytes = 0;
@@ -239,7 +227,7 @@ mod tests {
         let rate = p.rate_at(at(10_000));
         assert!((900_000..=1_100_000).contains(&rate), "rate {rate}");
         // In the first window: the average since the start.
-        let mut q = progress();
+        let mut q = IDLE;
         q.started = Some(t0);
         q.bytes_copied = 3_000_000;
         assert_eq!(q.rate_at(at(1_000)), 3_000_000);
