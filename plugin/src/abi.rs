@@ -34,9 +34,9 @@ pub const SHOW_UNDEF: c_int = 0;
 #[repr(transparent)]
 pub struct ServerShared<T>(UnsafeCell<T>);
 
-// SAFETY: the server mutates these only while loading the plugin (single
-// threaded, before any of our code reads them); afterwards they are read-only
-// for both sides.
+// SAFETY: the server (and the plugin's constructor, see lib.rs) mutates
+// these only while loading the plugin (single threaded, before any of our
+// code reads them); afterwards they are read-only for both sides.
 unsafe impl<T> Sync for ServerShared<T> {}
 
 impl<T> ServerShared<T> {
