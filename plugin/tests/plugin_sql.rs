@@ -326,6 +326,50 @@ fn exclude_and_dir_in_one_set() {
     std::fs::remove_dir_all(&base).unwrap();
 }
 
+/// A throttle set in the same SET, before the directory, applies to that
+/// backup.
+#[test]
+fn throttle_and_dir_in_one_set() {
+    let s = server();
+    let _turn = backup_turn();
+    let base = scratch("one-set-throttle");
+    let dest = base.join("bk");
+    let throttle = 2_000_000u64;
+    // Unsigned: a negative value is 0, as the server's own check makes it
+    // (0 pauses a running backup: this test holds the turn).
+    assert_eq!(
+        s.sql("SET tokudb_backup_throttle=-5; SELECT @@tokudb_backup_throttle"),
+        "0"
+    );
+    let child = s.spawn_session(
+        "root",
+        &format!(
+            "SET tokudb_backup_throttle={throttle}, tokudb_backup_dir='{}';\n\
+             SELECT 'RESULT', @@tokudb_backup_last_error, @@tokudb_backup_throttle;\n",
+            dest.display()
+        ),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while s.status("Tokudb_backup_state") != "copying" {
+        assert!(Instant::now() < deadline, "the backup did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let total: u64 = s.status("Tokudb_backup_bytes_total").parse().unwrap();
+    let copied: u64 = s.status("Tokudb_backup_bytes_copied").parse().unwrap();
+    assert_eq!(s.status("Tokudb_backup_state"), "copying");
+    assert!(
+        copied < total / 2,
+        "copied {copied} of {total} in 2 s at {throttle} B/s"
+    );
+    s.sql("SET tokudb_backup_throttle=18446744073709551615");
+    let (res, errno, msg) = finish_backup(child);
+    res.unwrap_or_else(|e| panic!("{e} {msg}"));
+    assert_eq!((errno, msg.as_str()), (0, throttle.to_string().as_str()));
+    assert!(dest.join("BACKUP-COMPLETE").is_file());
+    std::fs::remove_dir_all(&base).unwrap();
+}
+
 /// The client's progress line: SET tokudb_backup_dir sends progress reports
 /// to a client that asks for them (the mariadb client shows "Stage: 1 of 1
 /// 'tokudb backup about N% done ...'"), as ALTER TABLE does; other SET
