@@ -4,7 +4,8 @@
 //! directories while mirroring every change to the parts already copied, so
 //! the destination ends as an exact snapshot of one instant.
 //!
-//! Module map: `gate` (the idle path), `hooks` (interposed symbols), `real`
+//! Module map: `gate` (the idle path), `hooks` (interposed symbols),
+//! `boundary` (the panic boundary of every exported function), `real`
 //! (the libc functions behind them), `capture` (what a hook does during a
 //! backup), `staging` (copies of the bytes being written), `session` (a running backup), `fd_table`, `source_file` (and its
 //! range locks), `namespace` (names and paths), `copier`, `throttle`, `uring` (io_uring rings), `api`
@@ -16,6 +17,7 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 
 mod api;
+mod boundary;
 mod capture;
 mod copier;
 mod fd_table;

@@ -192,6 +192,11 @@ fn fault_destination_removed() {
     scenario("faults", "dest_removed", 120);
 }
 
+#[test]
+fn fault_panic_in_hook() {
+    scenario("faults", "panic_in_hook", 60);
+}
+
 // ---- 5. exports ----
 
 #[test]
