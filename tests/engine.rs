@@ -415,6 +415,11 @@ fn skipped_completion_refuses_backup() {
 }
 
 #[test]
+fn bad_arguments_through_a_ring() {
+    uring_scenario("bad_arguments_through_a_ring");
+}
+
+#[test]
 fn rings_torn_down_are_forgotten() {
     uring_scenario("rings_torn_down_are_forgotten");
 }

@@ -3,7 +3,7 @@
  * calls set the same errno (idle and during a backup), and successful calls
  * leave errno alone. Bad arguments included: invalid buffers and iovec
  * arrays (EFAULT, never a crash), negative offsets and offsets past the
- * largest file (EINVAL, EFBIG), a buffer whose second page is unmapped (a
+ * largest file (EINVAL, EFBIG), a buffer whose second page is unreadable (a
  * short write, mirrored as written). Three phases: idle, a backup whose
  * copier is paused, and a backup whose files are all copied (the calls run
  * in before_stop_capture, so every change is mirrored). Prints one line per
@@ -77,18 +77,18 @@ static void bad_arguments(const char *phase, int fd, const char *path, int other
     loff_t neg = -4096;
     TRY(phase, copy_file_range(other, NULL, fd, &neg, 16, 0), EINVAL);
     TRY(phase, sendfile(fd, other, BAD_PTR, 16), EFAULT);
-    /* A buffer whose second page is unmapped: the kernel writes the first
+    /* A buffer whose second page is unreadable: the kernel writes the first
      * page and returns its length; the backup must hold exactly that. */
     long page = sysconf(_SC_PAGESIZE);
     char *two = mmap(NULL, 2 * (size_t)page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
                      -1, 0);
     SYS(two == MAP_FAILED ? -1 : 0);
     memset(two, phase[0], (size_t)page);
-    SYS(munmap(two + page, (size_t)page));
+    SYS(mprotect(two + page, (size_t)page, PROT_NONE)); /* reserved, unreadable */
     TRY_RET(phase, pwrite(fd, two, 2 * (size_t)page, 3 * page), page, 0);
     struct iovec half[2] = {{two, (size_t)page}, {BAD_PTR, 100}};
     TRY_RET(phase, pwritev(fd, half, 2, 5 * page), page, 0);
-    SYS(munmap(two, (size_t)page));
+    SYS(munmap(two, 2 * (size_t)page));
 }
 
 static void calls(const char *phase, const char *src) {
