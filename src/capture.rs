@@ -439,7 +439,8 @@ pub fn truncate_path(
             .filter(|st| st.st_mode & libc::S_IFMT == libc::S_IFREG)
             .map(|st| s.file(st.st_dev, st.st_ino))
     };
-    let found = sys::c_path(path).and_then(file_at).filter(|_| !s.failed());
+    let path = crate::staging::read_app_path(path);
+    let found = path.as_deref().and_then(file_at).filter(|_| !s.failed());
     let (r, errno) = match found {
         Some(Some(file)) if file.in_backup() => {
             let r = resize_locked(
@@ -457,7 +458,7 @@ pub fn truncate_path(
         Some(None) => {
             let (r, errno) = real_call(real);
             if r == 0 && s.generation() != generation {
-                if let Some(Some(file)) = sys::c_path(path).and_then(file_at) {
+                if let Some(Some(file)) = path.as_deref().and_then(file_at) {
                     guarded(s, || late_resize_file(s, &file, true));
                 }
             }
@@ -533,7 +534,11 @@ pub fn open(
     };
     let creates = flags & libc::O_CREAT != 0 && flags & libc::O_TMPFILE != libc::O_TMPFILE;
     let truncates = flags & libc::O_TRUNC != 0 && flags & libc::O_ACCMODE != libc::O_RDONLY;
-    let Some(p) = sys::c_path(path).filter(|_| (creates || truncates) && !s.failed()) else {
+    // The path is copied, not read: the real call has not validated it.
+    let path = ((creates || truncates) && !s.failed())
+        .then(|| crate::staging::read_app_path(path))
+        .flatten();
+    let Some(p) = path.as_deref() else {
         let (fd, errno) = real_call(real);
         forget_fd(s, fd);
         drop(capture);

@@ -468,8 +468,10 @@ creat_hook!(creat64);
 
 // ---- names ----
 
-fn path_or_empty<'a>(p: *const c_char) -> &'a std::path::Path {
-    sys::c_path(p).unwrap_or(std::path::Path::new(""))
+/// The application's path, copied (the real call has not validated the
+/// pointer); empty if it cannot be read, and the real call then fails.
+fn path_or_empty(p: *const c_char) -> std::path::PathBuf {
+    crate::staging::read_app_path(p).unwrap_or_default()
 }
 
 macro_rules! name_hook {
@@ -496,29 +498,29 @@ macro_rules! name_hook {
 const CWD: c_int = libc::AT_FDCWD;
 
 name_hook!(fn rename(old: *const c_char, new: *const c_char) =>
-    NameOp::Rename { olddir: CWD, old: path_or_empty(old), newdir: CWD, new: path_or_empty(new), flags: 0 });
+    NameOp::Rename { olddir: CWD, old: &path_or_empty(old), newdir: CWD, new: &path_or_empty(new), flags: 0 });
 name_hook!(fn renameat(olddir: c_int, old: *const c_char, newdir: c_int, new: *const c_char) =>
-    NameOp::Rename { olddir, old: path_or_empty(old), newdir, new: path_or_empty(new), flags: 0 });
+    NameOp::Rename { olddir, old: &path_or_empty(old), newdir, new: &path_or_empty(new), flags: 0 });
 name_hook!(fn renameat2(olddir: c_int, old: *const c_char, newdir: c_int, new: *const c_char, flags: c_uint) =>
-    NameOp::Rename { olddir, old: path_or_empty(old), newdir, new: path_or_empty(new), flags });
+    NameOp::Rename { olddir, old: &path_or_empty(old), newdir, new: &path_or_empty(new), flags });
 name_hook!(fn unlink(path: *const c_char) =>
-    NameOp::Unlink { dirfd: CWD, path: path_or_empty(path), dir: false });
+    NameOp::Unlink { dirfd: CWD, path: &path_or_empty(path), dir: false });
 name_hook!(fn unlinkat(dirfd: c_int, path: *const c_char, flags: c_int) =>
-    NameOp::Unlink { dirfd, path: path_or_empty(path), dir: flags & libc::AT_REMOVEDIR != 0 });
+    NameOp::Unlink { dirfd, path: &path_or_empty(path), dir: flags & libc::AT_REMOVEDIR != 0 });
 name_hook!(fn rmdir(path: *const c_char) =>
-    NameOp::Unlink { dirfd: CWD, path: path_or_empty(path), dir: true });
+    NameOp::Unlink { dirfd: CWD, path: &path_or_empty(path), dir: true });
 name_hook!(fn mkdir(path: *const c_char, mode: mode_t) =>
-    { let _ = mode; NameOp::Mkdir { dirfd: CWD, path: path_or_empty(path) } });
+    { let _ = mode; NameOp::Mkdir { dirfd: CWD, path: &path_or_empty(path) } });
 name_hook!(fn mkdirat(dirfd: c_int, path: *const c_char, mode: mode_t) =>
-    { let _ = mode; NameOp::Mkdir { dirfd, path: path_or_empty(path) } });
+    { let _ = mode; NameOp::Mkdir { dirfd, path: &path_or_empty(path) } });
 name_hook!(fn link(old: *const c_char, new: *const c_char) =>
-    NameOp::Link { olddir: CWD, old: path_or_empty(old), newdir: CWD, new: path_or_empty(new), flags: 0 });
+    NameOp::Link { olddir: CWD, old: &path_or_empty(old), newdir: CWD, new: &path_or_empty(new), flags: 0 });
 name_hook!(fn linkat(olddir: c_int, old: *const c_char, newdir: c_int, new: *const c_char, flags: c_int) =>
-    NameOp::Link { olddir, old: path_or_empty(old), newdir, new: path_or_empty(new), flags });
+    NameOp::Link { olddir, old: &path_or_empty(old), newdir, new: &path_or_empty(new), flags });
 name_hook!(fn symlink(target: *const c_char, path: *const c_char) =>
-    NameOp::Symlink { target: path_or_empty(target), dirfd: CWD, path: path_or_empty(path) });
+    NameOp::Symlink { target: &path_or_empty(target), dirfd: CWD, path: &path_or_empty(path) });
 name_hook!(fn symlinkat(target: *const c_char, dirfd: c_int, path: *const c_char) =>
-    NameOp::Symlink { target: path_or_empty(target), dirfd, path: path_or_empty(path) });
+    NameOp::Symlink { target: &path_or_empty(target), dirfd, path: &path_or_empty(path) });
 
 // ---- descriptors ----
 

@@ -164,6 +164,36 @@ pub fn read_app_value(p: *const i64) -> Option<i64> {
     unsafe { read_app(p, &mut v) }.then_some(v[0])
 }
 
+/// A NUL-terminated path from the application's memory, copied without
+/// trusting the pointer: None if it is null, cannot be read, or has no NUL
+/// within PATH_MAX bytes (the real call then fails: EFAULT, ENAMETOOLONG).
+pub fn read_app_path(p: *const libc::c_char) -> Option<std::path::PathBuf> {
+    use std::os::unix::ffi::OsStringExt;
+    const PAGE: usize = 4096;
+    const PATH_MAX: usize = libc::PATH_MAX as usize;
+    if p.is_null() {
+        return None;
+    }
+    let mut out: Vec<u8> = Vec::new();
+    while out.len() < PATH_MAX {
+        // Never past the end of a page: the next one may be unmapped even
+        // where the string ends before it.
+        let at = (p as usize).wrapping_add(out.len());
+        let n = (PAGE - at % PAGE).min(PATH_MAX - out.len());
+        let start = out.len();
+        out.resize(start + n, 0);
+        // SAFETY: any bit pattern is a u8.
+        if !unsafe { read_app(at as *const u8, &mut out[start..]) } {
+            return None;
+        }
+        if let Some(nul) = out[start..].iter().position(|&b| b == 0) {
+            out.truncate(start + nul);
+            return Some(std::ffi::OsString::from_vec(out).into());
+        }
+    }
+    None
+}
+
 /// The application's iovec array, copied: Err(EINVAL) for a count the
 /// kernel refuses, Err(EFAULT) for an array it cannot read, as the real call
 /// would fail.
@@ -377,6 +407,13 @@ mod tests {
         assert_eq!(read_iovecs(iov.as_ptr(), 1025).err(), Some(libc::EINVAL));
         assert_eq!(read_iovecs(iov.as_ptr(), 2).map(|v| v.len()), Ok(2));
         assert_eq!(read_app_value(16 as *const i64), None);
+        assert_eq!(read_app_path(16 as *const libc::c_char), None);
+        assert_eq!(
+            read_app_path(c"/a/b".as_ptr()),
+            Some(std::path::PathBuf::from("/a/b"))
+        );
+        let long = vec![b'x'; 5000];
+        assert_eq!(read_app_path(long.as_ptr().cast()), None);
         assert_eq!(read_app_value(&-5i64), Some(-5));
     }
 

@@ -77,6 +77,17 @@ static void bad_arguments(const char *phase, int fd, const char *path, int other
     loff_t neg = -4096;
     TRY(phase, copy_file_range(other, NULL, fd, &neg, 16, 0), EINVAL);
     TRY(phase, sendfile(fd, other, BAD_PTR, 16), EFAULT);
+    /* Paths the kernel cannot read. */
+    TRY(phase, open(BAD_PTR, O_CREAT | O_WRONLY, 0644), EFAULT);
+    TRY(phase, open(BAD_PTR, O_WRONLY | O_TRUNC), EFAULT);
+    TRY(phase, creat(BAD_PTR, 0644), EFAULT);
+    TRY(phase, truncate(BAD_PTR, 10), EFAULT);
+    TRY(phase, rename(BAD_PTR, path), EFAULT);
+    TRY(phase, rename(path, BAD_PTR), EFAULT);
+    TRY(phase, unlink(BAD_PTR), EFAULT);
+    TRY(phase, mkdir(BAD_PTR, 0755), EFAULT);
+    TRY(phase, link(path, BAD_PTR), EFAULT);
+    TRY(phase, symlink(BAD_PTR, path), EFAULT);
     /* A buffer whose second page is unreadable: the kernel writes the first
      * page and returns its length; the backup must hold exactly that. */
     long page = sysconf(_SC_PAGESIZE);
