@@ -83,7 +83,7 @@ fn caught<R: Copy>(
     fallback: impl FnOnce() -> R,
 ) -> R {
     // A payload's destructor is arbitrary code that could panic again.
-    std::mem::forget(payload);
+    quietly(|| drop(payload));
     let made = made.0.get();
     let saved = sys::errno();
     quietly(|| fail_backup(name, made.is_some()));
@@ -99,7 +99,8 @@ fn caught<R: Copy>(
     }
 }
 
-/// Run `f`, swallowing a panic in it (the boundary's own work after one).
+/// Run `f`, swallowing a panic in it (the boundary's own work after one);
+/// the payload of such a second panic is leaked, not dropped.
 fn quietly(f: impl FnOnce()) {
     if let Err(payload) = catch_unwind(AssertUnwindSafe(f)) {
         std::mem::forget(payload);
