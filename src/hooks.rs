@@ -25,15 +25,13 @@ use rustix::fd::AsFd;
 #[no_mangle]
 pub unsafe extern "C" fn write(fd: c_int, buf: *const c_void, n: size_t) -> ssize_t {
     // SAFETY: the application's call, with its buffer or a staged copy.
-    let real = |b: *const c_void| unsafe { real::write(fd, b, n) };
+    let real = move |b: *const c_void| unsafe { real::write(fd, b, n) };
     boundary!(
         "write",
-        |made| {
-            let gate = Gate::enter(fd);
-            if !gate.capturing() {
-                return real(buf);
-            }
-            capture::write_to(&gate, fd, At::Current, Bytes::Buf(buf.cast(), n), |b| {
+        gate: fd,
+        idle: real(buf),
+        |made, gate| {
+            capture::write_to(gate, fd, At::Current, Bytes::Buf(buf.cast(), n), |b| {
                 made.call(|| real(b.buf_or(buf))) as i64
             }) as ssize_t
         },
@@ -51,16 +49,14 @@ macro_rules! pwrite_hook {
             off: $off,
         ) -> ssize_t {
             // SAFETY: the application's call, with its buffer or a staged copy.
-            let real = |b: *const c_void| unsafe { real::$name(fd, b, n, off) };
+            let real = move |b: *const c_void| unsafe { real::$name(fd, b, n, off) };
             boundary!(
                 stringify!($name),
-                |made| {
-                    let gate = Gate::enter(fd);
-                    if !gate.capturing() {
-                        return real(buf);
-                    }
+                gate: fd,
+                idle: real(buf),
+                |made, gate| {
                     let at = At::Offset(off as u64);
-                    capture::write_to(&gate, fd, at, Bytes::Buf(buf.cast(), n), |b| {
+                    capture::write_to(gate, fd, at, Bytes::Buf(buf.cast(), n), |b| {
                         made.call(|| real(b.buf_or(buf))) as i64
                     }) as ssize_t
                 },
@@ -75,15 +71,13 @@ pwrite_hook!(pwrite64, off64_t);
 #[no_mangle]
 pub unsafe extern "C" fn writev(fd: c_int, iov: *const iovec, cnt: c_int) -> ssize_t {
     // SAFETY: the application's call, with its iovecs or staged ones.
-    let real = |v: *const iovec| unsafe { real::writev(fd, v, cnt) };
+    let real = move |v: *const iovec| unsafe { real::writev(fd, v, cnt) };
     boundary!(
         "writev",
-        |made| {
-            let gate = Gate::enter(fd);
-            if !gate.capturing() {
-                return real(iov);
-            }
-            capture::write_to(&gate, fd, At::Current, Bytes::Iov(iov, cnt), |b| {
+        gate: fd,
+        idle: real(iov),
+        |made, gate| {
+            capture::write_to(gate, fd, At::Current, Bytes::Iov(iov, cnt), |b| {
                 made.call(|| real(b.iov_or(iov))) as i64
             }) as ssize_t
         },
@@ -101,16 +95,14 @@ macro_rules! pwritev_hook {
             off: $off,
         ) -> ssize_t {
             // SAFETY: the application's call, with its iovecs or staged ones.
-            let real = |v: *const iovec| unsafe { real::$name(fd, v, cnt, off) };
+            let real = move |v: *const iovec| unsafe { real::$name(fd, v, cnt, off) };
             boundary!(
                 stringify!($name),
-                |made| {
-                    let gate = Gate::enter(fd);
-                    if !gate.capturing() {
-                        return real(iov);
-                    }
+                gate: fd,
+                idle: real(iov),
+                |made, gate| {
                     let at = At::Offset(off as u64);
-                    capture::write_to(&gate, fd, at, Bytes::Iov(iov, cnt), |b| {
+                    capture::write_to(gate, fd, at, Bytes::Iov(iov, cnt), |b| {
                         made.call(|| real(b.iov_or(iov))) as i64
                     }) as ssize_t
                 },
@@ -133,21 +125,19 @@ macro_rules! pwritev2_hook {
             flags: c_int,
         ) -> ssize_t {
             // SAFETY: the application's call, with its iovecs or staged ones.
-            let real = |v: *const iovec| unsafe { real::$name(fd, v, cnt, off, flags) };
+            let real = move |v: *const iovec| unsafe { real::$name(fd, v, cnt, off, flags) };
             boundary!(
                 stringify!($name),
-                |made| {
-                    let gate = Gate::enter(fd);
-                    if !gate.capturing() {
-                        return real(iov);
-                    }
+                gate: fd,
+                idle: real(iov),
+                |made, gate| {
                     // Offset -1 means the file offset; RWF_APPEND appends.
                     let at = if off == -1 || flags & libc::RWF_APPEND != 0 {
                         At::Current
                     } else {
                         At::Offset(off as u64)
                     };
-                    capture::write_to(&gate, fd, at, Bytes::Iov(iov, cnt), |b| {
+                    capture::write_to(gate, fd, at, Bytes::Iov(iov, cnt), |b| {
                         made.call(|| real(b.iov_or(iov))) as i64
                     }) as ssize_t
                 },
@@ -169,14 +159,12 @@ pub unsafe extern "C" fn copy_file_range(
     flags: c_uint,
 ) -> ssize_t {
     // SAFETY: forwarding the application's call with its own arguments.
-    let real = || unsafe { real::copy_file_range(fd_in, off_in, fd_out, off_out, len, flags) };
+    let real = move || unsafe { real::copy_file_range(fd_in, off_in, fd_out, off_out, len, flags) };
     boundary!(
         "copy_file_range",
-        |made| {
-            let gate = Gate::enter(fd_out);
-            if !gate.capturing() {
-                return real();
-            }
+        gate: fd_out,
+        idle: real(),
+        |made, gate| {
             let at = if off_out.is_null() {
                 At::Current
             } else {
@@ -188,7 +176,7 @@ pub unsafe extern "C" fn copy_file_range(
                     None => return made.call(real),
                 }
             };
-            capture::write_to(&gate, fd_out, at, Bytes::FromSource(len), |_| {
+            capture::write_to(gate, fd_out, at, Bytes::FromSource(len), |_| {
                 made.call(real) as i64
             }) as ssize_t
         },
@@ -206,16 +194,14 @@ macro_rules! sendfile_hook {
             count: size_t,
         ) -> ssize_t {
             // SAFETY: forwarding the application's call with its own arguments.
-            let real = || unsafe { real::$name(out_fd, in_fd, offset, count) };
+            let real = move || unsafe { real::$name(out_fd, in_fd, offset, count) };
             boundary!(
                 stringify!($name),
-                |made| {
-                    let gate = Gate::enter(out_fd);
-                    if !gate.capturing() {
-                        return real();
-                    }
+                gate: out_fd,
+                idle: real(),
+                |made, gate| {
                     let bytes = Bytes::FromSource(count);
-                    capture::write_to(&gate, out_fd, At::Current, bytes, |_| {
+                    capture::write_to(gate, out_fd, At::Current, bytes, |_| {
                         made.call(real) as i64
                     }) as ssize_t
                 },
@@ -234,16 +220,14 @@ macro_rules! ftruncate_hook {
         #[no_mangle]
         pub unsafe extern "C" fn $name(fd: c_int, len: $off) -> c_int {
             // SAFETY: forwarding the application's call with its own arguments.
-            let real = || unsafe { real::$name(fd, len) };
+            let real = move || unsafe { real::$name(fd, len) };
             boundary!(
                 stringify!($name),
-                |made| {
-                    let gate = Gate::enter(fd);
-                    if !gate.capturing() {
-                        return real();
-                    }
+                gate: fd,
+                idle: real(),
+                |made, gate| {
                     capture::resize_fd(
-                        &gate,
+                        gate,
                         fd,
                         || made.call(real),
                         |r| r == 0,
@@ -263,15 +247,13 @@ macro_rules! truncate_hook {
         #[no_mangle]
         pub unsafe extern "C" fn $name(path: *const c_char, len: $off) -> c_int {
             // SAFETY: forwarding the application's call with its own arguments.
-            let real = || unsafe { real::$name(path, len) };
+            let real = move || unsafe { real::$name(path, len) };
             boundary!(
                 stringify!($name),
-                |made| {
-                    let gate = Gate::enter(KIND_PATH);
-                    if !gate.capturing() {
-                        return real();
-                    }
-                    capture::truncate_path(&gate, path, len as i64, || made.call(real))
+                gate: KIND_PATH,
+                idle: real(),
+                |made, gate| {
+                    capture::truncate_path(gate, path, len as i64, || made.call(real))
                 },
                 real()
             )
@@ -286,16 +268,14 @@ macro_rules! fallocate_hook {
         #[no_mangle]
         pub unsafe extern "C" fn $name(fd: c_int, mode: c_int, off: $off, len: $off) -> c_int {
             // SAFETY: forwarding the application's call with its own arguments.
-            let real = || unsafe { real::$name(fd, mode, off, len) };
+            let real = move || unsafe { real::$name(fd, mode, off, len) };
             boundary!(
                 stringify!($name),
-                |made| {
-                    let gate = Gate::enter(fd);
-                    if !gate.capturing() {
-                        return real();
-                    }
+                gate: fd,
+                idle: real(),
+                |made, gate| {
                     capture::resize_fd(
-                        &gate,
+                        gate,
                         fd,
                         || made.call(real),
                         |r| r == 0,
@@ -315,17 +295,15 @@ macro_rules! posix_fallocate_hook {
         #[no_mangle]
         pub unsafe extern "C" fn $name(fd: c_int, off: $off, len: $off) -> c_int {
             // SAFETY: forwarding the application's call with its own arguments.
-            let real = || unsafe { real::$name(fd, off, len) };
+            let real = move || unsafe { real::$name(fd, off, len) };
             boundary!(
                 stringify!($name),
-                |made| {
-                    let gate = Gate::enter(fd);
-                    if !gate.capturing() {
-                        return real();
-                    }
+                gate: fd,
+                idle: real(),
+                |made, gate| {
                     // posix_fallocate returns the error number instead of -1/errno.
                     capture::resize_fd(
-                        &gate,
+                        gate,
                         fd,
                         || made.call(real),
                         |r| r == 0,
@@ -354,15 +332,13 @@ macro_rules! open_impl {
     ($impl_name:ident, $alias:literal, $real:ident) => {
         extern "C" fn $impl_name(path: *const c_char, flags: c_int, mode: c_uint) -> c_int {
             // SAFETY: forwarding the application's call with its own arguments.
-            let real = || unsafe { real::$real(path, flags, mode) };
+            let real = move || unsafe { real::$real(path, flags, mode) };
             boundary!(
                 stringify!($real),
-                |made| {
-                    let gate = Gate::enter(open_kind(flags));
-                    if !gate.capturing() {
-                        return real();
-                    }
-                    capture::open(&gate, libc::AT_FDCWD, path, flags, || made.call(real))
+                gate: open_kind(flags),
+                idle: real(),
+                |made, gate| {
+                    capture::open(gate, libc::AT_FDCWD, path, flags, || made.call(real))
                 },
                 real()
             )
@@ -377,15 +353,13 @@ macro_rules! openat_impl {
     ($impl_name:ident, $alias:literal, $real:ident) => {
         extern "C" fn $impl_name(dirfd: c_int, path: *const c_char, flags: c_int, mode: c_uint) -> c_int {
             // SAFETY: forwarding the application's call with its own arguments.
-            let real = || unsafe { real::$real(dirfd, path, flags, mode) };
+            let real = move || unsafe { real::$real(dirfd, path, flags, mode) };
             boundary!(
                 stringify!($real),
-                |made| {
-                    let gate = Gate::enter(open_kind(flags));
-                    if !gate.capturing() {
-                        return real();
-                    }
-                    capture::open(&gate, dirfd, path, flags, || made.call(real))
+                gate: open_kind(flags),
+                idle: real(),
+                |made, gate| {
+                    capture::open(gate, dirfd, path, flags, || made.call(real))
                 },
                 real()
             )
@@ -401,15 +375,13 @@ macro_rules! open2_hook {
         #[no_mangle]
         pub unsafe extern "C" fn $name(path: *const c_char, flags: c_int) -> c_int {
             // SAFETY: forwarding the application's call with its own arguments.
-            let real = || unsafe { real::$name(path, flags) };
+            let real = move || unsafe { real::$name(path, flags) };
             boundary!(
                 stringify!($name),
-                |made| {
-                    let gate = Gate::enter(open_kind(flags));
-                    if !gate.capturing() {
-                        return real();
-                    }
-                    capture::open(&gate, libc::AT_FDCWD, path, flags, || made.call(real))
+                gate: open_kind(flags),
+                idle: real(),
+                |made, gate| {
+                    capture::open(gate, libc::AT_FDCWD, path, flags, || made.call(real))
                 },
                 real()
             )
@@ -424,15 +396,13 @@ macro_rules! openat2_hook {
         #[no_mangle]
         pub unsafe extern "C" fn $name(dirfd: c_int, path: *const c_char, flags: c_int) -> c_int {
             // SAFETY: forwarding the application's call with its own arguments.
-            let real = || unsafe { real::$name(dirfd, path, flags) };
+            let real = move || unsafe { real::$name(dirfd, path, flags) };
             boundary!(
                 stringify!($name),
-                |made| {
-                    let gate = Gate::enter(open_kind(flags));
-                    if !gate.capturing() {
-                        return real();
-                    }
-                    capture::open(&gate, dirfd, path, flags, || made.call(real))
+                gate: open_kind(flags),
+                idle: real(),
+                |made, gate| {
+                    capture::open(gate, dirfd, path, flags, || made.call(real))
                 },
                 real()
             )
@@ -447,16 +417,14 @@ macro_rules! creat_hook {
         #[no_mangle]
         pub unsafe extern "C" fn $name(path: *const c_char, mode: mode_t) -> c_int {
             // SAFETY: forwarding the application's call with its own arguments.
-            let real = || unsafe { real::$name(path, mode) };
+            let real = move || unsafe { real::$name(path, mode) };
             boundary!(
                 stringify!($name),
-                |made| {
-                    let gate = Gate::enter(KIND_PATH);
-                    if !gate.capturing() {
-                        return real();
-                    }
+                gate: KIND_PATH,
+                idle: real(),
+                |made, gate| {
                     let flags = libc::O_CREAT | libc::O_WRONLY | libc::O_TRUNC;
-                    capture::open(&gate, libc::AT_FDCWD, path, flags, || made.call(real))
+                    capture::open(gate, libc::AT_FDCWD, path, flags, || made.call(real))
                 },
                 real()
             )
@@ -479,15 +447,13 @@ macro_rules! name_hook {
         #[no_mangle]
         pub unsafe extern "C" fn $name($($arg: $ty),*) -> c_int {
             // SAFETY: forwarding the application's call with its own arguments.
-            let real = || unsafe { real::$name($($arg),*) };
+            let real = move || unsafe { real::$name($($arg),*) };
             boundary!(
                 stringify!($name),
-                |made| {
-                    let gate = Gate::enter(KIND_PATH);
-                    if !gate.capturing() {
-                        return real();
-                    }
-                    capture::names_op(&gate, $op, || made.call(real))
+                gate: KIND_PATH,
+                idle: real(),
+                |made, gate| {
+                    capture::names_op(gate, $op, || made.call(real))
                 },
                 real()
             )
@@ -537,13 +503,14 @@ fn forget_after(gate: &Gate, made: &Made<c_int>, r: c_int, fd: c_int) -> c_int {
 }
 
 /// A descriptor call: the real call first, whatever happens; then
-/// `after(gate, made, r)` (which notes `r` in `made` before any work).
+/// `after(gate, made, r)`, which notes `r` in `made` before any work. Only
+/// that work can panic, so the fallback never makes the call twice.
 macro_rules! fd_hook {
     (fn $name:ident($($arg:ident: $ty:ty),*) -> $ret:ty, gate: $what:expr, $after:expr) => {
         #[no_mangle]
         pub unsafe extern "C" fn $name($($arg: $ty),*) -> $ret {
             // SAFETY: forwarding the application's call.
-            let real = || unsafe { real::$name($($arg),*) };
+            let real = move || unsafe { real::$name($($arg),*) };
             boundary!(
                 stringify!($name),
                 |made| {
@@ -575,7 +542,7 @@ fd_hook!(fn close_range(first: c_uint, last: c_uint, flags: c_int) -> c_int, gat
 #[no_mangle]
 pub unsafe extern "C" fn closefrom(lowfd: c_int) {
     // SAFETY: forwarding the application's call.
-    let real = || unsafe { real::closefrom(lowfd) };
+    let real = move || unsafe { real::closefrom(lowfd) };
     boundary!(
         "closefrom",
         |made| {
@@ -595,7 +562,7 @@ macro_rules! fcntl_impl {
         extern "C" fn $impl_name(fd: c_int, cmd: c_int, arg: c_long) -> c_int {
             // SAFETY: forwarding the application's call; `arg` is passed as
             // libc reads it (an int, or a pointer, in the same register).
-            let real = || unsafe { real::$real(fd, cmd, arg) };
+            let real = move || unsafe { real::$real(fd, cmd, arg) };
             boundary!(
                 stringify!($real),
                 |made| {
@@ -630,7 +597,7 @@ macro_rules! mmap_hook {
             off: $off,
         ) -> *mut c_void {
             // SAFETY: forwarding the application's call.
-            let real = || unsafe { real::$name(addr, len, prot, flags, fd, off) };
+            let real = move || unsafe { real::$name(addr, len, prot, flags, fd, off) };
             boundary!(
                 stringify!($name),
                 |made| {
@@ -719,7 +686,7 @@ pub unsafe extern "C" fn io_uring_queue_init(
     flags: c_uint,
 ) -> c_int {
     // SAFETY: forwarding the application's call.
-    let real = || unsafe { real::io_uring_queue_init(entries, ring, flags) };
+    let real = move || unsafe { real::io_uring_queue_init(entries, ring, flags) };
     boundary!(
         "io_uring_queue_init",
         // SAFETY: the application's ring, set up by its own call.
@@ -735,7 +702,7 @@ pub unsafe extern "C" fn io_uring_queue_init_params(
     params: *mut c_void,
 ) -> c_int {
     // SAFETY: forwarding the application's call.
-    let real = || unsafe { real::io_uring_queue_init_params(entries, ring, params) };
+    let real = move || unsafe { real::io_uring_queue_init_params(entries, ring, params) };
     boundary!(
         "io_uring_queue_init_params",
         |made| {
@@ -757,7 +724,7 @@ pub unsafe extern "C" fn io_uring_queue_init_params(
 #[no_mangle]
 pub unsafe extern "C" fn io_uring_queue_exit(ring: *mut c_void) {
     // SAFETY: forwarding the application's call.
-    let real = || unsafe { real::io_uring_queue_exit(ring) };
+    let real = move || unsafe { real::io_uring_queue_exit(ring) };
     boundary!(
         "io_uring_queue_exit",
         |made| {
@@ -773,7 +740,7 @@ macro_rules! uring_submit_hook {
         #[no_mangle]
         pub unsafe extern "C" fn $name(ring: *mut c_void) -> c_int {
             // SAFETY: forwarding the application's call.
-            let real = || unsafe { real::$name(ring) };
+            let real = move || unsafe { real::$name(ring) };
             boundary!(
                 stringify!($name),
                 |made| {
@@ -815,7 +782,7 @@ unsafe fn submit_then_wait(ring: *mut c_void, counts: bool, wait: impl FnOnce() 
 #[no_mangle]
 pub unsafe extern "C" fn io_uring_submit_and_wait(ring: *mut c_void, wait_nr: c_uint) -> c_int {
     // SAFETY: the application's ring and call, forwarded.
-    let real = || unsafe { real::io_uring_submit_and_wait(ring, wait_nr) };
+    let real = move || unsafe { real::io_uring_submit_and_wait(ring, wait_nr) };
     boundary!(
         "io_uring_submit_and_wait",
         // SAFETY: the application's ring, from its submitting thread.
@@ -852,7 +819,7 @@ pub unsafe extern "C" fn io_uring_wait_cqes(
     sigmask: *mut c_void,
 ) -> c_int {
     // SAFETY: the application's ring and call, forwarded.
-    let real = || unsafe { real::io_uring_wait_cqes(ring, cqe, wait_nr, ts, sigmask) };
+    let real = move || unsafe { real::io_uring_wait_cqes(ring, cqe, wait_nr, ts, sigmask) };
     boundary!(
         "io_uring_wait_cqes",
         // SAFETY: the application's ring, from its submitting thread.
@@ -868,7 +835,7 @@ pub unsafe extern "C" fn io_uring_wait_cqe_timeout(
     ts: *mut c_void,
 ) -> c_int {
     // SAFETY: the application's ring and call, forwarded.
-    let real = || unsafe { real::io_uring_wait_cqe_timeout(ring, cqe, ts) };
+    let real = move || unsafe { real::io_uring_wait_cqe_timeout(ring, cqe, ts) };
     boundary!(
         "io_uring_wait_cqe_timeout",
         // SAFETY: the application's ring, from its submitting thread.
