@@ -34,17 +34,33 @@ mod throttle;
 mod uring;
 mod verify;
 
+// The constructor and the fork handler are called from C too: behind the
+// panic boundary like the exported functions (gate.rs's thread-exit
+// destructor only stores two flags, and gate cannot use `boundary`, which
+// builds on it).
 extern "C" fn after_fork_child() {
-    gate::after_fork_child();
-    session::forget_after_fork();
-    api::after_fork_child();
-    uring::after_fork_child();
+    boundary::boundary!(
+        "after_fork_child",
+        |_made| {
+            gate::after_fork_child();
+            session::forget_after_fork();
+            api::after_fork_child();
+            uring::after_fork_child();
+        },
+        ()
+    )
 }
 
 extern "C" fn init() {
-    gate::init();
-    // SAFETY: registering a plain function as the fork child handler.
-    unsafe { libc::pthread_atfork(None, None, Some(after_fork_child)) };
+    boundary::boundary!(
+        "init",
+        |_made| {
+            gate::init();
+            // SAFETY: registering a plain function as the fork child handler.
+            unsafe { libc::pthread_atfork(None, None, Some(after_fork_child)) };
+        },
+        ()
+    )
 }
 
 #[used]
