@@ -3,10 +3,9 @@
 //! and the C API): a panic never unwinds into C, where it would abort the
 //! application.
 //!
-//! `boundary!` runs the function's body under `catch_unwind`, which costs
-//! nothing while nothing panics (a landing pad, no instruction on the idle
-//! path). The body makes the application's real call through `Made::call`,
-//! which keeps its result and errno. After a panic:
+//! `boundary!` runs the function's body under `catch_unwind`. The body
+//! makes the application's real call through `Made::call` (or notes it with
+//! `Made::note`), which keeps its result and errno. After a panic:
 //! - if the real call was made, the application gets its result and errno;
 //! - if not, the fallback runs: the application's call with its own
 //!   arguments for a hook (so the application's write still happens), a
@@ -14,6 +13,10 @@
 //! - the running backup fails with an internal error (a panic while a hook
 //!   holds the capture guard fails it before capture can stop, see
 //!   `session::Capture`), and the application goes on.
+//!
+//! Not covered: a forced unwind (pthread_cancel of a thread inside a hooked
+//! cancellation point) still aborts the process, as it did before the
+//! boundary: the hooks are `extern "C"`.
 
 use crate::gate::{Gate, KIND_NO_CHANGE};
 use crate::{session, sys};
@@ -56,10 +59,11 @@ impl<R: Copy> Made<R> {
 ///
 /// `boundary!(name, gate: what, idle: call, |made, gate| body, fallback)`,
 /// for a hook that passes the gate and, when no backup captures, only makes
-/// the real call `call`: that idle path stays outside `catch_unwind`, so it
-/// costs exactly what it did without the boundary (a hook's body inside
-/// catch_unwind keeps its arguments in memory for the fallback: 16 more
-/// instructions per idle pwrite, measured with callgrind). It cannot panic:
+/// the real call `call`: that idle path stays outside `catch_unwind`
+/// (`catch_unwind` adds no instruction itself, but a body inside it keeps
+/// the hook's arguments in memory for the fallback: 16 to 23 more
+/// instructions per idle pwrite; this way 6, register saves; callgrind,
+/// BENCHMARKS.md). It cannot panic:
 /// `Gate::enter` writes the thread's own slot (its index checked first) and
 /// reads a flag, `capturing` reads a flag and a const thread-local, the real
 /// call goes to libc through a cached pointer. Everything else, from the
