@@ -215,32 +215,40 @@ sendfile_hook!(sendfile64, off64_t);
 
 // ---- sizes ----
 
-macro_rules! ftruncate_hook {
-    ($name:ident, $off:ty) => {
+/// A change of size or allocation through descriptor `fd`, mirrored by
+/// `mirror(fds)` once the real call returned 0 (posix_fallocate returns the
+/// error number instead of -1/errno, which 0 also tells apart).
+macro_rules! resize_hook {
+    (fn $name:ident($fd:ident: c_int $(, $arg:ident: $ty:ty)*) => |$fds:ident| $mirror:expr) => {
         #[no_mangle]
-        pub unsafe extern "C" fn $name(fd: c_int, len: $off) -> c_int {
+        pub unsafe extern "C" fn $name($fd: c_int $(, $arg: $ty)*) -> c_int {
             // SAFETY: forwarding the application's call with its own arguments.
-            let real = move || unsafe { real::$name(fd, len) };
+            let real = move || unsafe { real::$name($fd $(, $arg)*) };
             boundary!(
                 stringify!($name),
-                gate: fd,
+                gate: $fd,
                 idle: real(),
                 |made, gate| {
-                    capture::resize_fd(
-                        gate,
-                        fd,
-                        || made.call(real),
-                        |r| r == 0,
-                        |fds| rustix::fs::ftruncate(fds.dest.as_fd(), len.max(0) as u64),
-                    )
+                    let mirror = |$fds: &crate::session::MirrorFds| $mirror;
+                    capture::resize_fd(gate, $fd, || made.call(real), |r| r == 0, mirror)
                 },
                 real()
             )
         }
     };
 }
-ftruncate_hook!(ftruncate, off_t);
-ftruncate_hook!(ftruncate64, off64_t);
+resize_hook!(fn ftruncate(fd: c_int, len: off_t) =>
+    |fds| rustix::fs::ftruncate(fds.dest.as_fd(), len.max(0) as u64));
+resize_hook!(fn ftruncate64(fd: c_int, len: off64_t) =>
+    |fds| rustix::fs::ftruncate(fds.dest.as_fd(), len.max(0) as u64));
+resize_hook!(fn fallocate(fd: c_int, mode: c_int, off: off_t, len: off_t) =>
+    |fds| capture::mirror_fallocate(fds, fd, mode, off as u64, len as u64));
+resize_hook!(fn fallocate64(fd: c_int, mode: c_int, off: off64_t, len: off64_t) =>
+    |fds| capture::mirror_fallocate(fds, fd, mode, off as u64, len as u64));
+resize_hook!(fn posix_fallocate(fd: c_int, off: off_t, len: off_t) =>
+    |fds| capture::mirror_fallocate(fds, fd, 0, off as u64, len as u64));
+resize_hook!(fn posix_fallocate64(fd: c_int, off: off64_t, len: off64_t) =>
+    |fds| capture::mirror_fallocate(fds, fd, 0, off as u64, len as u64));
 
 macro_rules! truncate_hook {
     ($name:ident, $off:ty) => {
@@ -262,61 +270,6 @@ macro_rules! truncate_hook {
 }
 truncate_hook!(truncate, off_t);
 truncate_hook!(truncate64, off64_t);
-
-macro_rules! fallocate_hook {
-    ($name:ident, $off:ty) => {
-        #[no_mangle]
-        pub unsafe extern "C" fn $name(fd: c_int, mode: c_int, off: $off, len: $off) -> c_int {
-            // SAFETY: forwarding the application's call with its own arguments.
-            let real = move || unsafe { real::$name(fd, mode, off, len) };
-            boundary!(
-                stringify!($name),
-                gate: fd,
-                idle: real(),
-                |made, gate| {
-                    capture::resize_fd(
-                        gate,
-                        fd,
-                        || made.call(real),
-                        |r| r == 0,
-                        |fds| capture::mirror_fallocate(fds, fd, mode, off as u64, len as u64),
-                    )
-                },
-                real()
-            )
-        }
-    };
-}
-fallocate_hook!(fallocate, off_t);
-fallocate_hook!(fallocate64, off64_t);
-
-macro_rules! posix_fallocate_hook {
-    ($name:ident, $off:ty) => {
-        #[no_mangle]
-        pub unsafe extern "C" fn $name(fd: c_int, off: $off, len: $off) -> c_int {
-            // SAFETY: forwarding the application's call with its own arguments.
-            let real = move || unsafe { real::$name(fd, off, len) };
-            boundary!(
-                stringify!($name),
-                gate: fd,
-                idle: real(),
-                |made, gate| {
-                    // posix_fallocate returns the error number instead of -1/errno.
-                    capture::resize_fd(
-                        gate,
-                        fd,
-                        || made.call(real),
-                        |r| r == 0,
-                        |fds| capture::mirror_fallocate(fds, fd, 0, off as u64, len as u64),
-                    )
-                },
-                real()
-            )
-        }
-    };
-}
-posix_fallocate_hook!(posix_fallocate, off_t);
-posix_fallocate_hook!(posix_fallocate64, off64_t);
 
 // ---- opening (the variadic entry points are in shim.c) ----
 
