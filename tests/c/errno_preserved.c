@@ -13,7 +13,6 @@
  * Usage: errno_preserved WORKDIR
  */
 #include "hbtest.h"
-#include <sys/mman.h>
 #include <sys/sendfile.h>
 #include <sys/uio.h>
 
@@ -42,8 +41,6 @@ static void expect(const char *phase, const char *call, long ret, int err, long 
 #pragma GCC diagnostic ignored "-Wstringop-overread"
 #pragma GCC diagnostic ignored "-Wstringop-overflow"
 
-/* An address no mapping covers. */
-#define BAD_PTR ((void *)16)
 
 /* Calls with bad arguments on `fd`, a descriptor of a file in the backup
  * (`path`), with `other` a second file's descriptor to copy from: the
@@ -93,11 +90,7 @@ static void bad_arguments(const char *phase, int fd, const char *path, int other
     /* A buffer whose second page is unreadable: the kernel writes the first
      * page and returns its length; the backup must hold exactly that. */
     long page = sysconf(_SC_PAGESIZE);
-    char *two = mmap(NULL, 2 * (size_t)page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-                     -1, 0);
-    SYS(two == MAP_FAILED ? -1 : 0);
-    memset(two, phase[0], (size_t)page);
-    SYS(mprotect(two + page, (size_t)page, PROT_NONE)); /* reserved, unreadable */
+    char *two = half_readable((size_t)page, phase[0]);
     TRY_RET(phase, pwrite(fd, two, 2 * (size_t)page, 3 * page), page, 0);
     struct iovec half[2] = {{two, (size_t)page}, {BAD_PTR, 100}};
     TRY_RET(phase, pwritev(fd, half, 2, 5 * page), page, 0);

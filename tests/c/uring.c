@@ -9,7 +9,6 @@
 #include <dirent.h>
 #include <liburing.h>
 #include <sched.h>
-#include <sys/mman.h>
 #include <sys/uio.h>
 
 struct req {
@@ -444,8 +443,6 @@ static int ring_op(struct io_uring *ring, int fd, int vectored, const void *addr
     return res;
 }
 
-#define BAD_PTR ((void *)16)
-
 /* Operations with bad arguments through a ring, run natively (no backup)
  * and then during a backup whose files are all copied: each must complete
  * with what the kernel gave natively (-EFAULT for an iovec array or a
@@ -457,11 +454,7 @@ static void bad_ring_ops(struct io_uring *ring, int fd, int *res) {
     struct iovec good[1] = {{buf, sizeof buf}};
     struct iovec bad_bufs[2] = {{BAD_PTR, 4096}, {BAD_PTR, 100}};
     long page = sysconf(_SC_PAGESIZE);
-    char *two = mmap(NULL, 2 * (size_t)page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-                     -1, 0);
-    SYS(two == MAP_FAILED ? -1 : 0);
-    memset(two, 'x', (size_t)page);
-    SYS(mprotect(two + page, (size_t)page, PROT_NONE)); /* reserved, unreadable */
+    char *two = half_readable((size_t)page, 'x');
     struct iovec half[2] = {{two, (size_t)page}, {BAD_PTR, 100}};
     int i = 0;
     res[i++] = ring_op(ring, fd, 1, BAD_PTR, 2, 0);
