@@ -6,7 +6,10 @@
  * largest file (EINVAL, EFBIG), a buffer whose second page is unreadable (a
  * short write, mirrored as written). Three phases: idle, a backup whose
  * copier is paused, and a backup whose files are all copied (the calls run
- * in before_stop_capture, so every change is mirrored). Prints one line per
+ * in before_stop_capture, so every change is mirrored). Both backups must
+ * succeed and equal the source: a bad argument fails the application's
+ * call, never the backup, and the library does nothing for a failed call.
+ * Prints one line per
  * call, so the Rust test can compare this program's output with a build
  * that does not load the library (-DNO_LIBRARY, run without LD_PRELOAD); it
  * also checks the expected values.
