@@ -9,10 +9,9 @@
  * in before_stop_capture, so every change is mirrored). Both backups must
  * succeed and equal the source: a bad argument fails the application's
  * call, never the backup, and the library does nothing for a failed call.
- * Prints one line per
- * call, so the Rust test can compare this program's output with a build
- * that does not load the library (-DNO_LIBRARY, run without LD_PRELOAD); it
- * also checks the expected values.
+ * Prints one line per call, so the Rust test can compare this program's
+ * output with a build that does not load the library (-DNO_LIBRARY, run
+ * without LD_PRELOAD); it also checks the expected values.
  * Usage: errno_preserved WORKDIR
  */
 #include "hbtest.h"
