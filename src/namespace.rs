@@ -208,6 +208,22 @@ impl Names {
     }
 }
 
+/// Create (or empty) the destination of a file, for writing.
+pub fn create_dest(
+    roots: &[Root],
+    name: &RelPath,
+    st_mode: u32,
+) -> Result<crate::sys::OwnFd, rustix::io::Errno> {
+    use rustix::fs::{Mode, OFlags};
+    let root = &roots[name.root];
+    sys::openat(
+        root.dest_dir.as_fd(),
+        Root::dest_rel(&name.rel),
+        OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::from_raw_mode(st_mode & 0o7777),
+    )
+}
+
 /// Open the destination of a file by its current name, for writing.
 pub fn open_dest(roots: &[Root], name: &RelPath) -> Result<crate::sys::OwnFd, rustix::io::Errno> {
     use rustix::fs::{Mode, OFlags};
