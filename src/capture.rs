@@ -556,7 +556,7 @@ pub fn open(
     let mut names = s.names();
     let mut creating = None;
     if s.walked() && creates {
-        if let Some(name) = namespace::locate(&s.roots, dirfd, p) {
+        if let Some(name) = s.locate(dirfd, p) {
             if !sys::exists(
                 sys::borrow(dirfd),
                 p,
@@ -709,21 +709,17 @@ pub fn names_op(gate: &Gate, op: NameOp<'_>, real: impl FnOnce() -> libc::c_int)
         sys::set_errno(errno);
         return r;
     }
-    let roots = &s.roots;
     let (from, to) = match &op {
-        NameOp::Unlink { dirfd, path, .. } => (namespace::locate(roots, *dirfd, path), None),
-        NameOp::Mkdir { dirfd, path } => (None, namespace::locate(roots, *dirfd, path)),
-        NameOp::Symlink { dirfd, path, .. } => (None, namespace::locate(roots, *dirfd, path)),
+        NameOp::Unlink { dirfd, path, .. } => (s.locate(*dirfd, path), None),
+        NameOp::Mkdir { dirfd, path } => (None, s.locate(*dirfd, path)),
+        NameOp::Symlink { dirfd, path, .. } => (None, s.locate(*dirfd, path)),
         NameOp::Rename {
             olddir,
             old,
             newdir,
             new,
             ..
-        } => (
-            namespace::locate(roots, *olddir, old),
-            namespace::locate(roots, *newdir, new),
-        ),
+        } => (s.locate(*olddir, old), s.locate(*newdir, new)),
         NameOp::Link {
             olddir,
             old,
@@ -734,9 +730,9 @@ pub fn names_op(gate: &Gate, op: NameOp<'_>, real: impl FnOnce() -> libc::c_int)
             let from = if flags & libc::AT_EMPTY_PATH != 0 && old.as_os_str().is_empty() {
                 None
             } else {
-                namespace::locate(roots, *olddir, old)
+                s.locate(*olddir, old)
             };
-            (from, namespace::locate(roots, *newdir, new))
+            (from, s.locate(*newdir, new))
         }
     };
     // rename() between two names of one file does nothing at all.

@@ -184,6 +184,26 @@ impl Session {
         self.roots[name.root].dest_path(&name.rel)
     }
 
+    /// Where an application's `(dirfd, path)` is in the source trees (see
+    /// `namespace::locate`). When that cannot be told for want of
+    /// descriptors, even after closing the library's own, the backup fails:
+    /// a change it cannot place cannot be mirrored.
+    pub fn locate(&self, dirfd: libc::c_int, path: &Path) -> Option<RelPath> {
+        self.fd_cache
+            .retrying(|| namespace::locate(&self.roots, dirfd, path))
+            .unwrap_or_else(|e| {
+                self.fail(
+                    e,
+                    format!(
+                        "cannot tell whether {} is in a source tree: {}",
+                        path.display(),
+                        sys::strerror(e)
+                    ),
+                );
+                None
+            })
+    }
+
     /// Ask the caller's exclude callback about a source path.
     pub fn is_excluded(&self, name: &RelPath) -> bool {
         let Some(ex) = &self.exclude else {

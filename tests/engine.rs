@@ -311,6 +311,11 @@ fn descriptors_within_budget_under_small_limit() {
 }
 
 #[test]
+fn rename_with_no_descriptor_left() {
+    scenario("fd_budget", "rename_with_no_descriptor_left", 60);
+}
+
+#[test]
 fn unlink_open_file_then_write() {
     scenario("scenarios", "unlink_open_file_then_write", 60);
 }

@@ -5,7 +5,7 @@
  * open, and at one point grows it to nearly the whole limit. Every one of
  * its calls must succeed, the library must hold a bounded number of
  * descriptors, and the backup must equal the quiet source byte for byte.
- * Usage: fd_budget WORKDIR [many_files_small_limit]
+ * Usage: fd_budget WORKDIR [many_files_small_limit | rename_with_no_descriptor_left]
  */
 #include "hbtest.h"
 #include <sys/resource.h>
@@ -16,7 +16,7 @@
 #define NEW_FILES 150 /* created during the backup */
 #define FILE_SIZE (16 << 10)
 #define RING 48 /* the application's own table cache of open files */
-#define SPARE 12 /* descriptors the application leaves when it grows */
+#define SPARE 16 /* descriptors the application leaves when it grows */
 
 /* Files neither renamed nor unlinked during the backup. */
 static int kept(int i) {
@@ -181,9 +181,56 @@ static int many_files_small_limit(const char *work) {
     return 0;
 }
 
+/* A rename while the process has no descriptor left: the library cannot
+ * tell where the name is without one, so the backup either mirrors the
+ * rename or fails saying why (EMFILE, naming the path) - it never ends as a
+ * copy with the old name. */
+static int rename_with_no_descriptor_left(const char *work) {
+    struct dirs d;
+    scenario_dirs(&d, work, "rename_with_no_descriptor_left");
+    char p[PATH_MAX], q[PATH_MAX];
+    for (int i = 0; i < 4; i++) {
+        fmt(p, sizeof p, "%s/f%d", d.src, i);
+        make_file(p, 64 << 10, (unsigned)i);
+    }
+    struct rlimit old, small;
+    SYS(getrlimit(RLIMIT_NOFILE, &old));
+    if (old.rlim_max < 64) return SKIP_EXIT;
+    small = old;
+    small.rlim_cur = 64;
+    SYS(setrlimit(RLIMIT_NOFILE, &small));
+    struct bg_backup b;
+    bg_start(&b, d.src, d.dst, 0);
+    static int held[4096];
+    int n = 0;
+    while (n < 4096 && (held[n] = open("/dev/null", O_RDONLY)) >= 0) n++;
+    int full = n < 4096 && (errno == EMFILE || errno == ENFILE);
+    fmt(p, sizeof p, "%s/f1", d.src);
+    fmt(q, sizeof q, "%s/g1", d.src);
+    CHECK(rename(p, q) == 0, "rename with every descriptor taken: %s", strerror(errno));
+    for (int i = 0; i < n; i++) SYS(close(held[i]));
+    still_running(&b);
+    int r = bg_finish(&b);
+    SYS(setrlimit(RLIMIT_NOFILE, &old));
+    printf("%d descriptors opened%s; backup returned %d\n", n, full ? " (the limit)" : "", r);
+    if (r != 0) {
+        /* Usually the rename's "cannot tell whether .../g1 is in a source
+         * tree"; the copier may also have been opening a file just then. */
+        CHECK(r == EMFILE && strstr(b.errors.text, d.src) &&
+                  strstr(b.errors.text, "Too many open files"),
+              "the backup failed without saying why: %s", b.errors.text);
+        rm_rf(d.base);
+        return 0;
+    }
+    CHECK(compare_trees(d.src, d.dst) == 0, "the backup differs from the quiet source");
+    rm_rf(d.base);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     static const struct scenario list[] = {
         {"many_files_small_limit", many_files_small_limit},
+        {"rename_with_no_descriptor_left", rename_with_no_descriptor_left},
     };
     return run_scenarios(argc, argv, list, sizeof list / sizeof list[0]);
 }
