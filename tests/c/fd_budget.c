@@ -1,11 +1,13 @@
 /*
- * The library's descriptors stay within a budget: a process with a small
- * RLIMIT_NOFILE writes, creates, renames and unlinks many more files during
- * a backup than it may have open at once, keeps a table cache of its own
- * open, and at one point grows it to nearly the whole limit. Every one of
- * its calls must succeed, the library must hold a bounded number of
- * descriptors, and the backup must equal the quiet source byte for byte.
- * Usage: fd_budget WORKDIR [many_files_small_limit | rename_with_no_descriptor_left]
+ * The library's descriptors stay within a budget. many_files_small_limit: a
+ * process with a small RLIMIT_NOFILE writes, creates, renames and unlinks
+ * many more files during a backup than it may have open at once, keeps a
+ * table cache of its own open, and at one point grows it to nearly the
+ * whole limit; every one of its calls must succeed, the library must hold a
+ * bounded number of descriptors, and the backup must equal the quiet source
+ * byte for byte. rename_with_no_descriptor_left: a rename while the process
+ * has every descriptor it may have taken.
+ * Usage: fd_budget WORKDIR [SCENARIO]
  */
 #include "hbtest.h"
 #include <sys/resource.h>
