@@ -26,7 +26,10 @@ LIB="${LIB:-$TARGET_DIR/release/libHotBackup.so}"
 B="$(mktemp -d "$TARGET_DIR/bench-descriptors.XXXXXX")"
 PID=""
 cleanup() {
-    [ -n "$PID" ] && kill -9 "$PID" 2>/dev/null && wait "$PID" 2>/dev/null
+    if [ -n "$PID" ]; then
+        kill -9 "$PID" 2>/dev/null || true
+        wait "$PID" 2>/dev/null || true
+    fi
     rm -rf "$B"
 }
 trap cleanup EXIT
