@@ -2,8 +2,10 @@
 # Build the plugin for every server ABI it supports (cargo features of
 # plugin/Cargo.toml: mariadb = MariaDB 10.11+, mysql57, mysql80 = MySQL and
 # Percona Server 5.7 / 8.0) and check that each cdylib declares the plugin
-# interface of its server family. Only MariaDB can be loaded on this machine;
-# the others are built, not run.
+# interface of its server family. Only MariaDB can be run on this machine;
+# the MySQL builds are loaded by plugin/tests/c/mysql_load_host.c, which
+# applies sql_plugin.cc's load checks with each release's numbers
+# (plugin/tests/abi/) and reads every variable as that server would.
 set -euo pipefail
 # shellcheck source=ci/lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -32,4 +34,51 @@ for f in "${FEATURES[@]}"; do
     grep -q " _mysql_plugin_declarations_$\| _maria_plugin_declarations_$" <<<"$syms" ||
         die "plugin built with --features $f exports no plugin declarations"
     log "ok: --features $f builds and exports $expect"
+    mkdir -p "$TARGET_DIR/variants"
+    cp "$so" "$TARGET_DIR/variants/tokudb_backup-$f.so"
 done
+
+# host NAME CFLAGS...: the stand-in server, exporting one release's names.
+HOSTS="$TARGET_DIR/variants"
+host() {
+    local name="$1"; shift
+    cc -Wall -Wextra -Werror -O1 -rdynamic "$@" -o "$HOSTS/host-$name" plugin/tests/c/mysql_load_host.c -ldl
+}
+host c
+host cxx -DMYSQL80
+host bitmask -DMYSQL80 -DACCESS_BITMASK
+host nocga -DNO_CHECK_GLOBAL_ACCESS
+
+# loads HOST ABI VARIANT SERVER_VERSION: the release would load and read it.
+loads() {
+    local out
+    out="$("$HOSTS/host-$1" "plugin/tests/abi/$2.txt" "$HOSTS/tokudb_backup-$3.so" "$4" 2>&1)" ||
+        die "tokudb_backup-$3.so in a $4 server ($2 numbers, $1 names):"$'\n'"$out"
+    log "ok: tokudb_backup-$3.so loads into $4 ($2 numbers, $1 names)"
+}
+# refused HOST ABI VARIANT SERVER_VERSION WHY: that server would refuse it, saying WHY.
+refused() {
+    local out
+    if out="$("$HOSTS/host-$1" "plugin/tests/abi/$2.txt" "$HOSTS/tokudb_backup-$3.so" "$4" 2>&1)"; then
+        die "tokudb_backup-$3.so should not load into $4 ($2 numbers, $1 names):"$'\n'"$out"
+    fi
+    grep -q -- "$5" <<<"$out" || die "refusal of tokudb_backup-$3.so by $4 does not say '$5':"$'\n'"$out"
+    log "ok: $4 refuses tokudb_backup-$3.so: $5"
+}
+# Oracle and Percona, first and last point releases, 5.7's plain C names,
+# 8.0's mangled ones and 8.0.39's renamed check_global_access.
+loads c my5741 mysql57 5.7.9
+loads c my5741 mysql57 5.7.41-log
+loads c my5741 mysql57 5.7.44
+loads c ps5722 mysql57 5.7.22-22-log
+loads c ps5722 mysql57 5.7.44-48
+loads cxx my8040 mysql80 8.0.11
+loads cxx ps8027 mysql80 8.0.27-18
+loads cxx my8040 mysql80 8.0.36
+loads bitmask my8040 mysql80 8.0.40
+loads bitmask ps8027 mysql80 8.0.44-35-log
+# What a real server would refuse: another family's or series' build, and a
+# server without a function the plugin needs (a clear error at INSTALL).
+refused c my5741 mariadb 5.7.41 "no _mysql_plugin_interface_version_"
+refused cxx my8040 mysql57 8.0.40 "sizeof(st_mysql_plugin)"
+refused nocga my5741 mysql57 5.7.41 "does not export what the plugin needs: check_global_access"

@@ -244,6 +244,14 @@ pub const BUILT_FOR: &str = match option_env!("TOKUDB_BACKUP_SERVER_VERSION") {
     None => "8.0.36",
 };
 
+/// The servers a build is for, in messages.
+#[cfg(feature = "mariadb")]
+pub const SERVER_FAMILY: &str = "MariaDB 10.11";
+#[cfg(feature = "mysql57")]
+pub const SERVER_FAMILY: &str = "MySQL and Percona Server 5.7";
+#[cfg(feature = "mysql80")]
+pub const SERVER_FAMILY: &str = "MySQL and Percona Server 8.0";
+
 /// Major, minor and patch of a server version string ("10.11.19-MariaDB-0+deb12u1").
 pub const fn parse_version(v: &[u8]) -> Option<[u32; 3]> {
     let mut parts = [0u32; 3];
@@ -266,6 +274,21 @@ pub const fn parse_version(v: &[u8]) -> Option<[u32; 3]> {
     } else {
         None
     }
+}
+
+/// True for Percona Server's version strings: its release number follows
+/// the version ("5.7.22-22", "5.7.22-22-log", PXC "5.7.22-22-57"); MySQL's
+/// suffixes are words ("-log", "-debug").
+pub fn is_percona(v: &str) -> bool {
+    let mut dots = 0;
+    let rest = v.trim_start_matches(|c: char| {
+        dots += usize::from(c == '.');
+        c.is_ascii_digit() || c == '.'
+    });
+    dots == 2
+        && rest
+            .strip_prefix('-')
+            .is_some_and(|r| r.starts_with(|c: char| c.is_ascii_digit()))
 }
 
 /// `MYSQL_VERSION_ID` of a version: 10.11.19 is 101119.
@@ -357,6 +380,23 @@ mod version_tests {
             "99999.1.1",
         ] {
             assert_eq!(id(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn percona_is_told_from_its_release_number() {
+        for p in ["5.7.22-22", "5.7.22-22-log", "5.7.44-48-57", "8.0.27-18"] {
+            assert!(is_percona(p), "{p}");
+        }
+        for m in [
+            "5.7.41",
+            "5.7.41-log",
+            "5.7.41-debug-log",
+            "8.0.40",
+            "10.11.19-MariaDB",
+            "",
+        ] {
+            assert!(!is_percona(m), "{m}");
         }
     }
 

@@ -1,0 +1,208 @@
+/*
+ * A stand-in for mysqld loading tokudb_backup.so, with the numbers of one
+ * MySQL or Percona Server release (plugin/tests/abi/<release>.txt, measured
+ * from that release's headers). It applies the checks of the server's
+ * sql_plugin.cc (plugin_dl_add, plugin_add, test_plugin_options) and reads
+ * every variable the way the server does, so that it fails where that
+ * server would refuse or misread the plugin:
+ *
+ *   mysql_load_host ABI_FILE PLUGIN_SO SERVER_VERSION
+ *
+ * SERVER_VERSION names the release played (MYSQL_VERSION_ID is taken from
+ * it); the ABI file gives the structures and numbers of its series.
+ *
+ * It exports what the plugin looks up in the server, under the names of
+ * the release: `server_version`, and C or C++-mangled functions (build with
+ * -DMYSQL80 for 8.0's mangled mysys names, -DACCESS_BITMASK for 8.0.39's
+ * check_global_access, -DNO_CHECK_GLOBAL_ACCESS for a server without it).
+ * Exit status 0: the server would load and read the plugin correctly.
+ */
+#include <dlfcn.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+char server_version[64];
+
+/* ---- what the plugin looks up in the server ---- */
+typedef struct { char unused[64]; } THD;
+static THD the_thd;
+int thd_killed(const void *thd) { (void)thd; return 0; }
+char *thd_strmake(void *thd, const char *s, size_t n) { (void)thd; return strndup(s, n); }
+#ifdef MYSQL80
+void _Z8my_erroriiz(int nr, int flags, ...) { fprintf(stderr, "host: my_error %d %d\n", nr, flags); }
+void _Z15my_printf_errorjPKciz(unsigned nr, const char *fmt, int flags, ...) {
+    (void)fmt; fprintf(stderr, "host: my_printf_error %u %d\n", nr, flags);
+}
+#else
+void my_error(int nr, int flags, ...) { fprintf(stderr, "host: my_error %d %d\n", nr, flags); }
+void my_printf_error(unsigned nr, const char *fmt, int flags, ...) {
+    (void)fmt; fprintf(stderr, "host: my_printf_error %u %d\n", nr, flags);
+}
+#endif
+#ifndef NO_CHECK_GLOBAL_ACCESS
+#ifdef ACCESS_BITMASK
+_Bool _Z19check_global_accessP3THDj(THD *thd, uint32_t want) { (void)thd; (void)want; return 0; }
+#else
+_Bool _Z19check_global_accessP3THDm(THD *thd, unsigned long want) { (void)thd; (void)want; return 0; }
+#endif
+#endif
+
+/* ---- the release's numbers ---- */
+static char keys[256][64];
+static long vals[256];
+static int nkeys;
+
+static long num(const char *key) {
+    for (int i = 0; i < nkeys; i++)
+        if (!strcmp(keys[i], key)) return vals[i];
+    fprintf(stderr, "host: the ABI file has no '%s'\n", key);
+    exit(2);
+}
+
+static int failures;
+#define FAIL(...) do { fprintf(stderr, "REFUSED: " __VA_ARGS__); fputc('\n', stderr); failures++; } while (0)
+
+#define AT(base, type, key) (*(type *)((char *)(base) + num(key)))
+
+/* The server's resolve for session variables: offset into its block. */
+static char session_block[4096] __attribute__((aligned(16)));
+static void *resolve(void *thd, int offset) { (void)thd; return session_block + offset; }
+
+static int initialized;
+
+static void check_sysvar(void *v) {
+    int flags = *(int *)v;
+    const char *name = AT(v, const char *, "thdvar_str.name");
+    long mask = num("PLUGIN_VAR_MASK") | 0x7f | num("PLUGIN_VAR_UNSIGNED") | num("PLUGIN_VAR_THDLOCAL");
+    if (flags & ~mask) FAIL("variable %s: flags 0x%x outside the server's PLUGIN_VAR_MASK", name, flags);
+    int type = flags & 0x7f;
+    int thd = flags & num("PLUGIN_VAR_THDLOCAL");
+    const char *kind = type == num("PLUGIN_VAR_STR") ? "str"
+                       : type == num("PLUGIN_VAR_LONG") ? "ulong"
+                       : type == num("PLUGIN_VAR_LONGLONG") ? "ulonglong" : NULL;
+    if (!kind) { FAIL("variable %s: unknown type code 0x%x", name, type); return; }
+    char k[64];
+    if (thd) {
+        /* The server assigns the offset and resolve function. */
+        snprintf(k, sizeof k, "thdvar_%s.offset", kind);
+        static int next = 0;
+        *(int *)((char *)v + num(k)) = next;
+        next += 16;
+        snprintf(k, sizeof k, "thdvar_%s.resolve", kind);
+        *(void **)((char *)v + num(k)) = (void *)resolve;
+    } else if (type == num("PLUGIN_VAR_STR") && initialized) {
+        char **value = AT(v, char **, "sysvar_str.value");
+        printf("  @@tokudb_backup_%s = '%s'\n", name, value && *value ? *value : "");
+    }
+    if (type != num("PLUGIN_VAR_STR") && thd) {
+        snprintf(k, sizeof k, "thdvar_%s.def_val", kind);
+        unsigned long long def = *(unsigned long long *)((char *)v + num(k));
+        snprintf(k, sizeof k, "thdvar_%s.min_val", kind);
+        unsigned long long min = *(unsigned long long *)((char *)v + num(k));
+        snprintf(k, sizeof k, "thdvar_%s.max_val", kind);
+        unsigned long long max = *(unsigned long long *)((char *)v + num(k));
+        if (def < min || def > max) FAIL("variable %s: default %llu outside [%llu, %llu]", name, def, min, max);
+    }
+    if (type == num("PLUGIN_VAR_STR") && thd && (flags & num("PLUGIN_VAR_MEMALLOC")) &&
+        !(flags & num("PLUGIN_VAR_READONLY")) && !AT(v, void *, "thdvar_str.check"))
+        printf("  note: %s is set by the server's own update\n", name);
+    if (!initialized) printf("  variable %s flags 0x%x (%s%s)\n", name, flags, thd ? "session " : "global ", kind);
+}
+
+typedef int (*show_func)(void *thd, void *var, char *buff);
+typedef int (*init_func)(void *);
+
+static void check_status(void *vars) {
+    long size = num("sizeof.show_var");
+    long buff_size = num("SHOW_VAR_FUNC_BUFF_SIZE");
+    int n = 0;
+    for (char *v = vars; AT(v, const char *, "show_var.name"); v += size, n++) {
+        const char *name = AT(v, const char *, "show_var.name");
+        int type = AT(v, int, "show_var.type");
+        if (AT(v, int, "show_var.scope") != num("SHOW_SCOPE_GLOBAL"))
+            FAIL("status %s: scope %d is not SHOW_SCOPE_GLOBAL", name, AT(v, int, "show_var.scope"));
+        if (type != num("SHOW_FUNC")) {
+            FAIL("status %s: type %d, this server's SHOW_FUNC is %ld: it would print the function's code",
+                 name, type, num("SHOW_FUNC"));
+            continue;
+        }
+        /* As show_status_array(): call into a copy with the server's buffer. */
+        char tmp[256];
+        memcpy(tmp, v, size);
+        char *buff = malloc(buff_size + 64);
+        memset(buff, 0x5a, buff_size + 64);
+        while (AT(tmp, int, "show_var.type") == num("SHOW_FUNC"))
+            ((show_func)AT(tmp, void *, "show_var.value"))(&the_thd, tmp, buff);
+        for (int i = 0; i < 64; i++)
+            if (buff[buff_size + i] != 0x5a) { FAIL("status %s: wrote past the %ld-byte buffer", name, buff_size); break; }
+        if (AT(tmp, int, "show_var.type") != num("SHOW_CHAR"))
+            FAIL("status %s: answered type %d, this server's SHOW_CHAR is %ld", name, AT(tmp, int, "show_var.type"), num("SHOW_CHAR"));
+        else if (AT(tmp, char *, "show_var.value") != buff || strnlen(buff, buff_size) == (size_t)buff_size)
+            FAIL("status %s: value not a string in the server's buffer", name);
+        else
+            printf("  %s = '%s'\n", name, buff);
+        free(buff);
+    }
+    if (n == 0) FAIL("no status variables");
+}
+
+int main(int argc, char **argv) {
+    if (argc != 4) { fprintf(stderr, "usage: %s ABI_FILE PLUGIN_SO SERVER_VERSION\n", argv[0]); return 2; }
+    FILE *f = fopen(argv[1], "r");
+    if (!f) { perror(argv[1]); return 2; }
+    while (nkeys < 256 && fscanf(f, "%63s %ld", keys[nkeys], &vals[nkeys]) == 2) nkeys++;
+    fclose(f);
+    snprintf(server_version, sizeof server_version, "%s", argv[3]);
+    /* The release the host plays: the one server_version names (the ABI
+     * file's structures are those of its whole series). */
+    long version_id = num("MYSQL_VERSION_ID");
+    int x, y, z;
+    if (sscanf(server_version, "%d.%d.%d", &x, &y, &z) == 3) version_id = x * 10000L + y * 100 + z;
+    long piv = num("MYSQL_PLUGIN_INTERFACE_VERSION");
+
+    void *h = dlopen(argv[2], RTLD_NOW);
+    if (!h) { FAIL("cannot open library: %s", dlerror()); return 1; }
+    int *ver = dlsym(h, "_mysql_plugin_interface_version_");
+    if (!ver) { FAIL("no _mysql_plugin_interface_version_"); return 1; }
+    if (*ver < (piv & ~0xff) || (*ver >> 8) > (piv >> 8)) { FAIL("plugin interface version mismatch (0x%x, server 0x%lx)", *ver, piv); return 1; }
+    char *decls = dlsym(h, "_mysql_plugin_declarations_");
+    if (!decls) { FAIL("no _mysql_plugin_declarations_"); return 1; }
+    long stride = num("sizeof.st_mysql_plugin");
+    if (*ver != piv) {
+        int *sz = dlsym(h, "_mysql_sizeof_struct_st_plugin_");
+        if (!sz) { FAIL("no _mysql_sizeof_struct_st_plugin_"); return 1; }
+        /* The server copies min(its size, this) bytes of each declaration. */
+        if (*sz != stride) FAIL("sizeof(st_mysql_plugin) is %d, the server's %ld", *sz, stride);
+        stride = *sz;
+    }
+    int n = 0;
+    for (char *d = decls; AT(d, void *, "st_mysql_plugin.info"); d += stride, n++) {
+        const char *name = AT(d, const char *, "st_mysql_plugin.name");
+        printf("plugin %s (server %s, MYSQL_VERSION_ID %ld)\n", name, server_version, version_id);
+        if (AT(d, int, "st_mysql_plugin.type") != num("MYSQL_DAEMON_PLUGIN")) FAIL("%s: not a daemon plugin", name);
+        if (AT(d, int, "st_mysql_plugin.license") != num("PLUGIN_LICENSE_GPL")) FAIL("%s: license", name);
+        int iv = *AT(d, int *, "st_mysql_plugin.info");
+        if (iv < (version_id << 8) || (iv >> 8) > version_id)
+            FAIL("API version for DAEMON plugin %s not supported by this version of the server (0x%x, need 0x%lx)", name, iv, version_id << 8);
+        if (num("sizeof.st_mysql_plugin") > num("st_mysql_plugin.flags") && AT(d, unsigned long, "st_mysql_plugin.flags") & ~3UL)
+            FAIL("%s: unknown flags", name);
+        void **sysvars = AT(d, void **, "st_mysql_plugin.system_vars");
+        for (; sysvars && *sysvars; sysvars++) check_sysvar(*sysvars);
+        init_func init = AT(d, init_func, "st_mysql_plugin.init");
+        if (!init || init(d) != 0) FAIL("Plugin '%s' init function returned error.", name);
+        else {
+            initialized = 1;
+            check_status(AT(d, void *, "st_mysql_plugin.status_vars"));
+            for (sysvars = AT(d, void **, "st_mysql_plugin.system_vars"); *sysvars; sysvars++)
+                if (!(*(int *)*sysvars & num("PLUGIN_VAR_THDLOCAL"))) check_sysvar(*sysvars);
+            init_func deinit = AT(d, init_func, "st_mysql_plugin.deinit");
+            if (deinit) deinit(d);
+        }
+    }
+    if (n != 1) FAIL("%d declarations, expected 1", n);
+    printf(failures ? "would NOT load: %d problem(s)\n" : "loads and reads correctly\n", failures);
+    return failures ? 1 : 0;
+}
