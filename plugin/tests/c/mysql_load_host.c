@@ -29,25 +29,37 @@ char server_version[64];
 /* ---- what the plugin looks up in the server ---- */
 typedef struct { char unused[64]; } THD;
 static THD the_thd;
+/* Errors raised on the statement (the server keeps one per statement). */
+static int errors_raised;
+static int deny_super;
 int thd_killed(const void *thd) { (void)thd; return 0; }
 char *thd_strmake(void *thd, const char *s, size_t n) { (void)thd; return strndup(s, n); }
 #ifdef MYSQL80
-void _Z8my_erroriiz(int nr, int flags, ...) { fprintf(stderr, "host: my_error %d %d\n", nr, flags); }
+void _Z8my_erroriiz(int nr, int flags, ...) { errors_raised++; fprintf(stderr, "host: my_error %d %d\n", nr, flags); }
 void _Z15my_printf_errorjPKciz(unsigned nr, const char *fmt, int flags, ...) {
-    (void)fmt; fprintf(stderr, "host: my_printf_error %u %d\n", nr, flags);
+    (void)fmt; errors_raised++; fprintf(stderr, "host: my_printf_error %u %d\n", nr, flags);
 }
 #else
-void my_error(int nr, int flags, ...) { fprintf(stderr, "host: my_error %d %d\n", nr, flags); }
+void my_error(int nr, int flags, ...) { errors_raised++; fprintf(stderr, "host: my_error %d %d\n", nr, flags); }
 void my_printf_error(unsigned nr, const char *fmt, int flags, ...) {
-    (void)fmt; fprintf(stderr, "host: my_printf_error %u %d\n", nr, flags);
+    (void)fmt; errors_raised++; fprintf(stderr, "host: my_printf_error %u %d\n", nr, flags);
 }
 #endif
 #ifndef NO_CHECK_GLOBAL_ACCESS
 #ifdef ACCESS_BITMASK
-_Bool _Z19check_global_accessP3THDj(THD *thd, uint32_t want) { (void)thd; (void)want; return 0; }
+#define CGA_ARG uint32_t
+#define CGA _Z19check_global_accessP3THDj
 #else
-_Bool _Z19check_global_accessP3THDm(THD *thd, unsigned long want) { (void)thd; (void)want; return 0; }
+#define CGA_ARG unsigned long
+#define CGA _Z19check_global_accessP3THDm
 #endif
+/* As the server's: on denial it raises ER_SPECIFIC_ACCESS_DENIED_ERROR. */
+_Bool CGA(THD *thd, CGA_ARG want) {
+    (void)thd;
+    if (want != 1UL << 15) fprintf(stderr, "host: check_global_access asked for 0x%lx, not SUPER\n", (unsigned long)want);
+    if (deny_super || want != 1UL << 15) errors_raised++;
+    return deny_super || want != 1UL << 15;
+}
 #endif
 
 /* ---- the release's numbers ---- */
@@ -72,10 +84,14 @@ static char session_block[4096] __attribute__((aligned(16)));
 static void *resolve(void *thd, int offset) { (void)thd; return session_block + offset; }
 
 static int initialized;
+static void *var_dir, *var_last_error, *var_last_error_string;
 
 static void check_sysvar(void *v) {
     int flags = *(int *)v;
     const char *name = AT(v, const char *, "thdvar_str.name");
+    if (!strcmp(name, "dir")) var_dir = v;
+    if (!strcmp(name, "last_error")) var_last_error = v;
+    if (!strcmp(name, "last_error_string")) var_last_error_string = v;
     long mask = num("PLUGIN_VAR_MASK") | 0x7f | num("PLUGIN_VAR_UNSIGNED") | num("PLUGIN_VAR_THDLOCAL");
     if (flags & ~mask) FAIL("variable %s: flags 0x%x outside the server's PLUGIN_VAR_MASK", name, flags);
     int type = flags & 0x7f;
@@ -149,6 +165,59 @@ static void check_status(void *vars) {
     if (n == 0) FAIL("no status variables");
 }
 
+/* st_mysql_value holding one string, as the server passes a SET value. */
+struct value { int (*value_type)(struct value *); const char *(*val_str)(struct value *, char *, int *);
+               int (*val_real)(struct value *, double *); int (*val_int)(struct value *, long long *);
+               int (*is_unsigned)(struct value *); };
+static const char *set_to;
+static int value_type(struct value *v) { (void)v; return 0; }
+static const char *val_str(struct value *v, char *buf, int *len) { (void)v; (void)buf; *len = strlen(set_to); return set_to; }
+
+typedef int (*check_func)(void *thd, void *var, void *save, struct value *value);
+
+/* SET tokudb_backup_dir = DEST as the server runs it: the check, then
+ * (on success) the update. Returns the check's result. */
+static int set_dir(const char *dest) {
+    struct value v = {value_type, val_str, NULL, NULL, NULL};
+    set_to = dest;
+    errors_raised = 0;
+    char save[64];
+    return AT(var_dir, check_func, "thdvar_str.check")(&the_thd, var_dir, save, &v);
+}
+
+static void *session(void *var, const char *kind) {
+    char k[64];
+    snprintf(k, sizeof k, "thdvar_%s.offset", kind);
+    return session_block + *(int *)((char *)var + num(k));
+}
+
+/* A refused and a failed SET tokudb_backup_dir: one error each for the
+ * client, and the session's last_error / last_error_string set (written by
+ * the plugin into the server's session storage). */
+static void check_set(void) {
+    if (num("sizeof.st_mysql_value") != (long)sizeof(struct value)) { FAIL("st_mysql_value layout"); return; }
+    if (!var_dir || !var_last_error || !var_last_error_string) { FAIL("session variables missing"); return; }
+    deny_super = 1;
+    if (set_dir("/nonexistent/backup") == 0) FAIL("SET tokudb_backup_dir succeeded without SUPER");
+    if (errors_raised != 1) FAIL("a refused SET raised %d errors, the server shows one", errors_raised);
+    if (*(unsigned long *)session(var_last_error, "ulong") != 13) FAIL("last_error after a refused SET is not EACCES");
+    deny_super = 0;
+    for (int i = 0; i < 3; i++) {
+        if (set_dir("/nonexistent/backup") == 0) FAIL("SET tokudb_backup_dir succeeded without libHotBackup");
+        if (errors_raised != 1) FAIL("a failed SET raised %d errors, the server shows one", errors_raised);
+    }
+    /* The plugin stored into last_error_string: MySQL keeps MEMALLOC values
+     * behind a hidden header (plugin_var_memalloc_session_update) that only
+     * the server may write and free. */
+    if (*(int *)var_last_error_string & num("PLUGIN_VAR_MEMALLOC"))
+        FAIL("the plugin writes last_error_string, which is PLUGIN_VAR_MEMALLOC: heap corruption in this server");
+    const char *msg = *(char **)session(var_last_error_string, "str");
+    if (!msg || !strstr(msg, "libHotBackup is not loaded"))
+        FAIL("last_error_string is '%s'", msg ? msg : "(null)");
+    else
+        printf("  SET tokudb_backup_dir: refused without SUPER, failed without the library: '%.40s...'\n", msg);
+}
+
 int main(int argc, char **argv) {
     if (argc != 4) { fprintf(stderr, "usage: %s ABI_FILE PLUGIN_SO SERVER_VERSION\n", argv[0]); return 2; }
     FILE *f = fopen(argv[1], "r");
@@ -195,6 +264,7 @@ int main(int argc, char **argv) {
         if (!init || init(d) != 0) FAIL("Plugin '%s' init function returned error.", name);
         else {
             initialized = 1;
+            check_set();
             check_status(AT(d, void *, "st_mysql_plugin.status_vars"));
             for (sysvars = AT(d, void **, "st_mysql_plugin.system_vars"); *sysvars; sysvars++)
                 if (!(*(int *)*sysvars & num("PLUGIN_VAR_THDLOCAL"))) check_sysvar(*sysvars);
