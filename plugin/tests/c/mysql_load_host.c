@@ -45,6 +45,29 @@ void my_printf_error(unsigned nr, const char *fmt, int flags, ...) {
     (void)fmt; errors_raised++; fprintf(stderr, "host: my_printf_error %u %d\n", nr, flags);
 }
 #endif
+#ifdef MYSQL80
+/* 8.0's dynamic privileges: the security context service (C), the plugin
+ * registry (C++ names) and its global_grants_check service. */
+static int grant_backup_admin;
+static char the_ctx;
+char thd_get_security_context(void *thd, void **ctx) { (void)thd; *ctx = &the_ctx; return 0; }
+static int has_global_grant(void *ctx, const char *priv, size_t len) {
+    return ctx == &the_ctx && grant_backup_admin && len == 12 && !memcmp(priv, "BACKUP_ADMIN", 12);
+}
+static struct { int (*has_global_grant)(void *, const char *, size_t); } grants = {has_global_grant};
+static int acquired;
+static int reg_acquire(const char *name, void **h) {
+    if (strcmp(name, "global_grants_check")) return 1;
+    acquired++;
+    *h = &grants;
+    return 0;
+}
+static int reg_release(void *h) { (void)h; acquired--; return 0; }
+static struct { int (*acquire)(const char *, void **); void *related; int (*release)(void *); } registry = {
+    reg_acquire, NULL, reg_release};
+void *_Z29mysql_plugin_registry_acquirev(void) { acquired++; return &registry; }
+int _Z29mysql_plugin_registry_releasePK16s_mysql_registry(void *r) { (void)r; acquired--; return 0; }
+#endif
 #ifndef NO_CHECK_GLOBAL_ACCESS
 #ifdef ACCESS_BITMASK
 #define CGA_ARG uint32_t
@@ -211,6 +234,16 @@ static void check_set(void) {
      * the server may write and free. */
     if (*(int *)var_last_error_string & num("PLUGIN_VAR_MEMALLOC"))
         FAIL("the plugin writes last_error_string, which is PLUGIN_VAR_MEMALLOC: heap corruption in this server");
+#ifdef MYSQL80
+    /* BACKUP_ADMIN without SUPER: past the privilege check, no error of it. */
+    deny_super = 1;
+    grant_backup_admin = 1;
+    if (set_dir("/nonexistent/backup") == 0) FAIL("SET tokudb_backup_dir succeeded without libHotBackup");
+    if (errors_raised != 1) FAIL("a SET with BACKUP_ADMIN raised %d errors, expected the backup's one", errors_raised);
+    if (*(unsigned long *)session(var_last_error, "ulong") != 38) FAIL("BACKUP_ADMIN is not accepted for SET tokudb_backup_dir");
+    if (acquired != 0) FAIL("the plugin holds %d registry references after the SET", acquired);
+    deny_super = grant_backup_admin = 0;
+#endif
     const char *msg = *(char **)session(var_last_error_string, "str");
     if (!msg || !strstr(msg, "libHotBackup is not loaded"))
         FAIL("last_error_string is '%s'", msg ? msg : "(null)");
