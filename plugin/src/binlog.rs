@@ -635,6 +635,11 @@ mod tests {
         ends.push((f.len() as u64, set("1-7", "1-5")));
         f.extend(mysql_trx(mysql_gtid(SID_A, 8)));
         ends.push((f.len() as u64, set("1-8", "1-5")));
+        // 8.0.20+ binlog_transaction_compression: the transaction is one
+        // Transaction_payload event after its GTID.
+        f.extend(mysql_gtid(SID_A, 9));
+        f.extend(crc_event(40, &[3; 90]));
+        ends.push((f.len() as u64, set("1-9", "1-5")));
         (f, ends)
     }
 
@@ -662,7 +667,7 @@ mod tests {
     fn mysql_binlog_cut_inside_a_transaction() {
         let (mut f, _) = mysql_binlog();
         let end = f.len() as u64;
-        f.extend(mysql_gtid(SID_A, 9));
+        f.extend(mysql_gtid(SID_A, 10));
         f.extend(mysql_query("BEGIN"));
         f.extend(crc_event(19, &[7; 30]));
         f.extend(crc_event(30, &[9; 200]));
@@ -670,7 +675,7 @@ mod tests {
         assert_eq!(pos, end);
         assert!(
             st.to_text()
-                .starts_with("3e11fa47-71ca-11e1-9e33-c80aa9429562:1-8,"),
+                .starts_with("3e11fa47-71ca-11e1-9e33-c80aa9429562:1-9,"),
             "{}",
             st.to_text()
         );
