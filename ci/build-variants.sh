@@ -85,3 +85,38 @@ loads bitmask ps8027 mysql80 8.0.44-35-log
 refused c my5741 mariadb 5.7.41 "no _mysql_plugin_interface_version_"
 refused cxx my8040 mysql57 8.0.40 "sizeof(st_mysql_plugin)"
 refused nocga my5741 mysql57 5.7.41 "does not export what the plugin needs: check_global_access"
+
+# A whole backup inside the stand-in server (5.7 and 8.0 builds), with
+# libHotBackup preloaded: the directories come from the server's variables
+# (datadir, undo directory outside it), a 5.7 DATA DIRECTORY tablespace from
+# its .isl file, and the binlog position and GTID set from a MySQL binlog the
+# host writes (transaction 7 cut after its rows).
+cargo build -p hotbackup
+backup_in_host() { # backup_in_host HOST ABI VARIANT SERVER_VERSION
+    local fx="$HOSTS/fixture-$3" out
+    rm -rf "$fx"
+    mkdir -p "$fx/data/db1" "$fx/undo" "$fx/ext/db1" "$fx/binlog"
+    printf 'ibdata' >"$fx/data/ibdata1"
+    printf 'rows' >"$fx/data/db1/t.ibd"
+    printf 'undo' >"$fx/undo/undo_001"
+    printf 'remote' >"$fx/ext/db1/t1.ibd"
+    printf '%s' "$fx/ext/db1/t1.ibd" >"$fx/data/db1/t1.isl"
+    out="$(HOST_DATADIR="$fx/data" HOST_UNDO_DIR="$fx/undo" HOST_BINLOG_DIR="$fx/binlog" \
+        HOST_BACKUP_TO="$fx/backup" LD_PRELOAD="$TARGET_DIR/debug/libHotBackup.so" timeout 300 \
+        "$HOSTS/host-$1" "plugin/tests/abi/$2.txt" "$HOSTS/tokudb_backup-$3.so" "$4" 2>&1)" ||
+        die "backup by tokudb_backup-$3.so in a $4 server:"$'\n'"$out"
+    local b="$fx/backup" f
+    for f in mysql_data_dir/ibdata1 mysql_data_dir/db1/t.ibd innodb_undo_dir/undo_001 \
+        data_directory_1/t1.ibd mysql_log_bin/binlog.000001 BACKUP-COMPLETE; do
+        [ -f "$b/$f" ] || die "backup in a $4 server has no $f:"$'\n'"$(cd "$b" && find . | sort)"$'\n'"$out"
+    done
+    local safe want
+    safe="$(sed -n 's/.*transaction 6 ends at \([0-9]*\).*/\1/p' <<<"$out")"
+    want="$(printf 'binlog.000001\t%s\t3e11fa47-71ca-11e1-9e33-c80aa9429562:1-6' "$safe")"
+    [ "$(cat "$b/tokubackup_binlog_info")" = "$want" ] ||
+        die "binlog position in a $4 server: '$(cat "$b/tokubackup_binlog_info")', expected '$want'"
+    grep -q "\"server_version\": \"$4\"" "$b/backup-manifest.json" || die "manifest of a $4 server lacks its version"
+    log "ok: tokudb_backup-$3.so backs up in a $4 server (directories from its variables, .isl, MySQL binlog position)"
+}
+backup_in_host c my5741 mysql57 5.7.41-log
+backup_in_host cxx my8040 mysql80 8.0.36

@@ -25,6 +25,13 @@
 #include <string.h>
 
 char server_version[64];
+/* The server's variables the plugin reads its directories from (set from
+ * HOST_* environment variables; see backup_scenario). */
+char mysql_real_data_home[512];
+char pidfile_name[512];
+char *mysqld_unix_port;
+char *log_bin_basename, *log_bin_index;
+char *srv_data_home, *srv_log_group_home_dir, *srv_undo_dir, *srv_innodb_directories;
 
 /* ---- what the plugin looks up in the server ---- */
 typedef struct { char unused[64]; } THD;
@@ -132,6 +139,9 @@ static void check_sysvar(void *v) {
         next += 16;
         snprintf(k, sizeof k, "thdvar_%s.resolve", kind);
         *(void **)((char *)v + num(k)) = (void *)resolve;
+        /* A new session starts with the default values. */
+        snprintf(k, sizeof k, "thdvar_%s.def_val", kind);
+        memcpy(session_block + next - 16, (char *)v + num(k), 8);
     } else if (type == num("PLUGIN_VAR_STR") && initialized) {
         char **value = AT(v, char **, "sysvar_str.value");
         printf("  @@tokudb_backup_%s = '%s'\n", name, value && *value ? *value : "");
@@ -208,6 +218,100 @@ static int set_dir(const char *dest) {
     return AT(var_dir, check_func, "thdvar_str.check")(&the_thd, var_dir, save, &v);
 }
 
+static void *session(void *var, const char *kind);
+
+/* ---- a MySQL binary log, event by event ---- */
+static unsigned char binlog[4096];
+static size_t binlog_len;
+
+static void put(const void *p, size_t n) { memcpy(binlog + binlog_len, p, n); binlog_len += n; }
+static void event(int type, const void *body, size_t n) {
+    unsigned char h[19] = {0};
+    uint32_t len = 19 + n, next = binlog_len + len, server = 1;
+    h[4] = type;
+    memcpy(h + 5, &server, 4);
+    memcpy(h + 9, &len, 4);
+    memcpy(h + 13, &next, 4);
+    put(h, 19);
+    put(body, n);
+}
+static void query(const char *q) {
+    unsigned char b[256] = {0};
+    b[8] = 1; /* db_len */
+    memcpy(b + 13, "d", 2);
+    memcpy(b + 15, q, strlen(q));
+    event(2, b, 15 + strlen(q));
+}
+static const unsigned char sid[16] = {0x3e, 0x11, 0xfa, 0x47, 0x71, 0xca, 0x11, 0xe1, 0x9e, 0x33, 0xc8, 0x0a, 0xa9, 0x42, 0x95, 0x62};
+static void gtid(uint64_t gno) {
+    unsigned char b[42] = {1};
+    memcpy(b + 1, sid, 16);
+    memcpy(b + 17, &gno, 8);
+    b[25] = 2;
+    event(33, b, sizeof b);
+}
+
+/* Writes DIR/binlog.000001 and its index as mysqld would: transactions 1-5
+ * before the file (Previous_gtids), 6 complete, 7 cut after its rows.
+ * Returns the end of transaction 6. */
+static size_t write_binlog(const char *dir) {
+    unsigned char fde[2 + 50 + 4 + 1 + 40 + 1 + 4] = {4};
+    memcpy(fde + 2, server_version, strlen(server_version) < 50 ? strlen(server_version) : 49);
+    fde[56] = 19;
+    binlog_len = 0;
+    put("\xfe" "bin", 4);
+    event(15, fde, sizeof fde);
+    unsigned char prev[8 + 16 + 8 + 16] = {1};
+    uint64_t n = 1, start = 1, end = 6;
+    memcpy(prev + 8, sid, 16);
+    memcpy(prev + 24, &n, 8);
+    memcpy(prev + 32, &start, 8);
+    memcpy(prev + 40, &end, 8);
+    event(35, prev, sizeof prev);
+    gtid(6);
+    query("BEGIN");
+    unsigned char rows[40] = {0};
+    event(30, rows, sizeof rows);
+    event(16, rows, 8); /* XID */
+    size_t safe = binlog_len;
+    gtid(7);
+    query("BEGIN");
+    event(30, rows, sizeof rows);
+    char path[600];
+    snprintf(path, sizeof path, "%s/binlog.000001", dir);
+    FILE *f = fopen(path, "wb");
+    fwrite(binlog, 1, binlog_len, f);
+    fclose(f);
+    snprintf(path, sizeof path, "%s/binlog.index", dir);
+    f = fopen(path, "w");
+    fprintf(f, "./binlog.000001\n");
+    fclose(f);
+    return safe;
+}
+
+/* HOST_BACKUP_TO set (and libHotBackup preloaded): SET tokudb_backup_dir
+ * runs a whole backup of the directories the HOST_* variables name, as it
+ * would in this server; the caller checks the copy. */
+static void backup_scenario(const char *to) {
+    static char bin_base[600], bin_index[600];
+    const char *bin = getenv("HOST_BINLOG_DIR");
+    if (bin) {
+        size_t safe = write_binlog(bin);
+        snprintf(bin_base, sizeof bin_base, "%s/binlog", bin);
+        snprintf(bin_index, sizeof bin_index, "%s/binlog.index", bin);
+        log_bin_basename = bin_base;
+        log_bin_index = bin_index;
+        printf("  binlog: transaction 6 ends at %zu, 7 is cut\n", safe);
+    }
+    deny_super = 0;
+    int rc = set_dir(to);
+    const char *msg = *(char **)session(var_last_error_string, "str");
+    if (rc != 0 || errors_raised != 0)
+        FAIL("SET tokudb_backup_dir='%s' failed (%d errors): %s", to, errors_raised, msg ? msg : "");
+    else
+        printf("  SET tokudb_backup_dir='%s': backup complete\n", to);
+}
+
 static void *session(void *var, const char *kind) {
     char k[64];
     snprintf(k, sizeof k, "thdvar_%s.offset", kind);
@@ -220,6 +324,7 @@ static void *session(void *var, const char *kind) {
 static void check_set(void) {
     if (num("sizeof.st_mysql_value") != (long)sizeof(struct value)) { FAIL("st_mysql_value layout"); return; }
     if (!var_dir || !var_last_error || !var_last_error_string) { FAIL("session variables missing"); return; }
+    if (getenv("HOST_BACKUP_TO")) { backup_scenario(getenv("HOST_BACKUP_TO")); return; }
     deny_super = 1;
     if (set_dir("/nonexistent/backup") == 0) FAIL("SET tokudb_backup_dir succeeded without SUPER");
     if (errors_raised != 1) FAIL("a refused SET raised %d errors, the server shows one", errors_raised);
@@ -258,6 +363,9 @@ int main(int argc, char **argv) {
     while (nkeys < 256 && fscanf(f, "%63s %ld", keys[nkeys], &vals[nkeys]) == 2) nkeys++;
     fclose(f);
     snprintf(server_version, sizeof server_version, "%s", argv[3]);
+    if (getenv("HOST_DATADIR")) snprintf(mysql_real_data_home, sizeof mysql_real_data_home, "%s", getenv("HOST_DATADIR"));
+    srv_undo_dir = getenv("HOST_UNDO_DIR");
+    srv_innodb_directories = getenv("HOST_INNODB_DIRECTORIES");
     /* The release the host plays: the one server_version names (the ABI
      * file's structures are those of its whole series). */
     long version_id = num("MYSQL_VERSION_ID");
