@@ -85,6 +85,7 @@ loads bitmask ps8027 mysql80 8.0.44-35-log
 refused c my5741 mariadb 5.7.41 "no _mysql_plugin_interface_version_"
 refused cxx my8040 mysql57 8.0.40 "sizeof(st_mysql_plugin)"
 refused nocga my5741 mysql57 5.7.41 "does not export what the plugin needs: check_global_access"
+refused cxx my8040 mysql80 8.4.3 "built for the 8.0 series"
 
 # A whole backup inside the stand-in server (5.7 and 8.0 builds), with
 # libHotBackup preloaded: the directories come from the server's variables
