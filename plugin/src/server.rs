@@ -286,13 +286,12 @@ impl Server {
         if crate::grants::has_global_grant(thd, "BACKUP_ADMIN") {
             return Ok(());
         }
+        #[cfg(not(feature = "mysql80"))]
         const DENIED: &str =
             "access denied: setting tokudb_backup_dir requires the SUPER privilege";
         #[cfg(feature = "mysql80")]
-        const DENIED_80: &str =
+        const DENIED: &str =
             "access denied: setting tokudb_backup_dir requires the BACKUP_ADMIN or SUPER privilege";
-        #[cfg(not(feature = "mysql80"))]
-        const DENIED_80: &str = DENIED;
         // SAFETY: thd is the live THD of the statement; the signature is the
         // one the symbol's (mangled) name states.
         let denied = unsafe {
@@ -315,11 +314,7 @@ impl Server {
         match denied {
             None => Ok(()),
             Some(raised) => Err(Denied {
-                message: if cfg!(feature = "mysql80") {
-                    DENIED_80
-                } else {
-                    DENIED
-                },
+                message: DENIED,
                 raised,
             }),
         }
