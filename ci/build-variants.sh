@@ -73,6 +73,7 @@ refused() {
 loads c my5741 mysql57 5.7.9
 loads c my5741 mysql57 5.7.41-log
 loads c my5741 mysql57 5.7.44
+loads c my5741 mysql57 5.7.42-0ubuntu0.18.04.1-log
 loads c ps5722 mysql57 5.7.22-22-log
 loads c ps5722 mysql57 5.7.44-48
 loads cxx my8040 mysql80 8.0.11

@@ -278,17 +278,19 @@ pub const fn parse_version(v: &[u8]) -> Option<[u32; 3]> {
 
 /// True for Percona Server's version strings: its release number follows
 /// the version ("5.7.22-22", "5.7.22-22-log", PXC "5.7.22-22-57"); MySQL's
-/// suffixes are words ("-log", "-debug").
+/// suffixes are words ("-log", "-debug") or, in distribution builds, start
+/// with a number followed by letters ("5.7.42-0ubuntu0.18.04.1").
 pub fn is_percona(v: &str) -> bool {
     let mut dots = 0;
     let rest = v.trim_start_matches(|c: char| {
         dots += usize::from(c == '.');
         c.is_ascii_digit() || c == '.'
     });
-    dots == 2
-        && rest
-            .strip_prefix('-')
-            .is_some_and(|r| r.starts_with(|c: char| c.is_ascii_digit()))
+    let Some(suffix) = rest.strip_prefix('-') else {
+        return false;
+    };
+    let release = suffix.split('-').next().unwrap_or_default();
+    dots == 2 && !release.is_empty() && release.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// `MYSQL_VERSION_ID` of a version: 10.11.19 is 101119.
