@@ -34,6 +34,14 @@ LIB="$TARGET_DIR/release/libHotBackup.so"
 PLUGIN="$TARGET_DIR/release/libtokudb_backup.so"
 [ -f "$LIB" ] || die "$LIB was not built"
 [ -f "$PLUGIN" ] || die "$PLUGIN was not built"
+# The plugin for MySQL and Percona Server 5.7 / 8.0 (cargo features): one
+# per series, for the tarball and the -mysql57/-mysql80 RPMs. The default
+# (MariaDB) build is made last again, so target/release keeps it.
+for f in mysql57 mysql80; do
+    cargo build --release -p tokudb_backup --no-default-features --features "$f"
+    cp "$PLUGIN" "$TARGET_DIR/release/tokudb_backup_$f.so"
+done
+cargo build --release -p tokudb_backup
 
 # The file name carries the full version; its major must be the SONAME's.
 soname="$(readelf -d "$LIB" | sed -n 's/.*Library soname: \[\(.*\)\]/\1/p')"
@@ -151,6 +159,21 @@ install -D -m 644 include/backup.h "$d/usr/include/hotbackup/backup.h"
 pkgconfig "$LIBDIR" "$d$LIBDIR/pkgconfig/hotbackup.pc"
 
 cargo generate-rpm -p plugin --auto-req no -o "$PKG_DIR/"
+# tokudb-backup-plugin-mysql57/-mysql80: the same files with that series'
+# plugin and a drop-in for mysqld.service (Oracle's and Percona's unit).
+for f in mysql57 mysql80; do
+    v="$STAGE_DIR/rpm/tokudb-backup-plugin-$f"
+    install_so "$LIB" "$v$LIBDIR/$SOFILE"
+    install_so "$TARGET_DIR/release/tokudb_backup_$f.so" "$v$PLUGINDIR/tokudb_backup.so"
+    mkdir -p "$v/etc" "$v/usr/share"
+    cp -a "$STAGE_DIR/rpm/tokudb-backup-plugin/etc/." "$v/etc/"
+    cp -a "$STAGE_DIR/rpm/tokudb-backup-plugin/usr/share/." "$v/usr/share/"
+    SYSTEMD_DROPIN=/usr/lib/systemd/system/mysqld.service.d/10-tokudb-backup.conf
+    subst packaging/systemd/tokudb-backup.conf.in "$v$SYSTEMD_DROPIN"
+    sed -i -e 's/mariadbd-safe/mysqld_safe/g; s/mariadbd/mysqld/g; s/mariadb\.service/mysqld.service/g' \
+        -e 's/systemctl edit mariadb/systemctl edit mysqld/g' "$v$SYSTEMD_DROPIN" "$v/etc/my.cnf.d/tokudb-backup.cnf"
+    cargo generate-rpm -p plugin --auto-req no --variant "$f" -o "$PKG_DIR/"
+done
 cargo generate-rpm -p . --auto-req no -o "$PKG_DIR/"
 
 # ---- Release tarball: a top directory with lib/, lib/mysql/plugin/, include/, README
@@ -161,6 +184,9 @@ ln -s "$SOFILE" "$t/lib/libHotBackup.so.1"
 ln -s libHotBackup.so.1 "$t/lib/libHotBackup.so"
 install_so "$PLUGIN" "$t/lib/mysql/plugin/tokudb_backup.so"
 ln -s tokudb_backup.so "$t/lib/mysql/plugin/tokubackup.so"
+for f in mysql57 mysql80; do
+    install_so "$TARGET_DIR/release/tokudb_backup_$f.so" "$t/lib/mysql/plugin/tokudb_backup_$f.so"
+done
 install -D -m 644 include/backup.h "$t/include/backup.h"
 install -m 644 debian/copyright "$t/COPYING"
 LIBDIR=/opt/$name/lib PLUGINDIR=/opt/$name/lib/mysql/plugin PREFIX=/opt/$name
