@@ -348,9 +348,14 @@ fn copy(
         .map(|d| cstring(&d.path))
         .collect::<Result<_, _>>()
         .map_err(|e| vec![e])?;
+    // The library, like Percona's, backs up into existing empty directories.
     let dsts: Vec<CString> = dirs
         .iter()
-        .map(|d| cstring(&dest.join(&d.subdir)))
+        .map(|d| {
+            let sub = dest.join(&d.subdir);
+            destination::create(&sub)?;
+            cstring(&sub)
+        })
         .collect::<Result<_, _>>()
         .map_err(|e| vec![e])?;
     let src_ptrs: Vec<*const c_char> = srcs.iter().map(|c| c.as_ptr()).collect();
