@@ -469,10 +469,7 @@ fn create_backup(
                 )
             })
             .and_then(|()| {
-                crate::uring::wait_native(START_TIMEOUT).map_err(|e| {
-                    gate::stop_capture();
-                    e
-                })
+                crate::uring::wait_native(START_TIMEOUT).inspect_err(|_| gate::stop_capture())
             });
         if let Err((code, msg)) = started {
             // SAFETY: capture is off (see above).
@@ -646,7 +643,6 @@ mod tests {
 
     #[test]
     fn most_progress_is_the_float_just_below_one() {
-        assert!(MOST_PROGRESS < 1.0);
         assert_eq!(MOST_PROGRESS.to_bits(), 1.0f32.to_bits() - 1);
     }
 

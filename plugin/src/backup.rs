@@ -227,7 +227,7 @@ unsafe extern "C" fn poll_cb(progress: f32, text: *const c_char, extra: *mut c_v
         srv.set_proc_info(ctx.thd, ctx.info[next].as_ptr() as *const c_char);
         if ctx
             .last_report
-            .map_or(true, |t| t.elapsed().as_millis() >= 200)
+            .is_none_or(|t| t.elapsed().as_millis() >= 200)
         {
             srv.progress_report(ctx.thd, (fraction * 1000.0) as u64, 1000);
             ctx.last_report = Some(Instant::now());
