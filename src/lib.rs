@@ -26,6 +26,7 @@ mod namespace;
 mod real;
 mod session;
 mod source_file;
+mod source_map;
 mod staging;
 mod sys;
 mod throttle;
