@@ -121,7 +121,7 @@ fn resolve_dest(dest: &Path) -> Result<PathBuf, Refusal> {
                             continue;
                         }
                         // A missing part, or one that is not a directory
-                        // (check_dest says which).
+                        // (open_dest says which).
                         Err(Errno::NOENT) | Err(Errno::NOTDIR) => exists = false,
                         Err(e) => return Err(fail(e)),
                     }
@@ -137,10 +137,10 @@ fn overlaps(a: &Path, b: &Path) -> bool {
     a.starts_with(b) || b.starts_with(a)
 }
 
-/// Check that a destination is an existing empty directory. The numbers are
-/// Percona TokuBackup's, which its callers test: the stat error (ENOENT when
-/// absent), EINVAL when it is not a directory or not empty.
-fn check_dest(dest: &Path, shown: &Path) -> Result<(), Refusal> {
+/// Open a destination, which must be an existing empty directory. The
+/// numbers are Percona TokuBackup's, which its callers test: the stat error
+/// (ENOENT when absent), EINVAL when it is not a directory or not empty.
+fn open_dest(dest: &Path, shown: &Path) -> Result<sys::OwnFd, Refusal> {
     let fail = |e: Errno| {
         refuse(
             e,
@@ -173,7 +173,7 @@ fn check_dest(dest: &Path, shown: &Path) -> Result<(), Refusal> {
             format!("destination {} is not empty", shown.display()),
         ));
     }
-    Ok(())
+    Ok(dir)
 }
 
 /// What this process does that no hook can see, which would make a backup
@@ -293,17 +293,10 @@ fn prepare(
     check_invisible_io(&canon_src)?;
     let mut roots = Vec::new();
     for (i, d) in canon_dest.iter().enumerate() {
-        check_dest(d, &dests[i])?;
-        let dest_dir = sys::open_dir(d).map_err(|e| {
-            refuse(
-                e,
-                format!("destination {}: {}", dests[i].display(), sys::strerror(e)),
-            )
-        })?;
         roots.push(Root {
             src: canon_src[i].clone(),
             dest: d.clone(),
-            dest_dir,
+            dest_dir: open_dest(d, &dests[i])?,
         });
     }
     Ok(Session::new(roots, exclude))
