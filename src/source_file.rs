@@ -156,11 +156,8 @@ impl SourceFile {
         lock(&self.src).clone()
     }
 
-    /// A new source descriptor, or none; either way the mapping made from
-    /// the old one goes too (unmapped once no mirror uses it).
     pub fn set_src(&self, fd: Option<Arc<crate::sys::OwnFd>>) {
         *lock(&self.src) = fd;
-        *lock(&self.map) = None;
     }
 
     /// A mapping of the source open as `src` covering `[0, end)`: the one

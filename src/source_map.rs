@@ -8,9 +8,8 @@
 //! the caller falls back from, never a SIGBUS in the application. No page is
 //! read ahead (MADV_RANDOM), for the reason the copier reads without
 //! readahead (see `Session::src_for`). A mapping belongs to one source
-//! descriptor, without keeping it open: a file that outgrows it, or whose
-//! descriptor changes, gets a new one, and the old one is unmapped when its
-//! last user drops it. The
+//! descriptor: a file that outgrows it, or whose descriptor changes, gets a
+//! new one, and the old one is unmapped when its last user drops it. The
 //! number and size of mappings are capped, so that a backup of many or huge
 //! files never uses up the process's map count or address space; past the
 //! caps mirrors read the bytes back instead.
@@ -20,7 +19,7 @@ use rustix::fd::{AsFd, BorrowedFd};
 use rustix::io::Errno;
 use rustix::mm::{self, Advice, MapFlags, ProtFlags};
 use std::sync::atomic::{AtomicUsize, Ordering::*};
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 
 /// Mappings alive at once (the kernel's default map count is 65530).
 const MAX_MAPS: usize = 4096;
@@ -33,8 +32,7 @@ static MAPS: AtomicUsize = AtomicUsize::new(0);
 static BYTES: AtomicUsize = AtomicUsize::new(0);
 
 pub struct SourceMap {
-    /// The descriptor it was made from (only to recognise it).
-    fd: Weak<OwnFd>,
+    fd: Arc<OwnFd>,
     ptr: *mut libc::c_void,
     len: usize,
 }
@@ -96,7 +94,7 @@ impl SourceMap {
             let _ = unsafe { mm::madvise(ptr, len, advice) };
         }
         Some(SourceMap {
-            fd: Arc::downgrade(src),
+            fd: src.clone(),
             ptr,
             len,
         })
@@ -104,7 +102,7 @@ impl SourceMap {
 
     /// Whether this maps the file open as `src` up to `end`.
     pub fn covers(&self, src: &Arc<OwnFd>, end: u64) -> bool {
-        end <= self.len as u64 && self.fd.upgrade().is_some_and(|fd| Arc::ptr_eq(&fd, src))
+        Arc::ptr_eq(&self.fd, src) && end <= self.len as u64
     }
 
     /// Write `[off, off + n)` of the source to `dest` at the same offset.
