@@ -221,8 +221,17 @@ pub fn write_to<R: Copy + Into<i64>>(
                 let mirrored = match (staged, &fds.src, gate.slot()) {
                     // SAFETY: staged bytes stay valid until this hook returns.
                     (Some(b), _, _) => unsafe { mirror_bytes(fds.dest.as_fd(), b, first, n) },
-                    (None, Some(src), slot) if !matches!(bytes, Bytes::FromSource(_)) => {
-                        mirror_written(s, &file, src, &fds, slot, first, n)
+                    (None, Some(src), Some(slot)) if !matches!(bytes, Bytes::FromSource(_)) => {
+                        // SAFETY: as for stage: this thread's slot, used
+                        // only within this hook.
+                        match unsafe { s.staging.read_back(slot, src.as_fd(), first, n) } {
+                            Ok(Some(b)) => {
+                                // SAFETY: read_back's bytes stay valid until this hook returns.
+                                unsafe { mirror_bytes(fds.dest.as_fd(), b, first, n) }
+                            }
+                            Ok(None) => mirror_from_source(&fds, first, n),
+                            Err(e) => Err(e),
+                        }
                     }
                     _ => mirror_from_source(&fds, first, n),
                 };
@@ -236,40 +245,6 @@ pub fn write_to<R: Copy + Into<i64>>(
     drop(capture);
     sys::set_errno(errno);
     r
-}
-
-/// Mirror of `n` bytes just written at `off` through the page cache, which
-/// the range lock keeps as written: from the source's mapping in one
-/// pwrite, else read back into this thread's staging area and written from
-/// there, else copied from the source file.
-fn mirror_written(
-    s: &Session,
-    file: &SourceFile,
-    src: &Arc<crate::sys::OwnFd>,
-    fds: &MirrorFds,
-    slot: Option<usize>,
-    off: u64,
-    n: usize,
-) -> Result<(), Errno> {
-    let end = off.saturating_add(n as u64);
-    if let Some(map) = file.source_map(src, end) {
-        match map.write_to(fds.dest.as_fd(), off, n) {
-            // Not in the source any more (truncated by another process):
-            // the ways below mirror what the source reads now.
-            Err(Errno::FAULT) => {}
-            r => return r,
-        }
-    }
-    let Some(slot) = slot else {
-        return mirror_from_source(fds, off, n);
-    };
-    // SAFETY: as for stage: this thread's slot, used only within this hook.
-    match unsafe { s.staging.read_back(slot, src.as_fd(), off, n) } {
-        // SAFETY: read_back's bytes stay valid until this hook returns.
-        Ok(Some(b)) => unsafe { mirror_bytes(fds.dest.as_fd(), b, off, n) },
-        Ok(None) => mirror_from_source(fds, off, n),
-        Err(e) => Err(e),
-    }
 }
 
 /// Write the first `n` of staged `bytes` to `dest` at `off`.

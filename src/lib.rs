@@ -26,7 +26,6 @@ mod namespace;
 mod real;
 mod session;
 mod source_file;
-mod source_map;
 mod staging;
 mod sys;
 mod throttle;

@@ -3,7 +3,6 @@
 //! application's writers, and the descriptors the library uses to mirror.
 
 use crate::namespace::RelPath;
-use crate::source_map::SourceMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::*};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
@@ -85,10 +84,6 @@ pub struct SourceFile {
     pub excluded: AtomicBool,
     dest: Mutex<Option<Arc<crate::sys::OwnFd>>>,
     src: Mutex<Option<Arc<crate::sys::OwnFd>>>,
-    /// The source mapped for mirrors; None also after a mapping failed
-    /// with `unmappable` set.
-    map: Mutex<Option<Arc<SourceMap>>>,
-    unmappable: AtomicBool,
 }
 
 impl SourceFile {
@@ -103,8 +98,6 @@ impl SourceFile {
             excluded: AtomicBool::new(false),
             dest: Mutex::new(None),
             src: Mutex::new(None),
-            map: Mutex::new(None),
-            unmappable: AtomicBool::new(false),
         }
     }
 
@@ -158,27 +151,6 @@ impl SourceFile {
 
     pub fn set_src(&self, fd: Option<Arc<crate::sys::OwnFd>>) {
         *lock(&self.src) = fd;
-    }
-
-    /// A mapping of the source open as `src` covering `[0, end)`: the one
-    /// in hand, or a new one replacing it. None if the file cannot be
-    /// mapped (then mirrors read the bytes back).
-    pub fn source_map(&self, src: &Arc<crate::sys::OwnFd>, end: u64) -> Option<Arc<SourceMap>> {
-        if self.unmappable.load(Relaxed) {
-            return None;
-        }
-        let mut map = lock(&self.map);
-        if let Some(m) = map.as_ref().filter(|m| m.covers(src, end)) {
-            return Some(m.clone());
-        }
-        let Some(m) = SourceMap::new(src, end) else {
-            self.unmappable.store(true, Relaxed);
-            *map = None;
-            return None;
-        };
-        let m = Arc::new(m);
-        *map = Some(m.clone());
-        Some(m)
     }
 
     pub fn current_name(&self) -> Option<RelPath> {
