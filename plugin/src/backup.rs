@@ -239,7 +239,7 @@ unsafe extern "C" fn poll_cb(progress: f32, text: *const c_char, extra: *mut c_v
         srv.set_proc_info(ctx.thd, ctx.info[next].as_ptr() as *const c_char);
         if ctx
             .last_report
-            .map_or(true, |t| t.elapsed().as_millis() >= 200)
+            .is_none_or(|t| t.elapsed().as_millis() >= 200)
         {
             srv.progress_report(ctx.thd, (fraction * 1000.0) as u64, 1000);
             ctx.last_report = Some(Instant::now());
@@ -360,9 +360,14 @@ fn copy(
         .map(|d| cstring(&d.path))
         .collect::<Result<_, _>>()
         .map_err(|e| vec![e])?;
+    // The library, like Percona's, backs up into existing empty directories.
     let dsts: Vec<CString> = dirs
         .iter()
-        .map(|d| cstring(&dest.join(&d.subdir)))
+        .map(|d| {
+            let sub = dest.join(&d.subdir);
+            destination::create(&sub)?;
+            cstring(&sub)
+        })
         .collect::<Result<_, _>>()
         .map_err(|e| vec![e])?;
     let src_ptrs: Vec<*const c_char> = srcs.iter().map(|c| c.as_ptr()).collect();

@@ -104,6 +104,7 @@ static int enospc(const char *work) {
     make_file(path_join(p, d.src, "big1"), 6 << 20, 1);
     make_file(path_join(p, d.src, "big2"), 6 << 20, 2);
     path_join(dst, small, "dst");
+    SYS(mkdir(dst, 0700));
     struct writer w;
     writer_start(&w, d.src);
     struct errors er = ERRORS_INIT;
