@@ -459,9 +459,18 @@ fn finish(
     } else {
         None
     };
-    let bytes: u64 = dirs
+    // After the binary log is cut at the snapshot position: the checksums
+    // are of the files exactly as the backup leaves them.
+    status::with(|p| p.state = "checksumming");
+    let subdirs: Vec<&str> = dirs.iter().map(|d| d.subdir.as_str()).collect();
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
+    let files = manifest::checksum_files(dest, &subdirs, threads)?;
+    let bytes: u64 = files
         .iter()
-        .map(|d| manifest::tree_bytes(&dest.join(&d.subdir)))
+        .map(|f| match f.kind {
+            manifest::FileKind::Regular { size, .. } => size,
+            manifest::FileKind::Symlink { .. } => 0,
+        })
         .sum();
     let m = Manifest {
         dirs,
@@ -473,6 +482,7 @@ fn finish(
         bytes,
         binlog: position.as_ref(),
         exclude: session.exclude.as_deref(),
+        files: &files,
     };
     let text = serde_json::to_string_pretty(&m.to_json()).unwrap_or_default() + "\n";
     manifest::write_file(dest, manifest::MANIFEST, text.as_bytes())?;
