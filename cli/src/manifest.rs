@@ -142,27 +142,32 @@ impl Backup {
         })
     }
 
-    /// Ok when BACKUP-COMPLETE is there and BACKUP-INCOMPLETE is not.
     pub fn check_marker(&self) -> Result<()> {
-        let inc = self.dir.join(INCOMPLETE);
-        if let Ok(why) = std::fs::read_to_string(&inc) {
-            return Err(Error::new(
-                Exit::NotABackup,
-                format!("'{}' is there: {}", inc.display(), why.trim_end()),
-            ));
-        }
-        let done = self.dir.join(COMPLETE);
-        if !done.is_file() {
-            return Err(Error::new(
-                Exit::NotABackup,
-                format!(
-                    "completion marker '{}' is missing: the backup did not finish",
-                    done.display()
-                ),
-            ));
-        }
-        Ok(())
+        check_marker(&self.dir)
     }
+}
+
+/// Ok when BACKUP-COMPLETE is there and BACKUP-INCOMPLETE is not (checked
+/// before the manifest is read: a failed backup has none).
+pub fn check_marker(dir: &Path) -> Result<()> {
+    let inc = dir.join(INCOMPLETE);
+    if let Ok(why) = std::fs::read_to_string(&inc) {
+        return Err(Error::new(
+            Exit::NotABackup,
+            format!("'{}' is there: {}", inc.display(), why.trim_end()),
+        ));
+    }
+    let done = dir.join(COMPLETE);
+    if !done.is_file() {
+        return Err(Error::new(
+            Exit::NotABackup,
+            format!(
+                "completion marker '{}' is missing: the backup did not finish",
+                done.display()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn file_entry(e: &Value, path: &Path) -> Result<FileEntry> {

@@ -33,7 +33,7 @@ impl Reading {
 
 pub enum Progress {
     Bar(ProgressBar),
-    Lines { last: Option<Instant> },
+    Lines { last: Option<(Instant, String)> },
 }
 
 impl Progress {
@@ -67,10 +67,14 @@ impl Progress {
                 ));
             }
             Progress::Lines { last } => {
-                if last.is_some_and(|t| t.elapsed() < Duration::from_secs(5)) {
+                // A line per state, and every 5 s; none before the backup starts.
+                let quiet = last
+                    .as_ref()
+                    .is_some_and(|(t, s)| *s == r.state && t.elapsed() < Duration::from_secs(5));
+                if quiet || r.state == "idle" || r.state.is_empty() {
                     return;
                 }
-                *last = Some(Instant::now());
+                *last = Some((Instant::now(), r.state.clone()));
                 let pct = (r.copied * 100).checked_div(r.total).unwrap_or(0);
                 eprintln!(
                     "tokubackup: {}: {} of {} ({pct}%), {}/s, ETA {}, {}",

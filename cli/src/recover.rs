@@ -100,7 +100,7 @@ pub fn run(b: &Backup, a: &VerifyArgs) -> Result<()> {
     let copy_secs = t0.elapsed().as_secs_f64();
     let sock = dir.join("sock");
     let err_log = dir.join("err.log");
-    let mut cmd = Command::new(&a.mariadbd);
+    let mut cmd = isolated_command(&targets, &a.mariadbd)?;
     cmd.arg("--no-defaults")
         .args(targets.iter().filter_map(|t| option_for(t, b)))
         .args(bin_log_option(b, &targets))
@@ -139,6 +139,45 @@ pub fn run(b: &Backup, a: &VerifyArgs) -> Result<()> {
         "verify --recover: copy {copy_secs:.1} s, crash recovery and start {recovery:.1} s, CHECK TABLE: all {tables} tables OK"
     );
     Ok(())
+}
+
+/// InnoDB's redo log names DATA DIRECTORY tablespaces by their absolute
+/// path, so recovery would write the original files. When they exist, the
+/// server runs in a private mount namespace where the scratch copies are
+/// bind-mounted over the original paths (root only).
+fn isolated_command(targets: &[Target], mariadbd: &str) -> Result<Command> {
+    let shadow: Vec<&Target> = targets
+        .iter()
+        .filter(|t| t.dir.setting == "data_directory" && t.dir.original.exists())
+        .collect();
+    if shadow.is_empty() {
+        return Ok(Command::new(mariadbd));
+    }
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Err(recovery_failed(format!(
+            "the backup has DATA DIRECTORY tables whose original directory '{}' exists here; recovery would write it: run verify --recover as root (it then runs the server in a private mount namespace) or on another host",
+            shadow[0].dir.original.display()
+        )));
+    }
+    let q = |p: &Path| format!("'{}'", p.display().to_string().replace('\'', "'\\''"));
+    let mut script = String::new();
+    for t in shadow {
+        script += &format!("mount --bind {} {} && ", q(&t.path), q(&t.dir.original));
+    }
+    script += "exec \"$0\" \"$@\"";
+    let mut c = Command::new("unshare");
+    c.args([
+        "--mount",
+        "--propagation",
+        "private",
+        "--",
+        "sh",
+        "-c",
+        &script,
+        mariadbd,
+    ]);
+    Ok(c)
 }
 
 fn wait_ready(s: &mut Scratch, sock: &Path, err_log: &Path) -> Result<Conn> {

@@ -10,7 +10,7 @@
 use crate::args::RestoreArgs;
 use crate::copy::{self, Owner};
 use crate::error::{Error, Exit, Result};
-use crate::manifest::{Backup, Dir};
+use crate::manifest::{self, Backup, Dir};
 use crate::{signals, verify};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -76,6 +76,35 @@ pub fn targets(b: &Backup, datadir: &Path, maps: &[String]) -> Result<Vec<Target
             }
         })
         .collect())
+}
+
+/// InnoDB's redo log names DATA DIRECTORY tablespaces by their absolute
+/// path: crash recovery fails on them anywhere else.
+fn check_innodb_kept(b: &Backup, targets: &[Target]) -> Result<()> {
+    for t in targets {
+        let d = &t.dir;
+        if d.setting == "data_directory"
+            && t.path != d.original
+            && holds_ibd(&b.dir.join(&d.subdir))
+        {
+            return Err(Error::new(
+                Exit::Usage,
+                format!(
+                    "--map: '{}' holds InnoDB DATA DIRECTORY tablespaces, which InnoDB's redo log names by their absolute path: they must be restored at '{}'",
+                    d.original.display(),
+                    d.original.display()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn holds_ibd(d: &Path) -> bool {
+    std::fs::read_dir(d).is_ok_and(|rd| {
+        rd.flatten()
+            .any(|e| e.path().extension().is_some_and(|x| x == "ibd"))
+    })
 }
 
 /// A path under an original directory, moved to that directory's target.
@@ -154,20 +183,32 @@ fn check_version(b: &Backup, mariadbd: &str) -> Result<()> {
     Ok(())
 }
 
-/// InnoDB `.isl` files hold the absolute path of a DATA DIRECTORY
-/// tablespace: point them at its new place.
-fn rewrite_isl(dir: &Path, targets: &[Target]) -> Result<()> {
+/// Files that name other files by absolute path: InnoDB's `.isl` (a DATA
+/// DIRECTORY tablespace) and the binary and relay log `.index` files. Each
+/// such line is pointed at its directory's new place.
+fn rewrite_paths(dir: &Path, targets: &[Target]) -> Result<()> {
     let rd = std::fs::read_dir(dir)
         .map_err(|e| Error::io(Exit::RestoreFailed, "cannot list", dir, &e))?;
     for e in rd.flatten() {
         let p = e.path();
         if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-            rewrite_isl(&p, targets)?;
-        } else if p.extension().is_some_and(|x| x == "isl") {
-            let old = std::fs::read_to_string(&p)
-                .map_err(|e| Error::io(Exit::RestoreFailed, "cannot read", &p, &e))?;
-            let new = remap(targets, Path::new(old.trim_end()));
-            std::fs::write(&p, format!("{}\n", new.display()))
+            rewrite_paths(&p, targets)?;
+            continue;
+        }
+        if !p.extension().is_some_and(|x| x == "isl" || x == "index") {
+            continue;
+        }
+        let old = std::fs::read_to_string(&p)
+            .map_err(|e| Error::io(Exit::RestoreFailed, "cannot read", &p, &e))?;
+        let new: String = old
+            .lines()
+            .map(|l| match l.starts_with('/') {
+                true => format!("{}\n", remap(targets, Path::new(l)).display()),
+                false => format!("{l}\n"),
+            })
+            .collect();
+        if new != old {
+            std::fs::write(&p, new)
                 .map_err(|e| Error::io(Exit::RestoreFailed, "cannot write", &p, &e))?;
         }
     }
@@ -239,9 +280,7 @@ fn stage(
         } else {
             bytes += copy::copy_tree(&src, s, owner, threads, &relink)?;
         }
-        if t.dir.setting == "datadir" {
-            rewrite_isl(s, targets)?;
-        }
+        rewrite_paths(s, targets)?;
     }
     for (s, _) in staged {
         copy::sync_fs(s)?;
@@ -269,9 +308,11 @@ fn chown_tree(p: &Path, owner: Option<Owner>) -> Result<u64> {
 }
 
 pub fn run(a: &RestoreArgs) -> Result<()> {
+    manifest::check_marker(&a.backup)?;
     let b = Backup::open(&a.backup)?;
     b.check_marker()?;
     let targets = targets(&b, &a.datadir, &a.maps)?;
+    check_innodb_kept(&b, &targets)?;
     let owner = copy::lookup_user(&a.user)?;
     for t in &targets {
         check_target(&t.path)?;

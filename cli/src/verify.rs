@@ -174,6 +174,7 @@ pub fn check(b: &Backup, threads: usize) -> Result<usize> {
 }
 
 pub fn run(a: &VerifyArgs) -> Result<()> {
+    manifest::check_marker(&a.backup)?;
     let b = Backup::open(&a.backup)?;
     let t = std::time::Instant::now();
     let n = check(&b, a.threads)?;
