@@ -4,6 +4,7 @@
 
 use crate::args::{BackupArgs, ConnArgs};
 use crate::error::{Error, Exit, Result};
+use crate::guard::Guard;
 use crate::mariadb::{quote, Conn, ConnectOptions, SqlError};
 use crate::progress::{files_in, Progress, Reading};
 use crate::{password, signals};
@@ -153,12 +154,12 @@ fn classify(o: Outcome, killed: bool, dest: &str) -> Result<()> {
     ))
 }
 
-pub fn run(a: &BackupArgs) -> Result<()> {
-    let opts = connect_options(&a.conn)?;
-    let mut main = Conn::connect(&opts)?;
-    let mut watch = Conn::connect(&opts)?;
+pub fn run(a: &BackupArgs, opts: &ConnectOptions, mut guard: Guard) -> Result<()> {
+    let mut main = Conn::connect(opts)?;
+    let mut watch = Conn::connect(opts)?;
     prepare(&mut main, a)?;
     let id = main.thread_id();
+    guard.arm(id);
     let dest = a.dest.clone();
     let t0 = Instant::now();
     let worker = std::thread::spawn(move || run_set(main, dest));
@@ -182,9 +183,10 @@ pub fn run(a: &BackupArgs) -> Result<()> {
         std::thread::sleep(Duration::from_millis(50));
     }
     progress.finish();
-    let outcome = worker
-        .join()
-        .map_err(|_| Error::new(Exit::BackupFailed, "the backup thread panicked"))?;
+    let outcome = worker.join();
+    guard.disarm();
+    let outcome =
+        outcome.map_err(|_| Error::new(Exit::BackupFailed, "the backup thread panicked"))?;
     classify(outcome, killed, &a.dest)?;
     eprintln!(
         "tokubackup: backup into '{}' complete in {:.1} s",

@@ -9,6 +9,7 @@ mod backup;
 mod copy;
 mod docs;
 mod error;
+mod guard;
 mod info;
 mod manifest;
 mod mariadb;
@@ -35,9 +36,20 @@ fn main() {
             std::process::exit(code);
         }
     };
+    // The backup's guard is forked before any thread exists.
+    let guard = match &cli.command {
+        args::Command::Backup(a) => {
+            Some(backup::connect_options(&a.conn).and_then(|o| guard::start(&o).map(|g| (o, g))))
+        }
+        _ => None,
+    };
     signals::install();
     let r = match &cli.command {
-        args::Command::Backup(a) => backup::run(a),
+        args::Command::Backup(a) => match guard {
+            Some(Ok((opts, g))) => backup::run(a, &opts, g),
+            Some(Err(e)) => Err(e),
+            None => unreachable!("a backup always has its guard"),
+        },
         args::Command::Verify(a) => verify::run(a),
         args::Command::Restore(a) => restore::run(a),
         args::Command::Info(a) => info::run(a),

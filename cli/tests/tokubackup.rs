@@ -399,5 +399,128 @@ fn interrupted_backup_is_stopped_on_the_server() {
     assert!(!dest.join("BACKUP-COMPLETE").exists());
     assert_eq!(s.status("Tokudb_backup_state"), "idle");
     assert!(tb_expect(&["verify", p(&dest)], 6).contains("BACKUP-INCOMPLETE"));
+
+    // SIGKILL cannot be caught: the guard process stops the backup.
+    let dest = work.join("backup-killed");
+    let child = Command::new(env!("CARGO_BIN_EXE_tokubackup"))
+        .arg("backup")
+        .arg(&dest)
+        .args(conn_args(&s))
+        .arg("--throttle=2000000")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    s.backup_connection();
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+    child.wait_with_output().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while s.status("Tokudb_backup_state") != "idle" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the backup still runs after tokubackup was killed"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(dest.join("BACKUP-INCOMPLETE").is_file());
+    assert!(s.status("Tokudb_backup_last_result").contains("killed"));
+    std::fs::remove_dir_all(&work).unwrap();
+}
+
+/// A replica seeded from a backup taken under load, started with the
+/// statements `replica-sql` prints, catches up with the still-loaded source
+/// and then holds the same data (CHECKSUM TABLE of every table).
+#[test]
+fn replica_from_a_backup_catches_up() {
+    let (s, mut load) = start_bank_under_load("cli-source", Opts::default());
+    s.sql(
+        "CREATE USER repl@'%' IDENTIFIED BY 'repl-pw'; GRANT REPLICATION SLAVE ON *.* TO repl@'%'",
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    let work = scratch("cli-replica-work");
+    let bk = work.join("backup");
+    let o = backup_with(&s, &bk, &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    let data = work.join("rdata");
+    tb_expect(
+        &[
+            "restore",
+            p(&bk),
+            &format!("--datadir={}", data.display()),
+            "--user=root",
+            "--mariadbd=/usr/sbin/mariadbd",
+        ],
+        0,
+    );
+    let r = Server::start(
+        "cli-replica",
+        Opts {
+            preload: None,
+            install_plugin: false,
+            log_bin: false,
+            extra: vec!["--log-bin=mysql-bin".into(), "--server-id=2".into()],
+            datadir: Some(data),
+            env: Vec::new(),
+        },
+    );
+    let pw = work.join("pw");
+    std::fs::write(&pw, "repl-pw\n").unwrap();
+    let stmts = tb_expect(
+        &[
+            "replica-sql",
+            p(&bk),
+            "--source-host=127.0.0.1",
+            &format!("--source-port={}", s.port),
+            "--source-user=repl",
+            &format!("--source-password-file={}", pw.display()),
+        ],
+        0,
+    );
+    let gtid = read_manifest(&bk)["binlog"]["gtid_position"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        stmts.contains(&format!("SET GLOBAL gtid_slave_pos='{gtid}'")),
+        "{stmts}"
+    );
+    assert!(stmts.contains("MASTER_USE_GTID=slave_pos"), "{stmts}");
+    r.sql(&stmts);
+    // The load goes on while the replica catches up.
+    std::thread::sleep(Duration::from_secs(3));
+    load.assert_running();
+    load.stop();
+    let target = s.sql("SELECT @@gtid_binlog_pos");
+    let deadline = std::time::Instant::now() + Duration::from_secs(180);
+    loop {
+        if r.sql("SELECT @@gtid_slave_pos") == target {
+            break;
+        }
+        let st = r.sql("SHOW SLAVE STATUS");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "replica did not reach {target}: {st}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let tables = s.sql(
+        "SELECT CONCAT('`', TABLE_SCHEMA, '`.`', TABLE_NAME, '`') FROM information_schema.TABLES \
+         WHERE TABLE_TYPE='BASE TABLE' AND TABLE_SCHEMA NOT IN ('mysql','information_schema','performance_schema','sys') ORDER BY 1",
+    );
+    assert_eq!(
+        tables,
+        r.sql(
+            "SELECT CONCAT('`', TABLE_SCHEMA, '`.`', TABLE_NAME, '`') FROM information_schema.TABLES \
+             WHERE TABLE_TYPE='BASE TABLE' AND TABLE_SCHEMA NOT IN ('mysql','information_schema','performance_schema','sys') ORDER BY 1"
+        ),
+        "the replica has other tables"
+    );
+    let list: Vec<&str> = tables.lines().collect();
+    assert!(list.len() >= 4, "{tables}");
+    let q = format!("CHECKSUM TABLE {}", list.join(", "));
+    assert_eq!(s.sql(&q), r.sql(&q), "source and replica differ");
+    eprintln!("replica caught up at {target}; {} tables equal", list.len());
+    verify_bank(&r);
     std::fs::remove_dir_all(&work).unwrap();
 }
