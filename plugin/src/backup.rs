@@ -464,7 +464,9 @@ fn finish(
     status::with(|p| p.state = "checksumming");
     let subdirs: Vec<&str> = dirs.iter().map(|d| d.subdir.as_str()).collect();
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
+    let t0 = Instant::now();
     let files = manifest::checksum_files(dest, &subdirs, threads)?;
+    let checksum_seconds = t0.elapsed().as_secs_f64();
     let bytes: u64 = files
         .iter()
         .map(|f| match f.kind {
@@ -483,6 +485,7 @@ fn finish(
         binlog: position.as_ref(),
         exclude: session.exclude.as_deref(),
         files: &files,
+        checksum_seconds,
     };
     let text = serde_json::to_string_pretty(&m.to_json()).unwrap_or_default() + "\n";
     manifest::write_file(dest, manifest::MANIFEST, text.as_bytes())?;

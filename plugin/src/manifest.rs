@@ -34,6 +34,8 @@ pub struct Manifest<'a> {
     pub binlog: Option<&'a Position>,
     pub exclude: Option<&'a str>,
     pub files: &'a [FileEntry],
+    /// How long the checksums took (their cost, in BENCHMARKS.md).
+    pub checksum_seconds: f64,
 }
 
 /// The checksum named in the manifest (`checksum_algorithm`).
@@ -110,6 +112,7 @@ impl Manifest<'_> {
             "finished_at": rfc3339(self.finished),
             "bytes": self.bytes,
             "checksum_algorithm": CHECKSUM_ALGORITHM,
+            "checksum_seconds": (self.checksum_seconds * 1000.0).round() / 1000.0,
             "exclude": self.exclude,
             "directories": self.dirs.iter().map(|d| serde_json::json!({
                 "subdirectory": d.subdir,
