@@ -96,7 +96,13 @@ pub fn run(b: &Backup, a: &VerifyArgs) -> Result<()> {
         .collect();
     let targets = restore::targets(b, &dir.join("d/mysql_data_dir"), &maps)?;
     let t0 = Instant::now();
-    restore::place(b, &targets, None, a.threads, false)?;
+    let how = restore::Placing {
+        owner: None,
+        threads: a.threads,
+        move_files: false,
+        durable: false,
+    };
+    restore::place(b, &targets, how)?;
     let copy_secs = t0.elapsed().as_secs_f64();
     let sock = dir.join("sock");
     let err_log = dir.join("err.log");

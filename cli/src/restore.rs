@@ -215,22 +215,31 @@ fn rewrite_paths(dir: &Path, targets: &[Target]) -> Result<()> {
     Ok(())
 }
 
+/// How `place` writes.
+#[derive(Debug, Clone, Copy)]
+pub struct Placing {
+    pub owner: Option<Owner>,
+    pub threads: usize,
+    /// Rename the backup's directories instead of copying them.
+    pub move_files: bool,
+    /// syncfs before and after the renames (not for a throwaway copy).
+    pub durable: bool,
+}
+
 /// Copies (or moves) every directory into place; see the module comment.
-pub fn place(
-    b: &Backup,
-    targets: &[Target],
-    owner: Option<Owner>,
-    threads: usize,
-    move_files: bool,
-) -> Result<u64> {
+pub fn place(b: &Backup, targets: &[Target], how: Placing) -> Result<u64> {
     let staged: Vec<(PathBuf, &Target)> = targets
         .iter()
         .map(|t| (copy::partial_name(&t.path), t))
         .collect();
-    let r = stage(b, &staged, targets, owner, threads, move_files);
+    let r = stage(b, &staged, targets, how);
     if r.is_err() {
-        for (s, _) in &staged {
-            let _ = std::fs::remove_dir_all(s);
+        for (s, t) in &staged {
+            // A directory --move renamed out of the backup goes back there.
+            let src = b.dir.join(&t.dir.subdir);
+            if !(how.move_files && !src.exists() && std::fs::rename(s, &src).is_ok()) {
+                let _ = std::fs::remove_dir_all(s);
+            }
         }
     }
     let bytes = r?;
@@ -241,12 +250,14 @@ pub fn place(
         }
         std::fs::rename(s, &t.path)
             .map_err(|e| Error::io(Exit::RestoreFailed, "cannot rename into place", &t.path, &e))?;
-        if move_files {
+        if how.move_files {
             let _ = std::fs::remove_dir_all(b.dir.join(&t.dir.subdir));
         }
     }
-    if let Some(t) = targets.first() {
-        copy::sync_fs(&t.path)?;
+    if how.durable {
+        for t in targets {
+            copy::sync_fs(&t.path)?;
+        }
     }
     Ok(bytes)
 }
@@ -255,9 +266,7 @@ fn stage(
     b: &Backup,
     staged: &[(PathBuf, &Target)],
     targets: &[Target],
-    owner: Option<Owner>,
-    threads: usize,
-    move_files: bool,
+    how: Placing,
 ) -> Result<u64> {
     let relink = |p: &Path| remap(targets, p);
     let mut bytes = 0;
@@ -274,16 +283,18 @@ fn stage(
         let src = b.dir.join(&t.dir.subdir);
         // --move on one filesystem is a rename; across filesystems a copy
         // (the backup's copy is removed once the target is in place).
-        let moved = move_files && std::fs::rename(&src, s).is_ok();
+        let moved = how.move_files && std::fs::rename(&src, s).is_ok();
         if moved {
-            bytes += chown_tree(s, owner)?;
+            bytes += chown_tree(s, how.owner)?;
         } else {
-            bytes += copy::copy_tree(&src, s, owner, threads, &relink)?;
+            bytes += copy::copy_tree(&src, s, how.owner, how.threads, &relink)?;
         }
         rewrite_paths(s, targets)?;
     }
-    for (s, _) in staged {
-        copy::sync_fs(s)?;
+    if how.durable {
+        for (s, _) in staged {
+            copy::sync_fs(s)?;
+        }
     }
     Ok(bytes)
 }
@@ -325,7 +336,13 @@ pub fn run(a: &RestoreArgs) -> Result<()> {
         eprintln!("restore: backup verified ({n} files)");
     }
     let t0 = Instant::now();
-    let bytes = place(&b, &targets, Some(owner), a.threads, a.move_files)?;
+    let how = Placing {
+        owner: Some(owner),
+        threads: a.threads,
+        move_files: a.move_files,
+        durable: true,
+    };
+    let bytes = place(&b, &targets, how)?;
     let secs = t0.elapsed().as_secs_f64();
     for t in &targets {
         println!("restored {} -> {}", t.dir.subdir, t.path.display());

@@ -288,6 +288,38 @@ fn damaged_backups_and_refused_requests() {
     assert!(tb_expect(&["info", p(&bk)], 6).contains("garbled manifest"));
     std::fs::write(&manifest, &good).unwrap();
 
+    std::fs::rename(&manifest, work.join("manifest")).unwrap();
+    assert!(tb_expect(&["verify", p(&bk)], 6).contains("cannot read"));
+    std::fs::rename(work.join("manifest"), &manifest).unwrap();
+    let info: serde_json::Value =
+        serde_json::from_str(&tb_expect(&["info", "--json", p(&bk)], 0)).unwrap();
+    assert_eq!(info, read_manifest(&bk));
+
+    // A server binary of another version.
+    let fake = work.join("mariadbd-5.7");
+    std::fs::write(
+        &fake,
+        "#!/bin/sh\necho 'mysqld  Ver 5.7.44 for Linux on x86_64'\n",
+    )
+    .unwrap();
+    Command::new("chmod")
+        .arg("755")
+        .arg(&fake)
+        .status()
+        .unwrap();
+    let r = tb_expect(
+        &[
+            "restore",
+            p(&bk),
+            &format!("--datadir={}", target.display()),
+            "--user=root",
+            &format!("--mariadbd={}", fake.display()),
+        ],
+        9,
+    );
+    assert!(r.contains("Ver 5.7.44"), "{r}");
+    assert!(!target.exists());
+
     // Non-empty target: refused, the file in it untouched.
     std::fs::create_dir_all(&target).unwrap();
     std::fs::write(target.join("keep"), b"mine").unwrap();
@@ -344,6 +376,28 @@ fn damaged_backups_and_refused_requests() {
         "--socket=/nonexistent.sock",
     ]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+
+    // --move: the backup's directories become the target.
+    let moved = work.join("moved");
+    tb_expect(
+        &[
+            "restore",
+            p(&bk),
+            &format!("--datadir={}", moved.display()),
+            "--user=root",
+            "--mariadbd=/usr/sbin/mariadbd",
+            "--move",
+        ],
+        0,
+    );
+    assert!(moved.join("bank/accounts.ibd").is_file());
+    assert!(!bk.join("mysql_data_dir").exists());
+    let partial = work
+        .read_dir()
+        .unwrap()
+        .flatten()
+        .any(|e| e.file_name().to_string_lossy().contains("partial"));
+    assert!(!partial, "a partial copy was left in {}", work.display());
     std::fs::remove_dir_all(&work).unwrap();
 }
 
