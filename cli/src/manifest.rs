@@ -101,6 +101,16 @@ impl Backup {
         }
         let files = match json.get("files") {
             None => None,
+            Some(_) if json["checksum_algorithm"] != file_checksum::ALGORITHM => {
+                return Err(garbled(
+                    &path,
+                    format!(
+                        "checksum_algorithm is {}; this tokubackup knows {}",
+                        json["checksum_algorithm"],
+                        file_checksum::ALGORITHM
+                    ),
+                ))
+            }
             Some(f) => Some(
                 f.as_array()
                     .ok_or_else(|| garbled(&path, "'files' is not a list"))?
@@ -194,23 +204,10 @@ fn file_entry(e: &Value, path: &Path) -> Result<FileEntry> {
     })
 }
 
-/// Size and xxh3-128 of the bytes of `p` (as plugin/src/manifest.rs computes them).
-pub fn hash_file(p: &Path, buf: &mut [u8]) -> std::io::Result<(u64, u128)> {
-    use std::io::Read;
-    let mut f = std::fs::File::open(p)?;
-    let mut h = xxhash_rust::xxh3::Xxh3::new();
-    let mut size = 0u64;
-    loop {
-        let n = match f.read(buf) {
-            Ok(0) => return Ok((size, h.digest128())),
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        h.update(&buf[..n]);
-        size += n as u64;
-    }
-}
+// The plugin's own code, so that verify hashes exactly as the backup did.
+#[path = "../../plugin/src/file_checksum.rs"]
+mod file_checksum;
+pub use file_checksum::hash_file;
 
 /// Runs `work` on each item by `threads` threads, the items in the given
 /// order (largest first keeps one big file from ending the run alone).

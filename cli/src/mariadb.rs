@@ -180,7 +180,7 @@ impl Conn {
 
     pub fn thread_id(&self) -> u64 {
         // SAFETY: valid handle.
-        u64::from(unsafe { mysql_thread_id(self.m) } as u32)
+        (unsafe { mysql_thread_id(self.m) }) as u64
     }
 
     /// Runs one statement; returns its rows (NULL as None).

@@ -418,6 +418,24 @@ fn tree(d: &Path) -> Vec<(PathBuf, u64)> {
     out
 }
 
+/// Starts a throttled `tokubackup backup` and sends it `sig` once the
+/// backup is copying.
+fn slow_backup_then(s: &Server, dest: &Path, sig: i32) -> std::process::Child {
+    let child = Command::new(env!("CARGO_BIN_EXE_tokubackup"))
+        .arg("backup")
+        .arg(dest)
+        .args(conn_args(s))
+        .arg("--throttle=2000000")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    s.backup_connection();
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, sig) };
+    child
+}
+
 /// SIGTERM to a running `tokubackup backup` stops the backup on the server
 /// (KILL QUERY), leaves the destination marked incomplete, exits 5.
 #[test]
@@ -426,18 +444,7 @@ fn interrupted_backup_is_stopped_on_the_server() {
     load_bank(&s, 65536);
     let work = scratch("cli-kill-work");
     let dest = work.join("backup");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tokubackup"))
-        .arg("backup")
-        .arg(&dest)
-        .args(conn_args(&s))
-        .arg("--throttle=2000000")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    s.backup_connection();
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let mut child = slow_backup_then(&s, &dest, libc::SIGTERM);
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while child.try_wait().unwrap().is_none() {
         assert!(
@@ -456,18 +463,7 @@ fn interrupted_backup_is_stopped_on_the_server() {
 
     // SIGKILL cannot be caught: the guard process stops the backup.
     let dest = work.join("backup-killed");
-    let child = Command::new(env!("CARGO_BIN_EXE_tokubackup"))
-        .arg("backup")
-        .arg(&dest)
-        .args(conn_args(&s))
-        .arg("--throttle=2000000")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    s.backup_connection();
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+    let child = slow_backup_then(&s, &dest, libc::SIGKILL);
     child.wait_with_output().unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while s.status("Tokudb_backup_state") != "idle" {

@@ -38,8 +38,11 @@ pub struct Manifest<'a> {
     pub checksum_seconds: f64,
 }
 
+#[path = "file_checksum.rs"]
+mod file_checksum;
+use file_checksum::hash_file;
 /// The checksum named in the manifest (`checksum_algorithm`).
-pub const CHECKSUM_ALGORITHM: &str = "xxh3-128";
+pub const CHECKSUM_ALGORITHM: &str = file_checksum::ALGORITHM;
 
 /// One file of the backup, by its path relative to the backup directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -229,24 +232,6 @@ fn hash_some(
             }
         };
         out.push(FileEntry { path, kind });
-    }
-}
-
-/// Size and xxh3-128 of the bytes of `p`.
-pub fn hash_file(p: &Path, buf: &mut [u8]) -> std::io::Result<(u64, u128)> {
-    use std::io::Read;
-    let mut f = std::fs::File::open(p)?;
-    let mut h = xxhash_rust::xxh3::Xxh3::new();
-    let mut size = 0u64;
-    loop {
-        let n = match f.read(buf) {
-            Ok(0) => return Ok((size, h.digest128())),
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        h.update(&buf[..n]);
-        size += n as u64;
     }
 }
 
