@@ -5,6 +5,7 @@
 #     share of the backup's wall time, and tokubackup verify alone
 #   - restore: tokubackup restore (--no-verify, and with verify) vs
 #     mariabackup --copy-back of a mariabackup backup of the same data vs cp -a
+#     (both followed by sync: restore ends with syncfs)
 #   - proof of restorability: tokubackup verify --recover vs mariabackup --prepare
 # ROUNDS rounds, interleaved; medians and every run are printed. The files
 # read are in the page cache for every contender alike (no cache dropping on
@@ -47,12 +48,18 @@ start_server() {
 }
 now() { date +%s.%N; }
 calc() { awk "BEGIN { printf \"%.2f\", $1 }"; }
-timed() { # timed CMD...: runs it quietly, prints its wall time
+# timed CMD...: flushes what earlier steps left dirty (so that no step pays
+# for another's writeback), runs CMD quietly, prints its wall time.
+timed() {
     local t0
+    sync
     t0="$(now)"
-    "$@" >>"$WORK/cmd.log" 2>&1 || { tail -n 20 "$WORK/cmd.log" >&2; die "failed: $*"; }
+    "$@" >"$WORK/cmd.log" 2>&1 || { tail -n 20 "$WORK/cmd.log" >&2; die "failed: $*"; }
     calc "$(now) - $t0"
 }
+# A copy is restored when it is on disk: tokubackup restore ends with
+# syncfs, so the others are timed with a sync too.
+durable() { "$@" && sync; }
 
 log "== preparing $TABLES x $TABLE_SIZE rows"
 init_datadir "$D"
@@ -72,11 +79,12 @@ for ((round = 1; round <= ROUNDS; round++)); do
     mb_s="$(timed mariabackup --backup --target-dir="$WORK/mb" --socket="$D/sock" --user=root)"
     prepare_s="$(timed mariabackup --prepare --target-dir="$WORK/mb")"
     recover_s="$(timed "$TB" verify "$WORK/bk" --recover --scratch="$WORK")"
-    cp_s="$(timed cp -a "$WORK/bk/mysql_data_dir" "$WORK/r-cp")"
+    startup_s="$(sed -n 's/.*crash recovery and start \([0-9.]*\) s.*/\1/p' "$WORK/cmd.log")"
+    cp_s="$(timed durable cp -a "$WORK/bk/mysql_data_dir" "$WORK/r-cp")"
     tb_s="$(timed "$TB" restore "$WORK/bk" --datadir="$WORK/r-tb" --user=root --no-verify)"
     tbv_s="$(timed "$TB" restore "$WORK/bk" --datadir="$WORK/r-tbv" --user=root)"
-    cb_s="$(timed mariabackup --copy-back --target-dir="$WORK/mb" --datadir="$WORK/r-mb")"
-    line="backup=$backup_s checksum=$cks verify=$verify_s mariabackup_prepare=$prepare_s verify_recover=$recover_s cp_a=$cp_s restore=$tb_s restore_verified=$tbv_s copy_back=$cb_s mariabackup_backup=$mb_s"
+    cb_s="$(timed durable mariabackup --copy-back --target-dir="$WORK/mb" --datadir="$WORK/r-mb")"
+    line="backup=$backup_s checksum=$cks verify=$verify_s mariabackup_prepare=$prepare_s verify_recover=$recover_s recover_startup=$startup_s cp_a=$cp_s restore=$tb_s restore_verified=$tbv_s copy_back=$cb_s mariabackup_backup=$mb_s"
     log "round $round: $line"
     echo "$line" >>"$WORK/results"
 done
@@ -87,7 +95,7 @@ median() { # median KEY
 }
 echo
 echo "medians of $ROUNDS rounds, datadir $(du -sh "$D" | cut -f1):"
-for k in backup checksum verify mariabackup_backup mariabackup_prepare verify_recover cp_a restore restore_verified copy_back; do
+for k in backup checksum verify mariabackup_backup mariabackup_prepare verify_recover recover_startup cp_a restore restore_verified copy_back; do
     printf '  %-20s %s s\n' "$k" "$(median "$k")"
 done
 printf '  checksum / backup             %s\n' "$(calc "$(median checksum) / $(median backup)")"
