@@ -103,7 +103,8 @@ impl Progress {
     }
 }
 
-/// "N of M files" in the processlist State text.
+/// "N of M files" in the processlist State text (which the plugin puts
+/// within the 64 characters information_schema shows).
 pub fn files_in(state: &str) -> Option<(u64, u64)> {
     let i = state.find(" files")?;
     let words: Vec<&str> = state[..i].rsplit(' ').take(3).collect();
@@ -117,7 +118,7 @@ pub fn files_in(state: &str) -> Option<(u64, u64)> {
 mod tests {
     #[test]
     fn files_from_the_state_text() {
-        let s = "tokudb backup about 47% done: 153525229 of 327925502 bytes copied (47%), 6 of 206 files";
+        let s = "tokudb backup about 47% done: 6 of 206 files, 153525229 of 327925502 bytes copied (47%)";
         assert_eq!(super::files_in(s), Some((6, 206)));
         assert_eq!(super::files_in("copying"), None);
     }

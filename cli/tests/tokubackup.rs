@@ -119,6 +119,11 @@ fn backup_verify_recover_restore_under_load() {
         out.contains("tokubackup: copying"),
         "no progress line: {out}"
     );
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("tokubackup: copying") && l.ends_with(" files")),
+        "no file count in the progress: {out}"
+    );
     let printed: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(printed, read_manifest(&bk));
     load.assert_running();

@@ -217,7 +217,11 @@ unsafe extern "C" fn poll_cb(progress: f32, text: *const c_char, extra: *mut c_v
             p.state = "copying";
             p.bytes_copied = copied;
         });
-        let line = format!("tokudb backup about {:.0}% done: {text}", fraction * 100.0);
+        let line = format!(
+            "tokudb backup about {:.0}% done: {}",
+            fraction * 100.0,
+            files_first(&text)
+        );
         let next = 1 - ctx.which;
         let buf = &mut ctx.info[next];
         let n = line.len().min(buf.len() - 1);
@@ -235,6 +239,16 @@ unsafe extern "C" fn poll_cb(progress: f32, text: *const c_char, extra: *mut c_v
         0
     });
     r.unwrap_or(libc::EINVAL)
+}
+
+/// The library's "X of Y bytes copied (P%), a of b files" with the files
+/// first: information_schema.PROCESSLIST cuts State at 64 characters, and
+/// tokubackup reads the file count from there.
+fn files_first(text: &str) -> String {
+    match text.rsplit_once(", ") {
+        Some((bytes, files)) if files.ends_with(" files") => format!("{files}, {bytes}"),
+        _ => text.to_string(),
+    }
 }
 
 unsafe extern "C" fn error_cb(errno: c_int, text: *const c_char, extra: *mut c_void) {
@@ -502,4 +516,16 @@ fn finish(
     std::fs::remove_file(&inc).map_err(|e| Failure::io("cannot remove", &inc, &e))?;
     manifest::sync_dir(dest)?;
     Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn files_come_first_in_the_state() {
+        assert_eq!(
+            super::files_first("153525229 of 327925502 bytes copied (47%), 6 of 206 files"),
+            "6 of 206 files, 153525229 of 327925502 bytes copied (47%)"
+        );
+        assert_eq!(super::files_first("starting"), "starting");
+    }
 }
