@@ -42,7 +42,7 @@ impl Progress {
             let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
             bar.set_style(
                 ProgressStyle::with_template(
-                    "[{elapsed_precise}] {bar:30} {bytes}/{total_bytes} {msg}",
+                    "[{elapsed_precise}] {bar:20} {bytes}/{total_bytes} {wide_msg}",
                 )
                 .unwrap_or_else(|_| ProgressStyle::default_bar()),
             );
