@@ -212,6 +212,21 @@ fn damaged_backups_and_refused_requests() {
     let o = backup_with(&s, &bk, &[]);
     assert!(o.status.success(), "{}", text(&o));
     tb_expect(&["verify", p(&bk)], 0);
+    // Connection settings from an option file: [client] and [tokubackup].
+    let cnf = work.join("my.cnf");
+    let options = format!(
+        "[client]\nsocket={}\n[tokubackup]\nuser=root\n",
+        s.sock.display()
+    );
+    std::fs::write(&cnf, options).unwrap();
+    let bk2 = work.join("backup-cnf");
+    let o = tb(&[
+        "backup",
+        p(&bk2),
+        &format!("--defaults-file={}", cnf.display()),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    tb_expect(&["verify", p(&bk2)], 0);
     let info = tb_expect(&["info", p(&bk)], 0);
     assert!(
         info.contains("complete") && info.contains("mysql_data_dir"),
