@@ -103,6 +103,7 @@ f -rw-r--r-- /usr/share/fish/vendor_completions.d/tokubackup.fish" "$(deb_list "
     dpkg-deb -e "$PLUGIN_DEB" "$c/plugin"
     contains "plugin Depends" "$c/plugin/control" '^Depends: .*libhotbackup1'
     contains "plugin Depends" "$c/plugin/control" '^Depends: .*libmariadb3'
+    contains "plugin Depends" "$c/plugin/control" '^Depends: .*mariadb-server \(>= 1:10\.11\), mariadb-server \(<< 1:10\.12~\)'
     expect_lines "plugin conffiles" "/etc/mysql/mariadb.conf.d/60-tokudb-backup.cnf" "$(cat "$c/plugin/conffiles")"
     contains "plugin postinst" "$c/plugin/postinst" 'daemon-reload'
     contains "plugin postrm" "$c/plugin/postrm" 'daemon-reload'

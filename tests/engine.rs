@@ -192,6 +192,11 @@ fn fault_destination_removed() {
     scenario("faults", "dest_removed", 120);
 }
 
+#[test]
+fn fault_panic_in_hook() {
+    scenario("faults", "panic_in_hook", 60);
+}
+
 // ---- 5. exports ----
 
 #[test]
@@ -306,6 +311,16 @@ fn errno_preserved() {
 }
 
 #[test]
+fn descriptors_within_budget_under_small_limit() {
+    scenario("fd_budget", "many_files_small_limit", 120);
+}
+
+#[test]
+fn rename_with_no_descriptor_left() {
+    scenario("fd_budget", "rename_with_no_descriptor_left", 60);
+}
+
+#[test]
 fn unlink_open_file_then_write() {
     scenario("scenarios", "unlink_open_file_then_write", 60);
 }
@@ -407,6 +422,11 @@ fn linked_writes_fail_the_backup() {
 #[test]
 fn skipped_completion_refuses_backup() {
     uring_scenario("skipped_completion_refuses_backup");
+}
+
+#[test]
+fn bad_arguments_through_a_ring() {
+    uring_scenario("bad_arguments_through_a_ring");
 }
 
 #[test]

@@ -34,9 +34,9 @@ pub const SHOW_UNDEF: c_int = 0;
 #[repr(transparent)]
 pub struct ServerShared<T>(UnsafeCell<T>);
 
-// SAFETY: the server mutates these only while loading the plugin (single
-// threaded, before any of our code reads them); afterwards they are read-only
-// for both sides.
+// SAFETY: the server (and the plugin's constructor, see lib.rs) mutates
+// these only while loading the plugin (single threaded, before any of our
+// code reads them); afterwards they are read-only for both sides.
 unsafe impl<T> Sync for ServerShared<T> {}
 
 impl<T> ServerShared<T> {
@@ -225,14 +225,87 @@ pub const PLUGIN_INTERFACE_VERSION: c_int = 0x0104;
 #[cfg(feature = "mysql80")]
 pub const PLUGIN_INTERFACE_VERSION: c_int = 0x010b;
 
-/// `MYSQL_DAEMON_INTERFACE_VERSION` is `MYSQL_VERSION_ID << 8`; servers do not
-/// check it for daemon plugins, so the version built against is recorded.
+/// The server release the plugin is built for: `TOKUDB_BACKUP_SERVER_VERSION`
+/// at build time, else the release the layouts here were checked against.
+/// Only its series (major.minor) binds: see [`check_series`].
 #[cfg(feature = "mariadb")]
-pub const DAEMON_INTERFACE_VERSION: c_int = 101119 << 8;
+pub const BUILT_FOR: &str = match option_env!("TOKUDB_BACKUP_SERVER_VERSION") {
+    Some(v) => v,
+    None => "10.11.19",
+};
 #[cfg(feature = "mysql57")]
-pub const DAEMON_INTERFACE_VERSION: c_int = 50744 << 8;
+pub const BUILT_FOR: &str = match option_env!("TOKUDB_BACKUP_SERVER_VERSION") {
+    Some(v) => v,
+    None => "5.7.44",
+};
 #[cfg(feature = "mysql80")]
-pub const DAEMON_INTERFACE_VERSION: c_int = 80036 << 8;
+pub const BUILT_FOR: &str = match option_env!("TOKUDB_BACKUP_SERVER_VERSION") {
+    Some(v) => v,
+    None => "8.0.36",
+};
+
+/// Major, minor and patch of a server version string ("10.11.19-MariaDB-0+deb12u1").
+pub const fn parse_version(v: &[u8]) -> Option<[u32; 3]> {
+    let mut parts = [0u32; 3];
+    let (mut i, mut part, mut digits) = (0, 0, 0);
+    while i < v.len() && part < 3 {
+        let c = v[i];
+        if c.is_ascii_digit() && digits < 4 {
+            parts[part] = parts[part] * 10 + (c - b'0') as u32;
+            digits += 1;
+        } else if c == b'.' && digits > 0 && part < 2 {
+            part += 1;
+            digits = 0;
+        } else {
+            break;
+        }
+        i += 1;
+    }
+    if part == 2 && digits > 0 && parts[1] < 100 && parts[2] < 100 {
+        Some(parts)
+    } else {
+        None
+    }
+}
+
+/// `MYSQL_VERSION_ID` of a version: 10.11.19 is 101119.
+pub const fn version_id(v: [u32; 3]) -> u32 {
+    v[0] * 10000 + v[1] * 100 + v[2]
+}
+
+/// `MYSQL_DAEMON_INTERFACE_VERSION` is `MYSQL_VERSION_ID << 8`, and the
+/// server refuses a daemon plugin that declares another release's. This is
+/// the built-for release's; when the server loads the plugin, a library
+/// constructor replaces it with the running server's (lib.rs), so that one
+/// build loads into every release of its series.
+pub const DAEMON_INTERFACE_VERSION: c_int = match parse_version(BUILT_FOR.as_bytes()) {
+    Some(v) => (version_id(v) << 8) as c_int,
+    None => panic!("TOKUDB_BACKUP_SERVER_VERSION must be a version such as 10.11.19"),
+};
+
+/// What differs between servers that the plugin relies on, checked when
+/// it starts: the structures of plugin.h, the exported functions' C++
+/// signatures and the enums it indexes (sql_command_flags) are those of its
+/// series, and may change from one series to the next, not within one. A
+/// version string that does not parse (a custom `version`) passes: the
+/// constructor then left the built-for release declared, and the server
+/// accepted it as its own.
+pub fn check_series(running: &str) -> Result<(), String> {
+    let (Some(r), Some(b)) = (
+        parse_version(running.as_bytes()),
+        parse_version(BUILT_FOR.as_bytes()),
+    ) else {
+        return Ok(());
+    };
+    if r[..2] == b[..2] {
+        return Ok(());
+    }
+    Err(format!(
+        "this tokudb_backup.so is built for the {}.{} series (release {BUILT_FOR}) and cannot run \
+         in server {running}: install the plugin built for this server's series",
+        b[0], b[1]
+    ))
+}
 
 /// MariaDB_PLUGIN_MATURITY_GAMMA: accepted by Debian's default plugin_maturity.
 #[cfg(feature = "mariadb")]
@@ -259,6 +332,44 @@ pub const fn header(
         comment,
         check,
         update,
+    }
+}
+
+#[cfg(test)]
+mod version_tests {
+    use super::*;
+
+    #[test]
+    fn versions_parse_into_mysql_version_id() {
+        let id = |v: &str| parse_version(v.as_bytes()).map(version_id);
+        assert_eq!(id("10.11.19-MariaDB-0+deb12u1-log"), Some(101119));
+        assert_eq!(id("10.11.5"), Some(101105));
+        assert_eq!(id("8.0.36-28"), Some(80036));
+        assert_eq!(id("5.7.44-log"), Some(50744));
+        for bad in [
+            "",
+            "10",
+            "10.11",
+            "10.11.",
+            "x10.11.1",
+            "10..1",
+            "10.100.1",
+            "99999.1.1",
+        ] {
+            assert_eq!(id(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn only_the_built_for_series_is_accepted() {
+        let b = parse_version(BUILT_FOR.as_bytes()).unwrap();
+        let v = |m: u32, n: u32, p: u32| format!("{m}.{n}.{p}-MariaDB-log");
+        assert!(check_series(&v(b[0], b[1], 0)).is_ok());
+        assert!(check_series(&v(b[0], b[1], b[2] + 7)).is_ok());
+        let e = check_series(&v(b[0], b[1] + 1, b[2])).unwrap_err();
+        assert!(e.contains(BUILT_FOR) && e.contains("series"), "{e}");
+        assert!(check_series(&v(b[0] + 1, b[1], b[2])).is_err());
+        assert!(check_series("custom-version").is_ok());
     }
 }
 

@@ -62,12 +62,7 @@ pub fn run(thd: Thd, dest: Option<&str>) -> Result<(), ()> {
                 .map(|f| f.message.as_str())
                 .collect::<Vec<_>>()
                 .join("; ");
-            for f in &failures {
-                server::log_line(
-                    "ERROR",
-                    &format!("backup failed: {} (errno {})", f.message, f.errno),
-                );
-            }
+            server::log_line("ERROR", &failure_line(&failures));
             sysvars::set_last_error(thd, failures[0].errno, &joined);
             srv.warn(thd, &joined);
             let kind = if failures[0].errno == libc::EINTR {
@@ -81,6 +76,17 @@ pub fn run(thd: Thd, dest: Option<&str>) -> Result<(), ()> {
             Err(())
         }
     }
+}
+
+/// The one error log line of a failed backup, however many errors the
+/// library reported for it.
+fn failure_line(failures: &[Failure]) -> String {
+    let detail = failures
+        .iter()
+        .map(|f| format!("{} (errno {})", f.message, f.errno))
+        .collect::<Vec<_>>()
+        .join("; ");
+    format!("backup failed: {detail}")
 }
 
 fn run_checked(thd: Thd, dest: Option<&str>) -> Result<String, Vec<Failure>> {
@@ -136,7 +142,10 @@ fn run_checked(thd: Thd, dest: Option<&str>) -> Result<String, Vec<Failure>> {
                 p.started = None;
                 p.last_elapsed = elapsed;
                 p.bytes_copied = bytes;
-                p.last_result = format!("success: {bytes} bytes in {elapsed:.1} s");
+                p.last_result = format!(
+                    "success: {bytes} bytes in {elapsed:.1} s, {} bytes/s on average",
+                    p.average_rate()
+                );
             });
             Ok(summary)
         }
@@ -215,7 +224,7 @@ unsafe extern "C" fn poll_cb(progress: f32, text: *const c_char, extra: *mut c_v
         let copied = (fraction * ctx.total as f64) as u64;
         status::with(|p| {
             p.state = "copying";
-            p.bytes_copied = copied;
+            p.copied(copied);
         });
         let line = format!(
             "tokudb backup about {:.0}% done: {}",
@@ -520,6 +529,23 @@ fn finish(
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    #[test]
+    fn several_errors_make_one_line() {
+        let failures = [
+            Failure::new(libc::ENOENT, "open '/b/x.ibd': No such file or directory"),
+            Failure::new(libc::ENOSPC, "write '/b/y.MAD':\nNo space left on device"),
+            Failure::new(libc::EIO, "sync destination /b"),
+        ];
+        let line = failure_line(&failures);
+        assert_eq!(
+            line,
+            "backup failed: open '/b/x.ibd': No such file or directory (errno 2); \
+             write '/b/y.MAD':\nNo space left on device (errno 28); sync destination /b (errno 5)"
+        );
+    }
+
     #[test]
     fn files_come_first_in_the_state() {
         assert_eq!(

@@ -32,8 +32,31 @@ static DAEMON: ServerShared<MysqlDaemon> = ServerShared::new(MysqlDaemon {
     interface_version: DAEMON_INTERFACE_VERSION,
 });
 
+/// Runs when the server dlopen()s the plugin, before it reads the
+/// declarations: declares the running server's release as the daemon
+/// interface version, which the server requires to be its own.
+#[used]
+#[link_section = ".init_array"]
+static DECLARE_RUNNING_RELEASE: extern "C" fn() = declare_running_release;
+
+extern "C" fn declare_running_release() {
+    let _ = std::panic::catch_unwind(|| {
+        let Some(v) = server::version().and_then(|v| parse_version(v.as_bytes())) else {
+            return; // not in a server: keep the built-for release
+        };
+        // SAFETY: constructors run inside dlopen(), before the server can
+        // read DAEMON through the declarations (nothing else touches it).
+        unsafe { (*DAEMON.get()).interface_version = (version_id(v) << 8) as c_int };
+    });
+}
+
 unsafe extern "C" fn plugin_init(_p: *mut c_void) -> c_int {
     let r = std::panic::catch_unwind(|| {
+        // Without server_version the server accepted the built-for release.
+        if let Some(Err(why)) = server::version().map(|v| check_series(&v)) {
+            server::log_line("ERROR", &why);
+            return 1;
+        }
         sysvars::publish_versions();
         #[cfg(feature = "mariadb")]
         if let Err(why) = server::report_progress_for_set() {

@@ -23,6 +23,8 @@ type MyError = unsafe extern "C" fn(c_int, c_ulong, ...);
 type MyPrintfError = unsafe extern "C" fn(c_uint, *const c_char, c_ulong, ...);
 type MyStrdup = unsafe extern "C" fn(c_uint, *const c_char, c_ulong) -> *mut c_char;
 type MyFree = unsafe extern "C" fn(*mut c_void);
+type ThdStrmake = unsafe extern "C" fn(Thd, *const c_char, usize) -> *mut c_char;
+type ThdQueryId = unsafe extern "C" fn(Thd) -> c_ulonglong;
 
 /// Server functions; each is None when this server does not export it.
 pub struct Server {
@@ -36,6 +38,8 @@ pub struct Server {
     my_printf_error: Option<MyPrintfError>,
     pub my_strdup: Option<MyStrdup>,
     pub my_free: Option<MyFree>,
+    thd_strmake: Option<ThdStrmake>,
+    thd_query_id: Option<ThdQueryId>,
     /// `sql_service_handler` (struct sql_service_st) of MariaDB >= 10.7.
     pub sql_service: *const c_void,
 }
@@ -93,6 +97,8 @@ pub fn get() -> &'static Server {
         my_printf_error: func!("my_printf_error", MyPrintfError),
         my_strdup: func!("my_strdup", MyStrdup),
         my_free: func!("my_free", MyFree),
+        thd_strmake: func!("thd_strmake", ThdStrmake),
+        thd_query_id: func!("thd_query_id", ThdQueryId),
         sql_service: lookup("sql_service_handler"),
     })
 }
@@ -154,6 +160,23 @@ impl Server {
         }
     }
 
+    /// A copy of `s` that the server frees when `thd`'s statement ends
+    /// (service_thd_alloc.h); None when the server cannot make one.
+    pub fn statement_copy(&self, thd: Thd, s: &CStr) -> Option<*const c_char> {
+        let f = self.thd_strmake?;
+        let len = s.to_bytes().len();
+        // SAFETY: thd is the live THD of the running statement; thd_strmake
+        // copies `len` bytes of `s` into the statement's memory and adds a NUL.
+        let p = unsafe { f(thd, s.as_ptr(), len) };
+        (!p.is_null()).then_some(p as *const c_char)
+    }
+
+    /// Id of the statement `thd` runs (a new one for every statement).
+    pub fn query_id(&self, thd: Thd) -> Option<u64> {
+        // SAFETY: thd is the live THD of the running statement.
+        self.thd_query_id.map(|f| unsafe { f(thd) })
+    }
+
     /// Raises "Access denied; you need the SUPER privilege" on the statement.
     pub fn raise_access_denied(&self, _thd: Thd) {
         if let Some(f) = self.my_error {
@@ -183,6 +206,19 @@ impl Server {
         #[cfg(not(feature = "mariadb"))]
         let _ = (msg, self.my_printf_error, ER_UNKNOWN_ERROR);
     }
+}
+
+/// Reads a `char name[]` data symbol of the server.
+pub fn char_array(name: &str) -> Option<String> {
+    let p = lookup(name) as *const c_char;
+    // SAFETY: the symbol is a NUL-terminated char array of the server.
+    unsafe { c_to_string(p) }.filter(|s| !s.is_empty())
+}
+
+/// The running server's version string (`server_version`, e.g.
+/// "10.11.19-MariaDB-0+deb12u1-log"); set before any plugin loads.
+pub fn version() -> Option<String> {
+    char_array("server_version")
 }
 
 /// Writes one line to the server's error log (mariadbd's stderr is the log).

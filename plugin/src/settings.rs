@@ -8,7 +8,7 @@
 //! datadir, the binary log, the pid file and the socket.
 
 use crate::error::Failure;
-use crate::server::{self, lookup};
+use crate::server::{self, char_array, lookup};
 use std::ffi::{c_char, c_int, c_uint, c_ulong, c_void, CStr};
 use std::path::{Path, PathBuf};
 
@@ -202,13 +202,6 @@ fn read_sql(l: &Local) -> Result<Settings, Failure> {
         remote_files,
         datadir,
     })
-}
-
-/// Reads a `char name[]` data symbol of the server.
-fn char_array(name: &str) -> Option<String> {
-    let p = lookup(name) as *const c_char;
-    // SAFETY: the symbol is a NUL-terminated char array of the server.
-    unsafe { server::c_to_string(p) }.filter(|s| !s.is_empty())
 }
 
 /// Reads a `char *name` data symbol of the server.

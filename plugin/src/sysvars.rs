@@ -9,7 +9,7 @@ use crate::abi::*;
 use crate::cstr;
 use crate::{backup, exclude, library, server};
 use std::cell::RefCell;
-use std::ffi::{c_char, c_int, c_void, CString};
+use std::ffi::{c_char, c_int, c_longlong, c_void, CString};
 
 const SESSION_STR: c_int = PLUGIN_VAR_STR
     | PLUGIN_VAR_THDLOCAL
@@ -70,7 +70,7 @@ pub static THROTTLE: ServerShared<ThdVarNum<ULongLong>> = ServerShared::new(ThdV
         PLUGIN_VAR_LONGLONG | PLUGIN_VAR_UNSIGNED | PLUGIN_VAR_THDLOCAL | PLUGIN_VAR_NOCMDOPT,
         cstr!("throttle"),
         cstr!("Bytes per second the backup may read; changing it affects a running backup at once"),
-        None,
+        Some(check_throttle),
         Some(update_throttle),
     ),
     offset: 0,
@@ -175,16 +175,20 @@ pub struct SessionSettings {
 }
 
 pub fn session_settings(thd: Thd) -> SessionSettings {
+    let pending = pending(thd);
     // SAFETY: as in session_str, for a u64 session variable.
-    let throttle = unsafe {
+    let throttle = pending.throttle.unwrap_or_else(|| unsafe {
         let v = &*THROTTLE.get();
         match v.resolve {
             Some(r) => *r(thd, v.offset),
             None => u64::MAX,
         }
-    };
+    });
+    let exclude = pending
+        .exclude
+        .unwrap_or_else(|| session_str(thd, &EXCLUDE));
     SessionSettings {
-        exclude: session_str(thd, &EXCLUDE).filter(|s| !s.is_empty()),
+        exclude: exclude.filter(|s| !s.is_empty()),
         throttle,
     }
 }
@@ -217,10 +221,49 @@ pub fn set_last_error(thd: Thd, errno: i32, message: &str) {
     }
 }
 
+/// Values checked earlier in the statement that runs on this thread. The
+/// server runs every check of a SET before any update, so in
+/// `SET tokudb_backup_exclude='x', tokudb_backup_dir='/b'` the backup (run by
+/// the check of dir) must take 'x' from here: the session variable gets it
+/// only after the backup.
+#[derive(Clone, Default)]
+struct Pending {
+    exclude: Option<Option<String>>,
+    throttle: Option<u64>,
+}
+
 thread_local! {
-    /// The checked string handed to the server's update of the same
-    /// statement (on this thread, right after check returns).
-    static SAVED: RefCell<CString> = RefCell::new(CString::default());
+    /// (THD, thd_query_id) of the statement, and what it checked.
+    static PENDING: RefCell<(usize, u64, Pending)> = RefCell::new((0, 0, Pending::default()));
+}
+
+/// Records a value checked by the statement `thd` runs now.
+fn set_pending(thd: Thd, f: impl FnOnce(&mut Pending)) {
+    let Some(query_id) = server::get().query_id(thd) else {
+        return;
+    };
+    PENDING.with(|p| {
+        let mut p = p.borrow_mut();
+        if (p.0, p.1) != (thd as usize, query_id) {
+            *p = (thd as usize, query_id, Pending::default());
+        }
+        f(&mut p.2);
+    });
+}
+
+/// What the statement `thd` runs now has checked so far.
+fn pending(thd: Thd) -> Pending {
+    let Some(query_id) = server::get().query_id(thd) else {
+        return Pending::default();
+    };
+    PENDING.with(|p| {
+        let p = p.borrow();
+        if (p.0, p.1) == (thd as usize, query_id) {
+            p.2.clone()
+        } else {
+            Pending::default()
+        }
+    })
 }
 
 /// Reads a SET value as a string.
@@ -242,20 +285,26 @@ unsafe fn value_string(value: *mut MysqlValue) -> Option<String> {
     }
 }
 
-/// Stores `s` where the server's update reads the checked value.
+/// Stores `s` where the server's update reads the checked value: a copy in
+/// the statement's memory, which lives until the statement ends, whatever
+/// else it sets (every check runs before any update). Err when the server
+/// cannot allocate it.
 ///
 /// # Safety
 /// `save` is the check function's save area (room for a pointer).
-unsafe fn save_string(save: *mut c_void, s: Option<&str>) {
+unsafe fn save_string(thd: Thd, save: *mut c_void, s: Option<&str>) -> Result<(), &'static str> {
     let ptr = match s {
-        Some(s) => SAVED.with(|cell| {
-            *cell.borrow_mut() = CString::new(s.replace('\0', " ")).unwrap_or_default();
-            cell.borrow().as_ptr()
-        }),
+        Some(s) => {
+            let c = CString::new(s.replace('\0', " ")).unwrap_or_default();
+            server::get()
+                .statement_copy(thd, &c)
+                .ok_or("the server cannot allocate the new value (thd_strmake)")?
+        }
         None => std::ptr::null(),
     };
     // SAFETY: guaranteed by the caller.
     unsafe { *(save as *mut *const c_char) = ptr };
+    Ok(())
 }
 
 unsafe extern "C" fn check_backup_dir(
@@ -267,12 +316,15 @@ unsafe extern "C" fn check_backup_dir(
     let r = std::panic::catch_unwind(|| {
         // SAFETY: value comes from the server for this statement.
         let dest = unsafe { value_string(value) };
+        // SAFETY: save is this check's save area.
+        if let Err(why) = unsafe { save_string(thd, save, dest.as_deref()) } {
+            server::log_line("ERROR", why);
+            set_last_error(thd, libc::ENOMEM, why);
+            server::get().warn(thd, why);
+            return 1;
+        }
         match backup::run(thd, dest.as_deref()) {
-            Ok(()) => {
-                // SAFETY: save is this check's save area.
-                unsafe { save_string(save, dest.as_deref()) };
-                0
-            }
+            Ok(()) => 0,
             Err(()) => 1,
         }
     });
@@ -304,7 +356,52 @@ unsafe extern "C" fn check_exclude(
             }
         }
         // SAFETY: save is this check's save area.
-        unsafe { save_string(save, pattern.as_deref()) };
+        if let Err(why) = unsafe { save_string(thd, save, pattern.as_deref()) } {
+            server::get().warn(thd, &format!("tokudb_backup_exclude: {why}"));
+            return 1;
+        }
+        set_pending(thd, |p| p.exclude = Some(pattern));
+        0
+    });
+    r.unwrap_or(1)
+}
+
+/// The server's own check of an unsigned number (negative values become 0,
+/// with a warning), remembering the value for a backup later in the SET.
+unsafe extern "C" fn check_throttle(
+    thd: Thd,
+    _var: *mut SysVar,
+    save: *mut c_void,
+    value: *mut MysqlValue,
+) -> c_int {
+    let r = std::panic::catch_unwind(|| {
+        let mut v: c_longlong = 0;
+        // SAFETY: value is the server's st_mysql_value for this statement;
+        // val_int writes the number (0 = not NULL), is_unsigned only reads.
+        let (ok, unsigned) = unsafe {
+            match ((*value).val_int, (*value).is_unsigned) {
+                (Some(val_int), Some(is_unsigned)) => {
+                    (val_int(value, &mut v) == 0, is_unsigned(value) != 0)
+                }
+                _ => (false, false),
+            }
+        };
+        if !ok {
+            return 1;
+        }
+        let n = if !unsigned && v < 0 {
+            server::get().warn(
+                thd,
+                &format!("Truncated incorrect tokudb_backup_throttle value: '{v}'"),
+            );
+            0
+        } else {
+            v as u64
+        };
+        // SAFETY: for an unsigned long long variable the save area holds a
+        // u64 (plugin.h contract).
+        unsafe { *(save as *mut u64) = n };
+        set_pending(thd, |p| p.throttle = Some(n));
         0
     });
     r.unwrap_or(1)
