@@ -170,6 +170,30 @@ fn backup_verify_recover_restore_under_load() {
         std::fs::remove_dir_all(orig).unwrap();
     }
     let a: Vec<&str> = args.iter().map(String::as_str).collect();
+    // A restore that fails part way (the last directory cannot be created)
+    // leaves no target and no partial copy behind.
+    let last = m["directories"].as_array().unwrap().iter().rfind(|d| {
+        !d["subdirectory"]
+            .as_str()
+            .unwrap()
+            .starts_with("data_directory_")
+    });
+    let bad = format!(
+        "--map={}=/proc/tokubackup-test/x",
+        last.unwrap()["original_path"].as_str().unwrap()
+    );
+    let mut failing: Vec<&str> = a.clone();
+    failing.retain(|x| {
+        !x.starts_with(&format!(
+            "--map={}=",
+            last.unwrap()["original_path"].as_str().unwrap()
+        ))
+    });
+    failing.push(&bad);
+    assert!(tb_expect(&failing, 10).contains("/proc/tokubackup-test"));
+    let left: Vec<_> =
+        std::fs::read_dir(&new).map_or(Vec::new(), |d| d.flatten().map(|e| e.path()).collect());
+    assert!(left.is_empty(), "a failed restore left {left:?}");
     let ext_bank = format!("--map={}={}/x", ext.join("bank").display(), new.display());
     let mut moved = a.clone();
     moved.push(&ext_bank);
