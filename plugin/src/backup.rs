@@ -229,7 +229,11 @@ unsafe extern "C" fn poll_cb(progress: f32, text: *const c_char, extra: *mut c_v
             p.state = "copying";
             p.copied(copied);
         });
-        let line = format!("tokudb backup about {:.0}% done: {text}", fraction * 100.0);
+        let line = format!(
+            "tokudb backup about {:.0}% done: {}",
+            fraction * 100.0,
+            files_first(&text)
+        );
         let next = 1 - ctx.which;
         let buf = &mut ctx.info[next];
         let n = line.len().min(buf.len() - 1);
@@ -247,6 +251,16 @@ unsafe extern "C" fn poll_cb(progress: f32, text: *const c_char, extra: *mut c_v
         0
     });
     r.unwrap_or(libc::EINVAL)
+}
+
+/// The library's "X of Y bytes copied (P%), a of b files" with the files
+/// first: information_schema.PROCESSLIST cuts State at 64 characters, and
+/// tokubackup reads the file count from there.
+fn files_first(text: &str) -> String {
+    match text.rsplit_once(", ") {
+        Some((bytes, files)) if files.ends_with(" files") => format!("{files}, {bytes}"),
+        _ => text.to_string(),
+    }
 }
 
 unsafe extern "C" fn error_cb(errno: c_int, text: *const c_char, extra: *mut c_void) {
@@ -476,9 +490,20 @@ fn finish(
     } else {
         None
     };
-    let bytes: u64 = dirs
+    // After the binary log is cut at the snapshot position: the checksums
+    // are of the files exactly as the backup leaves them.
+    status::with(|p| p.state = "checksumming");
+    let subdirs: Vec<&str> = dirs.iter().map(|d| d.subdir.as_str()).collect();
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
+    let t0 = Instant::now();
+    let files = manifest::checksum_files(dest, &subdirs, threads)?;
+    let checksum_seconds = t0.elapsed().as_secs_f64();
+    let bytes: u64 = files
         .iter()
-        .map(|d| manifest::tree_bytes(&dest.join(&d.subdir)))
+        .map(|f| match f.kind {
+            manifest::FileKind::Regular { size, .. } => size,
+            manifest::FileKind::Symlink { .. } => 0,
+        })
         .sum();
     let m = Manifest {
         dirs,
@@ -490,6 +515,8 @@ fn finish(
         bytes,
         binlog: position.as_ref(),
         exclude: session.exclude.as_deref(),
+        files: &files,
+        checksum_seconds,
     };
     let text = serde_json::to_string_pretty(&m.to_json()).unwrap_or_default() + "\n";
     manifest::write_file(dest, manifest::MANIFEST, text.as_bytes())?;
@@ -525,5 +552,14 @@ mod tests {
             "backup failed: open '/b/x.ibd': No such file or directory (errno 2); \
              write '/b/y.MAD':\nNo space left on device (errno 28); sync destination /b (errno 5)"
         );
+    }
+
+    #[test]
+    fn files_come_first_in_the_state() {
+        assert_eq!(
+            super::files_first("153525229 of 327925502 bytes copied (47%), 6 of 206 files"),
+            "6 of 206 files, 153525229 of 327925502 bytes copied (47%)"
+        );
+        assert_eq!(super::files_first("starting"), "starting");
     }
 }
