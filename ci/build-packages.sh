@@ -6,6 +6,9 @@
 #   tokudb-backup-plugin-V-1.x86_64.rpm,
 #   tokudb-backup-plugin-devel-V-1.x86_64.rpm                 (cargo-generate-rpm)
 #   tokudb-backup-plugin-V-x86_64-linux.tar.gz                (tar)
+# The plugin packages and the tarball also carry the tokubackup command with
+# its man pages and bash/zsh/fish completions (made by the binary itself from
+# its argument definitions: tokubackup generate-docs).
 # The version comes from [workspace.package] in Cargo.toml, nowhere else.
 set -euo pipefail
 # shellcheck source=ci/lib.sh
@@ -34,6 +37,16 @@ LIB="$TARGET_DIR/release/libHotBackup.so"
 PLUGIN="$TARGET_DIR/release/libtokudb_backup.so"
 [ -f "$LIB" ] || die "$LIB was not built"
 [ -f "$PLUGIN" ] || die "$PLUGIN was not built"
+TOKUBACKUP="$TARGET_DIR/release/tokubackup"
+[ -f "$TOKUBACKUP" ] || die "$TOKUBACKUP was not built"
+# The plugin for MySQL and Percona Server 5.7 / 8.0 (cargo features): one
+# per series, for the tarball and the -mysql57/-mysql80 RPMs. The default
+# (MariaDB) build is made last again, so target/release keeps it.
+for f in mysql57 mysql80; do
+    cargo build --release -p tokudb_backup --no-default-features --features "$f"
+    cp "$PLUGIN" "$TARGET_DIR/release/tokudb_backup_$f.so"
+done
+cargo build --release -p tokudb_backup
 
 # The file name carries the full version; its major must be the SONAME's.
 soname="$(readelf -d "$LIB" | sed -n 's/.*Library soname: \[\(.*\)\]/\1/p')"
@@ -72,6 +85,21 @@ EOF
 rm -rf "$STAGE_DIR" "$PKG_DIR"
 mkdir -p "$PKG_DIR"
 
+# Man pages (gzip -9n: reproducible, policy 12.1) and completions, once.
+DOCS="$STAGE_DIR/docs"
+"$TOKUBACKUP" generate-docs --man "$DOCS/man" --completions "$DOCS/completions"
+gzip -9n "$DOCS"/man/*.1
+
+# stage_cli ROOT ZSH_DIR : the command, its man pages and completions under ROOT.
+stage_cli() {
+    install -D -m 755 "$TOKUBACKUP" "$1/usr/bin/tokubackup"
+    strip --strip-unneeded --remove-section=.comment "$1/usr/bin/tokubackup"
+    install -D -m 644 -t "$1/usr/share/man/man1" "$DOCS"/man/*.1.gz
+    install -D -m 644 "$DOCS/completions/tokubackup.bash" "$1/usr/share/bash-completion/completions/tokubackup"
+    install -D -m 644 "$DOCS/completions/_tokubackup" "$1$2/_tokubackup"
+    install -D -m 644 "$DOCS/completions/tokubackup.fish" "$1/usr/share/fish/vendor_completions.d/tokubackup.fish"
+}
+
 # ---- Debian: libhotbackup1 (the soname package), libhotbackup-dev, tokudb-backup-plugin
 LIBDIR="$DEB_LIBDIR" PLUGINDIR=/usr/lib/mysql/plugin
 SYSTEMD_DROPIN=/lib/systemd/system/mariadb.service.d/10-tokudb-backup.conf
@@ -89,6 +117,7 @@ ln -s tokudb_backup.so "$d$PLUGINDIR/tokubackup.so"
 subst packaging/mariadb/tokudb-backup.cnf.in "$d/etc/mysql/mariadb.conf.d/60-tokudb-backup.cnf"
 subst packaging/systemd/tokudb-backup.conf.in "$d$SYSTEMD_DROPIN"
 install -D -m 644 README.md "$d/usr/share/doc/tokudb-backup-plugin/README.md"
+stage_cli "$d" /usr/share/zsh/vendor-completions
 
 # shlibs (policy 8.6) and symbols files for the library package; cargo-deb
 # has no field for them, so they are added to its control archive below.
@@ -142,6 +171,7 @@ subst packaging/mariadb/tokudb-backup.cnf.in "$d/etc/my.cnf.d/tokudb-backup.cnf"
 subst packaging/systemd/tokudb-backup.conf.in "$d$SYSTEMD_DROPIN"
 install -D -m 644 README.md "$d/usr/share/doc/tokudb-backup-plugin/README.md"
 install -D -m 644 debian/copyright "$d/usr/share/licenses/tokudb-backup-plugin/COPYING"
+stage_cli "$d" /usr/share/zsh/site-functions
 subst rpm/post.sh.in "$STAGE_DIR/rpm/post.sh"
 subst rpm/postun.sh.in "$STAGE_DIR/rpm/postun.sh"
 subst rpm/devel-post.sh.in "$STAGE_DIR/rpm/devel-post.sh"
@@ -151,6 +181,21 @@ install -D -m 644 include/backup.h "$d/usr/include/hotbackup/backup.h"
 pkgconfig "$LIBDIR" "$d$LIBDIR/pkgconfig/hotbackup.pc"
 
 cargo generate-rpm -p plugin --auto-req no -o "$PKG_DIR/"
+# tokudb-backup-plugin-mysql57/-mysql80: the same files with that series'
+# plugin and a drop-in for mysqld.service (Oracle's and Percona's unit).
+for f in mysql57 mysql80; do
+    v="$STAGE_DIR/rpm/tokudb-backup-plugin-$f"
+    install_so "$LIB" "$v$LIBDIR/$SOFILE"
+    install_so "$TARGET_DIR/release/tokudb_backup_$f.so" "$v$PLUGINDIR/tokudb_backup.so"
+    mkdir -p "$v/etc" "$v/usr/share"
+    cp -a "$STAGE_DIR/rpm/tokudb-backup-plugin/etc/." "$v/etc/"
+    cp -a "$STAGE_DIR/rpm/tokudb-backup-plugin/usr/share/." "$v/usr/share/"
+    SYSTEMD_DROPIN=/usr/lib/systemd/system/mysqld.service.d/10-tokudb-backup.conf
+    subst packaging/systemd/tokudb-backup.conf.in "$v$SYSTEMD_DROPIN"
+    sed -i -e 's/mariadbd-safe/mysqld_safe/g; s/mariadbd/mysqld/g; s/mariadb\.service/mysqld.service/g' \
+        -e 's/systemctl edit mariadb/systemctl edit mysqld/g' "$v$SYSTEMD_DROPIN" "$v/etc/my.cnf.d/tokudb-backup.cnf"
+    cargo generate-rpm -p plugin --auto-req no --variant "$f" -o "$PKG_DIR/"
+done
 cargo generate-rpm -p . --auto-req no -o "$PKG_DIR/"
 
 # ---- Release tarball: a top directory with lib/, lib/mysql/plugin/, include/, README
@@ -161,8 +206,16 @@ ln -s "$SOFILE" "$t/lib/libHotBackup.so.1"
 ln -s libHotBackup.so.1 "$t/lib/libHotBackup.so"
 install_so "$PLUGIN" "$t/lib/mysql/plugin/tokudb_backup.so"
 ln -s tokudb_backup.so "$t/lib/mysql/plugin/tokubackup.so"
+for f in mysql57 mysql80; do
+    install_so "$TARGET_DIR/release/tokudb_backup_$f.so" "$t/lib/mysql/plugin/tokudb_backup_$f.so"
+done
 install -D -m 644 include/backup.h "$t/include/backup.h"
 install -m 644 debian/copyright "$t/COPYING"
+stage_cli "$t/stage" /share/zsh/site-functions
+mv "$t/stage/usr/bin" "$t/bin"
+mv "$t/stage/usr/share" "$t/share"
+mv "$t/stage/share/zsh" "$t/share/zsh"
+rm -r "$t/stage"
 LIBDIR=/opt/$name/lib PLUGINDIR=/opt/$name/lib/mysql/plugin PREFIX=/opt/$name
 subst packaging/tarball/README.in "$t/README"
 tar --owner=0 --group=0 --numeric-owner --sort=name -C "$STAGE_DIR/tarball" -czf "$PKG_DIR/$name.tar.gz" "$name"

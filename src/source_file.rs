@@ -4,7 +4,7 @@
 
 use crate::namespace::RelPath;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::*};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Condvar, Mutex, MutexGuard};
 
 /// Lock a mutex, ignoring poisoning: a panic elsewhere is already reported
 /// as a failed backup, and the data behind these mutexes stays consistent.
@@ -31,7 +31,7 @@ struct Held {
 impl RangeLocks {
     /// Lock `[start, end)`; waits while an overlapping range is held.
     pub fn lock(&self, start: u64, end: u64) -> RangeGuard<'_> {
-        let end = end.max(start + 1);
+        let end = end.max(start.saturating_add(1));
         let mut held = lock(&self.held);
         while held.ranges.iter().any(|&(s, e)| s < end && start < e) {
             held.waiters += 1;
@@ -82,8 +82,8 @@ pub struct SourceFile {
     named: AtomicBool,
     /// Left out of the backup: no destination, nothing mirrored.
     pub excluded: AtomicBool,
-    dest: Mutex<Option<Arc<crate::sys::OwnFd>>>,
-    src: Mutex<Option<Arc<crate::sys::OwnFd>>>,
+    /// The library's descriptors for mirroring (see `fd_cache`).
+    pub fds: crate::fd_cache::FileFds,
 }
 
 impl SourceFile {
@@ -96,8 +96,7 @@ impl SourceFile {
             named: AtomicBool::new(name.is_some()),
             name: Mutex::new(name),
             excluded: AtomicBool::new(false),
-            dest: Mutex::new(None),
-            src: Mutex::new(None),
+            fds: Default::default(),
         }
     }
 
@@ -137,22 +136,6 @@ impl SourceFile {
         *n = name;
     }
 
-    pub fn cached_dest(&self) -> Option<Arc<crate::sys::OwnFd>> {
-        lock(&self.dest).clone()
-    }
-
-    pub fn set_dest(&self, fd: Option<Arc<crate::sys::OwnFd>>) {
-        *lock(&self.dest) = fd;
-    }
-
-    pub fn cached_src(&self) -> Option<Arc<crate::sys::OwnFd>> {
-        lock(&self.src).clone()
-    }
-
-    pub fn set_src(&self, fd: Option<Arc<crate::sys::OwnFd>>) {
-        *lock(&self.src) = fd;
-    }
-
     pub fn current_name(&self) -> Option<RelPath> {
         lock(&self.name).clone()
     }
@@ -162,6 +145,7 @@ impl SourceFile {
 mod tests {
     use super::*;
     use std::sync::atomic::AtomicUsize;
+    use std::sync::Arc;
     use std::time::Duration;
 
     #[test]
@@ -193,10 +177,22 @@ mod tests {
 
     #[test]
     fn disjoint_ranges_do_not_block() {
-        let locks = RangeLocks::default();
+        // Ranges are half-open: ones that only touch are taken at once by
+        // another thread (a wrong overlap test would make it wait for ever).
+        let locks = Arc::new(RangeLocks::default());
         let _a = locks.lock(0, 10);
-        let _b = locks.lock(10, 20);
         let _c = locks.lock(1000, u64::MAX);
+        let l2 = locks.clone();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _b = l2.lock(10, 20);
+            let _d = l2.lock(20, 1000);
+            tx.send(()).unwrap();
+        });
+        assert!(
+            rx.recv_timeout(Duration::from_secs(30)).is_ok(),
+            "a range waited for a disjoint one"
+        );
     }
 
     #[test]
@@ -218,5 +214,7 @@ mod tests {
         let locks = RangeLocks::default();
         let _a = locks.lock(5, 5);
         assert!(lock(&locks.held).ranges.contains(&(5, 6)));
+        // The last offset cannot overflow into an empty range.
+        let _b = locks.lock(u64::MAX, u64::MAX);
     }
 }

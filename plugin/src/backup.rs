@@ -38,10 +38,13 @@ impl Drop for RunningGuard {
 /// status variables and (on failure) the error log. Err means the SET fails.
 pub fn run(thd: Thd, dest: Option<&str>) -> Result<(), ()> {
     let srv = server::get();
-    if let Err(msg) = srv.has_super(thd) {
-        server::log_line("ERROR", msg);
-        sysvars::set_last_error(thd, libc::EACCES, msg);
-        srv.raise_access_denied(thd);
+    if let Err(denied) = srv.authorize(thd) {
+        server::log_line("ERROR", denied.message);
+        sysvars::set_last_error(thd, libc::EACCES, denied.message);
+        // One error for the client: MySQL's check raised its own.
+        if !denied.raised {
+            srv.raise_access_denied(thd);
+        }
         return Err(());
     }
     // Before anything runs SQL through the server's sql service: that
@@ -62,14 +65,9 @@ pub fn run(thd: Thd, dest: Option<&str>) -> Result<(), ()> {
                 .map(|f| f.message.as_str())
                 .collect::<Vec<_>>()
                 .join("; ");
-            for f in &failures {
-                server::log_line(
-                    "ERROR",
-                    &format!("backup failed: {} (errno {})", f.message, f.errno),
-                );
-            }
+            server::log_line("ERROR", &failure_line(&failures));
             sysvars::set_last_error(thd, failures[0].errno, &joined);
-            srv.warn(thd, &joined);
+            srv.fail_statement(thd, &joined);
             let kind = if failures[0].errno == libc::EINTR {
                 "killed"
             } else {
@@ -81,6 +79,17 @@ pub fn run(thd: Thd, dest: Option<&str>) -> Result<(), ()> {
             Err(())
         }
     }
+}
+
+/// The one error log line of a failed backup, however many errors the
+/// library reported for it.
+fn failure_line(failures: &[Failure]) -> String {
+    let detail = failures
+        .iter()
+        .map(|f| format!("{} (errno {})", f.message, f.errno))
+        .collect::<Vec<_>>()
+        .join("; ");
+    format!("backup failed: {detail}")
 }
 
 fn run_checked(thd: Thd, dest: Option<&str>) -> Result<String, Vec<Failure>> {
@@ -136,7 +145,10 @@ fn run_checked(thd: Thd, dest: Option<&str>) -> Result<String, Vec<Failure>> {
                 p.started = None;
                 p.last_elapsed = elapsed;
                 p.bytes_copied = bytes;
-                p.last_result = format!("success: {bytes} bytes in {elapsed:.1} s");
+                p.last_result = format!(
+                    "success: {bytes} bytes in {elapsed:.1} s, {} bytes/s on average",
+                    p.average_rate()
+                );
             });
             Ok(summary)
         }
@@ -215,9 +227,13 @@ unsafe extern "C" fn poll_cb(progress: f32, text: *const c_char, extra: *mut c_v
         let copied = (fraction * ctx.total as f64) as u64;
         status::with(|p| {
             p.state = "copying";
-            p.bytes_copied = copied;
+            p.copied(copied);
         });
-        let line = format!("tokudb backup about {:.0}% done: {text}", fraction * 100.0);
+        let line = format!(
+            "tokudb backup about {:.0}% done: {}",
+            fraction * 100.0,
+            files_first(&text)
+        );
         let next = 1 - ctx.which;
         let buf = &mut ctx.info[next];
         let n = line.len().min(buf.len() - 1);
@@ -227,7 +243,7 @@ unsafe extern "C" fn poll_cb(progress: f32, text: *const c_char, extra: *mut c_v
         srv.set_proc_info(ctx.thd, ctx.info[next].as_ptr() as *const c_char);
         if ctx
             .last_report
-            .map_or(true, |t| t.elapsed().as_millis() >= 200)
+            .is_none_or(|t| t.elapsed().as_millis() >= 200)
         {
             srv.progress_report(ctx.thd, (fraction * 1000.0) as u64, 1000);
             ctx.last_report = Some(Instant::now());
@@ -235,6 +251,16 @@ unsafe extern "C" fn poll_cb(progress: f32, text: *const c_char, extra: *mut c_v
         0
     });
     r.unwrap_or(libc::EINVAL)
+}
+
+/// The library's "X of Y bytes copied (P%), a of b files" with the files
+/// first: information_schema.PROCESSLIST cuts State at 64 characters, and
+/// tokubackup reads the file count from there.
+fn files_first(text: &str) -> String {
+    match text.rsplit_once(", ") {
+        Some((bytes, files)) if files.ends_with(" files") => format!("{files}, {bytes}"),
+        _ => text.to_string(),
+    }
 }
 
 unsafe extern "C" fn error_cb(errno: c_int, text: *const c_char, extra: *mut c_void) {
@@ -348,9 +374,14 @@ fn copy(
         .map(|d| cstring(&d.path))
         .collect::<Result<_, _>>()
         .map_err(|e| vec![e])?;
+    // The library, like Percona's, backs up into existing empty directories.
     let dsts: Vec<CString> = dirs
         .iter()
-        .map(|d| cstring(&dest.join(&d.subdir)))
+        .map(|d| {
+            let sub = dest.join(&d.subdir);
+            destination::create(&sub)?;
+            cstring(&sub)
+        })
         .collect::<Result<_, _>>()
         .map_err(|e| vec![e])?;
     let src_ptrs: Vec<*const c_char> = srcs.iter().map(|c| c.as_ptr()).collect();
@@ -459,9 +490,20 @@ fn finish(
     } else {
         None
     };
-    let bytes: u64 = dirs
+    // After the binary log is cut at the snapshot position: the checksums
+    // are of the files exactly as the backup leaves them.
+    status::with(|p| p.state = "checksumming");
+    let subdirs: Vec<&str> = dirs.iter().map(|d| d.subdir.as_str()).collect();
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
+    let t0 = Instant::now();
+    let files = manifest::checksum_files(dest, &subdirs, threads)?;
+    let checksum_seconds = t0.elapsed().as_secs_f64();
+    let bytes: u64 = files
         .iter()
-        .map(|d| manifest::tree_bytes(&dest.join(&d.subdir)))
+        .map(|f| match f.kind {
+            manifest::FileKind::Regular { size, .. } => size,
+            manifest::FileKind::Symlink { .. } => 0,
+        })
         .sum();
     let m = Manifest {
         dirs,
@@ -473,6 +515,8 @@ fn finish(
         bytes,
         binlog: position.as_ref(),
         exclude: session.exclude.as_deref(),
+        files: &files,
+        checksum_seconds,
     };
     let text = serde_json::to_string_pretty(&m.to_json()).unwrap_or_default() + "\n";
     manifest::write_file(dest, manifest::MANIFEST, text.as_bytes())?;
@@ -489,4 +533,33 @@ fn finish(
     std::fs::remove_file(&inc).map_err(|e| Failure::io("cannot remove", &inc, &e))?;
     manifest::sync_dir(dest)?;
     Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn several_errors_make_one_line() {
+        let failures = [
+            Failure::new(libc::ENOENT, "open '/b/x.ibd': No such file or directory"),
+            Failure::new(libc::ENOSPC, "write '/b/y.MAD':\nNo space left on device"),
+            Failure::new(libc::EIO, "sync destination /b"),
+        ];
+        let line = failure_line(&failures);
+        assert_eq!(
+            line,
+            "backup failed: open '/b/x.ibd': No such file or directory (errno 2); \
+             write '/b/y.MAD':\nNo space left on device (errno 28); sync destination /b (errno 5)"
+        );
+    }
+
+    #[test]
+    fn files_come_first_in_the_state() {
+        assert_eq!(
+            super::files_first("153525229 of 327925502 bytes copied (47%), 6 of 206 files"),
+            "6 of 206 files, 153525229 of 327925502 bytes copied (47%)"
+        );
+        assert_eq!(super::files_first("starting"), "starting");
+    }
 }

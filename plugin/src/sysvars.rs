@@ -9,7 +9,7 @@ use crate::abi::*;
 use crate::cstr;
 use crate::{backup, exclude, library, server};
 use std::cell::RefCell;
-use std::ffi::{c_char, c_int, c_void, CString};
+use std::ffi::{c_char, c_int, c_longlong, c_void, CString};
 
 const SESSION_STR: c_int = PLUGIN_VAR_STR
     | PLUGIN_VAR_THDLOCAL
@@ -53,11 +53,32 @@ pub static LAST_ERROR: ServerShared<ThdVarNum<ULong>> = ServerShared::new(ThdVar
     resolve: None,
 });
 
-pub static LAST_ERROR_STRING: ServerShared<ThdVarStr> = ServerShared::new(session_str_var(
-    cstr!("last_error_string"),
-    cstr!("Message of the last backup error of this session (several are joined with '; ')"),
-    None,
-));
+/// MariaDB: MEMALLOC, the server frees the value with my_free, so the plugin
+/// stores my_strdup copies. MySQL 5.7 and 8.0 keep MEMALLOC values behind a
+/// hidden header that only their own update code may write (and 5.7 exports
+/// none for plugins), so there the variable is read-only without MEMALLOC
+/// and the plugin owns its value (see `owned`).
+pub static LAST_ERROR_STRING: ServerShared<ThdVarStr> = ServerShared::new(ThdVarStr {
+    header: header(
+        LAST_ERROR_STRING_FLAGS,
+        cstr!("last_error_string"),
+        cstr!("Message of the last backup error of this session (several are joined with '; ')"),
+        None,
+        None,
+    ),
+    offset: 0,
+    def_val: std::ptr::null(),
+    resolve: None,
+});
+
+#[cfg(feature = "mariadb")]
+const LAST_ERROR_STRING_FLAGS: c_int = SESSION_STR;
+#[cfg(not(feature = "mariadb"))]
+pub const LAST_ERROR_STRING_FLAGS: c_int = PLUGIN_VAR_STR
+    | PLUGIN_VAR_THDLOCAL
+    | PLUGIN_VAR_READONLY
+    | PLUGIN_VAR_NOCMDOPT
+    | PLUGIN_VAR_NOCMDARG;
 
 pub static EXCLUDE: ServerShared<ThdVarStr> = ServerShared::new(session_str_var(
     cstr!("exclude"),
@@ -70,7 +91,7 @@ pub static THROTTLE: ServerShared<ThdVarNum<ULongLong>> = ServerShared::new(ThdV
         PLUGIN_VAR_LONGLONG | PLUGIN_VAR_UNSIGNED | PLUGIN_VAR_THDLOCAL | PLUGIN_VAR_NOCMDOPT,
         cstr!("throttle"),
         cstr!("Bytes per second the backup may read; changing it affects a running backup at once"),
-        None,
+        Some(check_throttle),
         Some(update_throttle),
     ),
     offset: 0,
@@ -175,52 +196,154 @@ pub struct SessionSettings {
 }
 
 pub fn session_settings(thd: Thd) -> SessionSettings {
+    let pending = pending(thd);
     // SAFETY: as in session_str, for a u64 session variable.
-    let throttle = unsafe {
+    let throttle = pending.throttle.unwrap_or_else(|| unsafe {
         let v = &*THROTTLE.get();
         match v.resolve {
             Some(r) => *r(thd, v.offset),
             None => u64::MAX,
         }
-    };
+    });
+    let exclude = pending
+        .exclude
+        .unwrap_or_else(|| session_str(thd, &EXCLUDE));
     SessionSettings {
-        exclude: session_str(thd, &EXCLUDE).filter(|s| !s.is_empty()),
+        exclude: exclude.filter(|s| !s.is_empty()),
         throttle,
     }
 }
 
 /// Records the outcome of a backup in the session's error variables.
 pub fn set_last_error(thd: Thd, errno: i32, message: &str) {
-    let srv = server::get();
-    // SAFETY: resolve gives this session's storage (see session_str). The
-    // string variable is MEMALLOC: the server frees it with my_free, so it is
-    // allocated with the server's my_strdup.
+    // SAFETY: resolve gives this session's storage (see session_str).
     unsafe {
         let le = &*LAST_ERROR.get();
         if let Some(r) = le.resolve {
             *r(thd, le.offset) = errno.max(0) as ULong;
         }
         let ls = &*LAST_ERROR_STRING.get();
-        if let (Some(r), Some(strdup), Some(free)) = (ls.resolve, srv.my_strdup, srv.my_free) {
-            let slot = r(thd, ls.offset);
-            let old = *slot;
-            *slot = if message.is_empty() {
-                std::ptr::null_mut()
-            } else {
-                let c = CString::new(message.replace('\0', " ")).unwrap_or_default();
-                strdup(0, c.as_ptr(), 0)
-            };
-            if !old.is_null() {
-                free(old as *mut c_void);
-            }
+        if let Some(r) = ls.resolve {
+            store_message(thd, r(thd, ls.offset), message);
         }
     }
 }
 
+/// Replaces the session's last_error_string with `message`.
+///
+/// # Safety
+/// `slot` is `thd`'s storage of the variable, from its resolve function.
+#[cfg(feature = "mariadb")]
+unsafe fn store_message(_thd: Thd, slot: *mut *mut c_char, message: &str) {
+    let srv = server::get();
+    let (Some(strdup), Some(free)) = (srv.my_strdup, srv.my_free) else {
+        return;
+    };
+    // SAFETY: MEMALLOC on MariaDB: the server frees the value with my_free,
+    // so it is allocated with the server's my_strdup (plugin_init checked
+    // both exist); slot is valid per the caller.
+    unsafe {
+        let old = *slot;
+        *slot = if message.is_empty() {
+            std::ptr::null_mut()
+        } else {
+            let c = CString::new(message.replace('\0', " ")).unwrap_or_default();
+            strdup(0, c.as_ptr(), 0)
+        };
+        if !old.is_null() {
+            free(old as *mut c_void);
+        }
+    }
+}
+
+/// Replaces the session's last_error_string with `message`.
+///
+/// # Safety
+/// `slot` is `thd`'s storage of the variable, from its resolve function.
+#[cfg(not(feature = "mariadb"))]
+unsafe fn store_message(thd: Thd, slot: *mut *mut c_char, message: &str) {
+    let c =
+        (!message.is_empty()).then(|| CString::new(message.replace('\0', " ")).unwrap_or_default());
+    let p = c
+        .as_ref()
+        .map_or(std::ptr::null_mut(), |c| c.as_ptr() as *mut c_char);
+    // SAFETY: slot is valid per the caller; the variable is not MEMALLOC,
+    // so the server never frees nor copies what it points to, and `owned`
+    // keeps the string alive after the slot stops naming it.
+    unsafe { *slot = p };
+    owned::keep(thd, c);
+}
+
+/// The strings the plugin stored in MySQL sessions' last_error_string,
+/// by session. The previous value is kept too, so that a reader of another
+/// session's variables (performance_schema.variables_by_thread) that took
+/// the old pointer just before the swap still reads a live string; one
+/// entry stays per THD address that ever ran a backup (a new session at the
+/// same address replaces it).
+#[cfg(not(feature = "mariadb"))]
+mod owned {
+    use super::Thd;
+    use std::collections::HashMap;
+    use std::ffi::CString;
+    use std::sync::Mutex;
+
+    type Kept = [Option<CString>; 2];
+    static KEPT: Mutex<Option<HashMap<usize, Kept>>> = Mutex::new(None);
+
+    pub fn keep(thd: Thd, current: Option<CString>) {
+        let mut g = KEPT.lock().unwrap_or_else(|p| p.into_inner());
+        let slot = g
+            .get_or_insert_with(HashMap::new)
+            .entry(thd as usize)
+            .or_default();
+        slot[1] = slot[0].take();
+        slot[0] = current;
+    }
+}
+
+/// Values checked earlier in the statement that runs on this thread. The
+/// server runs every check of a SET before any update, so in
+/// `SET tokudb_backup_exclude='x', tokudb_backup_dir='/b'` the backup (run by
+/// the check of dir) must take 'x' from here: the session variable gets it
+/// only after the backup.
+#[derive(Clone, Default)]
+struct Pending {
+    exclude: Option<Option<String>>,
+    throttle: Option<u64>,
+}
+
 thread_local! {
-    /// The checked string handed to the server's update of the same
-    /// statement (on this thread, right after check returns).
-    static SAVED: RefCell<CString> = RefCell::new(CString::default());
+    /// (THD, thd_query_id) of the statement, and what it checked.
+    static PENDING: RefCell<(usize, u64, Pending)> = RefCell::new((0, 0, Pending::default()));
+}
+
+/// Records a value checked by the statement `thd` runs now.
+fn set_pending(thd: Thd, f: impl FnOnce(&mut Pending)) {
+    let Some(query_id) = server::get().query_id(thd) else {
+        return;
+    };
+    PENDING.with(|p| {
+        let mut p = p.borrow_mut();
+        if (p.0, p.1) != (thd as usize, query_id) {
+            *p = (thd as usize, query_id, Pending::default());
+        }
+        f(&mut p.2);
+    });
+}
+
+/// What the statement `thd` runs now has checked so far.
+fn pending(thd: Thd) -> Pending {
+    let Some(query_id) = server::get().query_id(thd) else {
+        return Pending::default();
+    };
+    PENDING.with(|p| {
+        let p = p.borrow();
+        if (p.0, p.1) == (thd as usize, query_id) {
+            p.2.clone()
+        } else {
+            Pending::default()
+        }
+    })
 }
 
 /// Reads a SET value as a string.
@@ -242,20 +365,26 @@ unsafe fn value_string(value: *mut MysqlValue) -> Option<String> {
     }
 }
 
-/// Stores `s` where the server's update reads the checked value.
+/// Stores `s` where the server's update reads the checked value: a copy in
+/// the statement's memory, which lives until the statement ends, whatever
+/// else it sets (every check runs before any update). Err when the server
+/// cannot allocate it.
 ///
 /// # Safety
 /// `save` is the check function's save area (room for a pointer).
-unsafe fn save_string(save: *mut c_void, s: Option<&str>) {
+unsafe fn save_string(thd: Thd, save: *mut c_void, s: Option<&str>) -> Result<(), &'static str> {
     let ptr = match s {
-        Some(s) => SAVED.with(|cell| {
-            *cell.borrow_mut() = CString::new(s.replace('\0', " ")).unwrap_or_default();
-            cell.borrow().as_ptr()
-        }),
+        Some(s) => {
+            let c = CString::new(s.replace('\0', " ")).unwrap_or_default();
+            server::get()
+                .statement_copy(thd, &c)
+                .ok_or("the server cannot allocate the new value (thd_strmake)")?
+        }
         None => std::ptr::null(),
     };
     // SAFETY: guaranteed by the caller.
     unsafe { *(save as *mut *const c_char) = ptr };
+    Ok(())
 }
 
 unsafe extern "C" fn check_backup_dir(
@@ -267,12 +396,15 @@ unsafe extern "C" fn check_backup_dir(
     let r = std::panic::catch_unwind(|| {
         // SAFETY: value comes from the server for this statement.
         let dest = unsafe { value_string(value) };
+        // SAFETY: save is this check's save area.
+        if let Err(why) = unsafe { save_string(thd, save, dest.as_deref()) } {
+            server::log_line("ERROR", why);
+            set_last_error(thd, libc::ENOMEM, why);
+            server::get().fail_statement(thd, why);
+            return 1;
+        }
         match backup::run(thd, dest.as_deref()) {
-            Ok(()) => {
-                // SAFETY: save is this check's save area.
-                unsafe { save_string(save, dest.as_deref()) };
-                0
-            }
+            Ok(()) => 0,
             Err(()) => 1,
         }
     });
@@ -299,12 +431,57 @@ unsafe extern "C" fn check_exclude(
         if let Some(p) = pattern.as_deref().filter(|p| !p.is_empty()) {
             if let Err(e) = exclude::Exclude::new(p) {
                 let msg = format!("tokudb_backup_exclude: invalid regular expression '{p}': {e}");
-                server::get().warn(thd, &msg);
+                server::get().fail_statement(thd, &msg);
                 return 1;
             }
         }
         // SAFETY: save is this check's save area.
-        unsafe { save_string(save, pattern.as_deref()) };
+        if let Err(why) = unsafe { save_string(thd, save, pattern.as_deref()) } {
+            server::get().fail_statement(thd, &format!("tokudb_backup_exclude: {why}"));
+            return 1;
+        }
+        set_pending(thd, |p| p.exclude = Some(pattern));
+        0
+    });
+    r.unwrap_or(1)
+}
+
+/// The server's own check of an unsigned number (negative values become 0,
+/// with a warning), remembering the value for a backup later in the SET.
+unsafe extern "C" fn check_throttle(
+    thd: Thd,
+    _var: *mut SysVar,
+    save: *mut c_void,
+    value: *mut MysqlValue,
+) -> c_int {
+    let r = std::panic::catch_unwind(|| {
+        let mut v: c_longlong = 0;
+        // SAFETY: value is the server's st_mysql_value for this statement;
+        // val_int writes the number (0 = not NULL), is_unsigned only reads.
+        let (ok, unsigned) = unsafe {
+            match ((*value).val_int, (*value).is_unsigned) {
+                (Some(val_int), Some(is_unsigned)) => {
+                    (val_int(value, &mut v) == 0, is_unsigned(value) != 0)
+                }
+                _ => (false, false),
+            }
+        };
+        if !ok {
+            return 1;
+        }
+        let n = if !unsigned && v < 0 {
+            server::get().warn(
+                thd,
+                &format!("Truncated incorrect tokudb_backup_throttle value: '{v}'"),
+            );
+            0
+        } else {
+            v as u64
+        };
+        // SAFETY: for an unsigned long long variable the save area holds a
+        // u64 (plugin.h contract).
+        unsafe { *(save as *mut u64) = n };
+        set_pending(thd, |p| p.throttle = Some(n));
         0
     });
     r.unwrap_or(1)

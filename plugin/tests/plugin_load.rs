@@ -138,6 +138,101 @@ fn library_of_another_major_version_is_refused() {
     std::fs::remove_dir_all(&work).unwrap();
 }
 
+/// tokudb_backup.so built with TOKUDB_BACKUP_SERVER_VERSION=`version`, as a
+/// packager building against another point release would; copied into `dir`.
+fn plugin_built_for(version: &str, dir: &Path) -> std::path::PathBuf {
+    let target = target_dir().join("other-release");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = Command::new(cargo)
+        .args([
+            "build",
+            "--quiet",
+            "--lib",
+            "-p",
+            "tokudb_backup",
+            "--manifest-path",
+        ])
+        .arg(repo_root().join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(&target)
+        .env("TOKUDB_BACKUP_SERVER_VERSION", version)
+        .output()
+        .expect("run cargo build");
+    assert!(
+        out.status.success(),
+        "cargo build for {version}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let so = dir.join(format!("tokudb_backup-{version}.so"));
+    std::fs::copy(target.join("debug/libtokudb_backup.so"), &so).unwrap();
+    so
+}
+
+/// The server refuses a daemon plugin that declares another release than
+/// its own: built for the releases before and after the running one, the
+/// plugin still loads and backs up; built for another series, it refuses
+/// to start with one clear error line.
+#[test]
+fn plugin_built_for_another_point_release_loads() {
+    let work = scratch("releases");
+    let s = Server::start(
+        "releases",
+        Opts {
+            install_plugin: false,
+            ..Opts::default()
+        },
+    );
+    let running = s.sql("SELECT VERSION()");
+    let v: Vec<u32> = running
+        .split(['.', '-'])
+        .take(3)
+        .map(|n| n.parse().unwrap())
+        .collect();
+    let (major, minor, patch) = (v[0], v[1], v[2]);
+    let releases = [patch.max(1) - 1, patch + 1].map(|p| format!("{major}.{minor}.{p}"));
+    for release in &releases {
+        let so = plugin_built_for(release, &work);
+        let name = so.file_name().unwrap().to_str().unwrap();
+        std::fs::copy(&so, s.plugin_dir.join(name)).unwrap();
+        s.query(&format!("INSTALL PLUGIN tokudb_backup SONAME '{name}'"))
+            .unwrap_or_else(|e| panic!("built for {release}, in {running}: {e}"));
+        assert_eq!(plugin_status(&s), "ACTIVE", "built for {release}");
+        let dest = work.join(format!("bk-{release}"));
+        let (res, _, msg) = s.backup("root", "", dest.to_str().unwrap());
+        res.unwrap_or_else(|e| panic!("built for {release}: {e} {msg}"));
+        assert!(dest.join("BACKUP-COMPLETE").is_file());
+        s.sql("UNINSTALL PLUGIN tokudb_backup");
+    }
+
+    let other_series = format!("{major}.{}.0", minor + 1);
+    let so = plugin_built_for(&other_series, &work);
+    let name = so.file_name().unwrap().to_str().unwrap();
+    std::fs::copy(&so, s.plugin_dir.join(name)).unwrap();
+    let errors = |s: &Server| {
+        s.log()
+            .lines()
+            .filter(|l| l.contains("[ERROR] tokudb_backup:"))
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    let before = errors(&s).len();
+    let e = s
+        .query(&format!("INSTALL PLUGIN tokudb_backup SONAME '{name}'"))
+        .unwrap_err();
+    assert!(e.contains("ERROR"), "{e}");
+    assert_eq!(plugin_status(&s), "");
+    let new = errors(&s).split_off(before);
+    assert_eq!(new.len(), 1, "{new:?}");
+    assert!(
+        new[0].contains(&format!("built for the {major}.{} series", minor + 1))
+            && new[0].contains(&running),
+        "{}",
+        new[0]
+    );
+    drop(s);
+    std::fs::remove_dir_all(&work).unwrap();
+}
+
 #[test]
 fn allowed_prefix_is_enforced_through_symlinks_and_dotdot() {
     let work = std::fs::canonicalize(scratch("prefix")).unwrap();

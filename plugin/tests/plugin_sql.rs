@@ -296,6 +296,80 @@ fn exclude_leaves_matching_files_out() {
     std::fs::remove_dir_all(&base).unwrap();
 }
 
+/// One SET of several variables: the server runs every check before any
+/// update, so each checked value must live until its own update, and the
+/// backup (run by the check of dir) takes the exclude set before it.
+#[test]
+fn exclude_and_dir_in_one_set() {
+    let s = server();
+    let _turn = backup_turn();
+    let base = scratch("one-set");
+    let dest = base.join("bk");
+    let pattern = "abcdefgh_exclude_pattern|/excl_db/";
+    let (out, err) = s.session(
+        "root",
+        &format!(
+            "SET SESSION tokudb_backup_exclude='{pattern}', tokudb_backup_dir='{}';\n\
+             SELECT 'VARS', @@tokudb_backup_exclude, @@tokudb_backup_dir, @@tokudb_backup_last_error;\n",
+            dest.display()
+        ),
+    );
+    assert!(!err.contains("ERROR"), "{err}");
+    assert!(
+        out.contains(&format!("VARS\t{pattern}\t{}\t0", dest.display())),
+        "{out}"
+    );
+    assert_eq!(read_manifest(&dest)["exclude"], pattern);
+    let data = dest.join("mysql_data_dir");
+    assert!(data.join("bank/accounts.ibd").is_file());
+    assert!(!data.join("excl_db/t.ibd").exists());
+    std::fs::remove_dir_all(&base).unwrap();
+}
+
+/// A throttle set in the same SET, before the directory, applies to that
+/// backup.
+#[test]
+fn throttle_and_dir_in_one_set() {
+    let s = server();
+    let _turn = backup_turn();
+    let base = scratch("one-set-throttle");
+    let dest = base.join("bk");
+    let throttle = 2_000_000u64;
+    // Unsigned: a negative value is 0, as the server's own check makes it
+    // (0 pauses a running backup: this test holds the turn).
+    assert_eq!(
+        s.sql("SET tokudb_backup_throttle=-5; SELECT @@tokudb_backup_throttle"),
+        "0"
+    );
+    let child = s.spawn_session(
+        "root",
+        &format!(
+            "SET tokudb_backup_throttle={throttle}, tokudb_backup_dir='{}';\n\
+             SELECT 'RESULT', @@tokudb_backup_last_error, @@tokudb_backup_throttle;\n",
+            dest.display()
+        ),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while s.status("Tokudb_backup_state") != "copying" {
+        assert!(Instant::now() < deadline, "the backup did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let total: u64 = s.status("Tokudb_backup_bytes_total").parse().unwrap();
+    let copied: u64 = s.status("Tokudb_backup_bytes_copied").parse().unwrap();
+    assert_eq!(s.status("Tokudb_backup_state"), "copying");
+    assert!(
+        copied < total / 2,
+        "copied {copied} of {total} in 2 s at {throttle} B/s"
+    );
+    s.sql("SET tokudb_backup_throttle=18446744073709551615");
+    let (res, errno, msg) = finish_backup(child);
+    res.unwrap_or_else(|e| panic!("{e} {msg}"));
+    assert_eq!((errno, msg.as_str()), (0, throttle.to_string().as_str()));
+    assert!(dest.join("BACKUP-COMPLETE").is_file());
+    std::fs::remove_dir_all(&base).unwrap();
+}
+
 /// The client's progress line: SET tokudb_backup_dir sends progress reports
 /// to a client that asks for them (the mariadb client shows "Stage: 1 of 1
 /// 'tokudb backup about N% done ...'"), as ALTER TABLE does; other SET
@@ -408,6 +482,106 @@ fn throttle_and_progress_of_a_running_backup() {
     std::fs::remove_dir_all(&base).unwrap();
 }
 
+/// Tokudb_backup_rate is the current rate: after a fast start, a lower
+/// throttle shows in it within seconds (an average since the start would
+/// stay above twice the new throttle for long); the last result keeps the
+/// average.
+#[test]
+fn rate_follows_a_throttle_change() {
+    let s = server();
+    let _turn = backup_turn();
+    let base = scratch("rate");
+    let dest = base.join("bk");
+    let (fast, slow) = (10_000_000u64, 1_000_000u64);
+    let child = s.spawn_backup(
+        &format!("SET tokudb_backup_throttle={fast};"),
+        dest.to_str().unwrap(),
+    );
+    s.backup_connection();
+    let copied = || -> u64 { s.status("Tokudb_backup_bytes_copied").parse().unwrap() };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while copied() < 15_000_000 {
+        assert!(Instant::now() < deadline, "backup too slow to start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    s.sql(&format!("SET tokudb_backup_throttle={slow}"));
+    let changed = Instant::now();
+    let mut rates = Vec::new();
+    loop {
+        std::thread::sleep(Duration::from_millis(250));
+        let rate: u64 = s.status("Tokudb_backup_rate").parse().unwrap();
+        rates.push(rate);
+        if rate < 2 * slow {
+            eprintln!(
+                "rate {:?} after the throttle change: {rates:?}",
+                changed.elapsed()
+            );
+            break;
+        }
+        assert!(
+            changed.elapsed() < Duration::from_secs(8),
+            "rate did not follow the throttle ({slow} B/s): {rates:?}"
+        );
+    }
+    s.sql("SET tokudb_backup_throttle=18446744073709551615");
+    let (res, _, msg) = finish_backup(child);
+    res.unwrap_or_else(|e| panic!("{e} {msg}"));
+    assert_eq!(s.status("Tokudb_backup_rate"), "0", "idle");
+    let last = s.status("Tokudb_backup_last_result");
+    assert!(
+        last.starts_with("success") && last.ends_with("bytes/s on average"),
+        "{last}"
+    );
+    std::fs::remove_dir_all(&base).unwrap();
+}
+
+/// A backup whose destination goes away while it copies (while the server
+/// writes files the library mirrors into it) fails with the library's
+/// errors, written to the error log as one line.
+#[test]
+fn a_failed_copy_writes_one_error_line() {
+    let s = server();
+    let _turn = backup_turn();
+    let base = scratch("lost-dest");
+    let dest = base.join("bk");
+    let child = s.spawn_backup(
+        "SET tokudb_backup_throttle=2000000;",
+        dest.to_str().unwrap(),
+    );
+    s.backup_connection();
+    let before = errors_logged(s);
+    // A file in its place, and the directory removed (again while the copy
+    // threads create files in it, until it is gone).
+    let moved = base.join("moved");
+    std::fs::rename(&dest, &moved).unwrap();
+    std::fs::write(&dest, b"not a directory").unwrap();
+    let mut tries = 0;
+    while let Err(e) = std::fs::remove_dir_all(&moved) {
+        tries += 1;
+        assert!(tries < 100, "cannot remove {}: {e}", moved.display());
+    }
+    // Writes the library mirrors into the lost destination while its copy
+    // threads find it gone: the library may report several errors.
+    s.sql("UPDATE bank.aria_ledger SET balance=balance+1 WHERE id=1; UPDATE bank.aria_ledger SET balance=balance-1 WHERE id=1; FLUSH TABLES; SET tokudb_backup_throttle=18446744073709551615");
+    let (res, errno, msg) = finish_backup(child);
+    assert!(res.is_err(), "{msg}");
+    assert_ne!(errno, 0, "{msg}");
+    let new: Vec<String> = s
+        .log()
+        .lines()
+        .filter(|l| l.contains("[ERROR] tokudb_backup:"))
+        .skip(before)
+        .map(str::to_string)
+        .collect();
+    assert_eq!(new.len(), 1, "{new:#?}\n{msg}");
+    assert!(
+        new[0].contains("backup failed") && new[0].contains("No such file"),
+        "{}",
+        new[0]
+    );
+    std::fs::remove_dir_all(&base).unwrap();
+}
+
 /// KILL QUERY ends a running backup within about a second, marks the
 /// destination incomplete and the server keeps serving; a second backup
 /// while one runs is refused.
@@ -433,6 +607,7 @@ fn kill_query_and_concurrent_backup() {
     // Writes go on during the backup.
     s.sql("UPDATE bank.accounts SET balance=balance-1 WHERE id=1; UPDATE bank.accounts SET balance=balance+1 WHERE id=2");
 
+    let errors_before = errors_logged(s);
     let killed_at = Instant::now();
     s.sql(&format!("KILL QUERY {id}"));
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -453,6 +628,12 @@ fn kill_query_and_concurrent_backup() {
     assert!(res.is_err());
     assert_eq!(errno, libc::EINTR as u64, "{msg}");
     assert!(msg.contains("interrupted"), "{msg}");
+    assert_eq!(
+        errors_logged(s),
+        errors_before + 1,
+        "one error log line for the killed backup:\n{}",
+        s.log_tail(10)
+    );
     let marker =
         std::fs::read_to_string(dest.join("BACKUP-INCOMPLETE")).expect("incomplete marker");
     assert!(
