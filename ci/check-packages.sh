@@ -29,7 +29,8 @@ TARBALL="$(one "$PKG_DIR"/tokudb-backup-plugin-"$VERSION"-x86_64-linux.tar.gz)"
 # man_pages PREFIX : the tokubackup man pages, one line each after PREFIX.
 man_pages() {
     local p
-    for p in tokubackup tokubackup-backup tokubackup-verify tokubackup-restore tokubackup-info tokubackup-replica-sql; do
+    for p in tokubackup tokubackup-backup tokubackup-verify tokubackup-restore tokubackup-info tokubackup-replica-sql \
+        tokubackup-push tokubackup-list tokubackup-expire; do
         printf '%s%s.1.gz\n' "$1" "$p"
     done
 }
