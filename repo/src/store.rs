@@ -1,6 +1,8 @@
 //! Where a repository lives: `s3://bucket/prefix` (AWS_* environment
-//! variables or the AWS config, path-style requests for self-hosted stores)
-//! or a local directory, behind object_store with its retries and backoff.
+//! variables, path-style requests for self-hosted stores), `gs://` and
+//! `az://` (object_store's own environment settings; not tested here: no
+//! such store is reachable from CI) or a local directory, behind
+//! object_store with its retries and backoff.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,6 +39,15 @@ impl Objects {
                 }
                 (
                     Arc::new(s3(url, bucket)?),
+                    prefix.trim_matches('/').to_string(),
+                )
+            } else if let Some((scheme, rest)) = url
+                .split_once("://")
+                .filter(|(s, _)| ["gs", "az", "azure"].contains(s))
+            {
+                let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+                (
+                    cloud(url, scheme, bucket)?,
                     prefix.trim_matches('/').to_string(),
                 )
             } else if url.contains("://") {
@@ -158,4 +169,26 @@ fn s3(url: &str, bucket: &str) -> Result<object_store::aws::AmazonS3> {
     }
     b.build()
         .map_err(|e| Error::Location(format!("{url}: {e}")))
+}
+
+/// Google Cloud Storage (`gs://`, GOOGLE_SERVICE_ACCOUNT and the like) and
+/// Azure Blob Storage (`az://`, AZURE_STORAGE_ACCOUNT_NAME and the like),
+/// configured from the environment by object_store itself.
+fn cloud(url: &str, scheme: &str, bucket: &str) -> Result<Arc<dyn ObjectStore>> {
+    let bad = |e: object_store::Error| Error::Location(format!("{url}: {e}"));
+    Ok(if scheme == "gs" {
+        Arc::new(
+            object_store::gcp::GoogleCloudStorageBuilder::from_env()
+                .with_bucket_name(bucket)
+                .build()
+                .map_err(bad)?,
+        )
+    } else {
+        Arc::new(
+            object_store::azure::MicrosoftAzureBuilder::from_env()
+                .with_container_name(bucket)
+                .build()
+                .map_err(bad)?,
+        )
+    })
 }
