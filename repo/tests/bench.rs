@@ -4,6 +4,7 @@
 //! plain parallel upload of the same files with the aws command line
 //! (`pip install awscli`), bytes stored by a second push after scattered
 //! 16 KiB pages changed, restore against a local copy, and peak memory.
+//! BENCH_MIB (per file, 8 files; 64) and BENCH_CHUNK_KIB (1024) set the sizes.
 
 #[allow(dead_code)] // the harness serves the repository tests too
 mod common;
@@ -91,7 +92,12 @@ fn push_restore_against_aws_cli() {
 
     reset_peak();
     let t = Instant::now();
-    let repo = Repo::open("s3://bench/repo", key, true, Options::default()).unwrap();
+    let chunk_kib: u64 = std::env::var("BENCH_CHUNK_KIB").map_or(1024, |v| v.parse().unwrap());
+    let opts = Options {
+        chunk_size: chunk_kib * 1024,
+        ..Options::default()
+    };
+    let repo = Repo::open("s3://bench/repo", key, true, opts).unwrap();
     let first = repo.push(&src, &NoProgress).unwrap();
     let push_s = t.elapsed().as_secs_f64();
     let push_peak = peak_mib();
@@ -136,9 +142,8 @@ fn push_restore_against_aws_cli() {
 
     let mb = |b: u64| b as f64 / 1048576.0;
     println!(
-        "tree: {files} files, {:.0} MiB; chunk size {} KiB",
-        mb(size),
-        tokubackup_repo::DEFAULT_CHUNK_SIZE / 1024
+        "tree: {files} files, {:.0} MiB; chunk size {chunk_kib} KiB",
+        mb(size)
     );
     println!(
         "push: {push_s:.1} s, {:.0} MiB uploaded (zstd+encrypted), peak RSS {push_peak:.0} MiB",
