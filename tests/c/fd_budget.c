@@ -217,8 +217,9 @@ static int rename_with_no_descriptor_left(const char *work) {
     printf("%d descriptors opened%s; backup returned %d\n", n, full ? " (the limit)" : "", r);
     if (r != 0) {
         /* Usually the rename's "cannot tell whether .../g1 is in a source
-         * tree"; the copier may also have been opening a file just then. */
-        CHECK(r == EMFILE && strstr(b.errors.text, d.src) &&
+         * tree"; the copier may also have been opening a source file or
+         * creating its copy just then: a path under the scenario either way. */
+        CHECK(r == EMFILE && strstr(b.errors.text, d.base) &&
                   strstr(b.errors.text, "Too many open files"),
               "the backup failed without saying why: %s", b.errors.text);
         rm_rf(d.base);
