@@ -22,7 +22,9 @@ done
 # Packaging tools from crates.io; --locked builds them with their own lock file.
 cargo_tool_install cargo-deb cargo-deb
 cargo_tool_install cargo-generate-rpm cargo-generate-rpm
+# cargo zigbuild + zig from PyPI: the glibc 2.17 build of the RPMs and tarball.
+zigbuild_install
 if ! grep -q '^nightly' <<<"$(rustup toolchain list)"; then
     log "NOTE: no nightly toolchain; ci/asan.sh will use stable with RUSTC_BOOTSTRAP=1"
 fi
-log "tools: $(cargo --version); $(cargo deb --version); $(cargo generate-rpm --version); $(lintian --version); $(rpm --version); $(valgrind --version)"
+log "tools: $(cargo --version); $(cargo deb --version); $(cargo generate-rpm --version); zig $(python3 -m ziglang version); $(lintian --version); $(rpm --version); $(valgrind --version)"
