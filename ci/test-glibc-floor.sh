@@ -4,7 +4,9 @@
 # systems"). Builds it, checks the highest GLIBC_ version each .so needs
 # (ci/check-glibc.sh), then runs the engine's C test programs and the
 # plugin's load and SQL tests against exactly these files
-# (HOTBACKUP_TEST_BUILD); ci/build-packages.sh packages the same files.
+# (HOTBACKUP_TEST_BUILD), and the C API and hook scenarios on Debian 11's
+# glibc 2.31 (ci/test-old-glibc.sh); ci/build-packages.sh packages the same
+# files.
 set -euo pipefail
 # shellcheck source=ci/lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -20,3 +22,5 @@ export HOTBACKUP_TEST_BUILD="$GLIBC_BUILD_DIR"
 step "engine tests against the $GLIBC_FLOOR build" cargo test -p hotbackup --test engine
 step "plugin load and SQL tests against the $GLIBC_FLOOR build" \
     cargo test -p tokudb_backup --test plugin_load --test plugin_sql
+# The same library on an older glibc than this machine's (Debian 11's 2.31).
+step "engine scenarios on Debian 11's glibc" bash ci/test-old-glibc.sh
