@@ -34,6 +34,11 @@ LIB="$TARGET_DIR/release/libHotBackup.so"
 PLUGIN="$TARGET_DIR/release/libtokudb_backup.so"
 [ -f "$LIB" ] || die "$LIB was not built"
 [ -f "$PLUGIN" ] || die "$PLUGIN was not built"
+# The RPMs and the tarball get the glibc $GLIBC_FLOOR build (README "Which
+# systems"); the .deb, for Debian 12 only, the native one.
+build_glibc_floor
+LIB_FLOOR="$GLIBC_BUILD_DIR/libHotBackup.so"
+PLUGIN_FLOOR="$GLIBC_BUILD_DIR/libtokudb_backup.so"
 
 # The file name carries the full version; its major must be the SONAME's.
 soname="$(readelf -d "$LIB" | sed -n 's/.*Library soname: \[\(.*\)\]/\1/p')"
@@ -136,8 +141,8 @@ finish_deb "$PKG_DIR"/tokudb-backup-plugin_*.deb
 LIBDIR="$RPM_LIBDIR" PLUGINDIR=/usr/lib64/mysql/plugin
 SYSTEMD_DROPIN=/usr/lib/systemd/system/mariadb.service.d/10-tokudb-backup.conf
 d="$STAGE_DIR/rpm/tokudb-backup-plugin"
-install_so "$LIB" "$d$LIBDIR/$SOFILE"
-install_so "$PLUGIN" "$d$PLUGINDIR/tokudb_backup.so"
+install_so "$LIB_FLOOR" "$d$LIBDIR/$SOFILE"
+install_so "$PLUGIN_FLOOR" "$d$PLUGINDIR/tokudb_backup.so"
 subst packaging/mariadb/tokudb-backup.cnf.in "$d/etc/my.cnf.d/tokudb-backup.cnf"
 subst packaging/systemd/tokudb-backup.conf.in "$d$SYSTEMD_DROPIN"
 install -D -m 644 README.md "$d/usr/share/doc/tokudb-backup-plugin/README.md"
@@ -156,15 +161,17 @@ cargo generate-rpm -p . --auto-req no -o "$PKG_DIR/"
 # ---- Release tarball: a top directory with lib/, lib/mysql/plugin/, include/, README
 name="tokudb-backup-plugin-$VERSION-x86_64-linux"
 t="$STAGE_DIR/tarball/$name"
-install_so "$LIB" "$t/lib/$SOFILE"
+install_so "$LIB_FLOOR" "$t/lib/$SOFILE"
 ln -s "$SOFILE" "$t/lib/libHotBackup.so.1"
 ln -s libHotBackup.so.1 "$t/lib/libHotBackup.so"
-install_so "$PLUGIN" "$t/lib/mysql/plugin/tokudb_backup.so"
+install_so "$PLUGIN_FLOOR" "$t/lib/mysql/plugin/tokudb_backup.so"
 ln -s tokudb_backup.so "$t/lib/mysql/plugin/tokubackup.so"
 install -D -m 644 include/backup.h "$t/include/backup.h"
 install -m 644 debian/copyright "$t/COPYING"
 LIBDIR=/opt/$name/lib PLUGINDIR=/opt/$name/lib/mysql/plugin PREFIX=/opt/$name
 subst packaging/tarball/README.in "$t/README"
+bash ci/check-glibc.sh "$GLIBC_FLOOR" "$STAGE_DIR"/rpm/tokudb-backup-plugin/usr/lib64/{"$SOFILE",mysql/plugin/tokudb_backup.so} \
+    "$t/lib/$SOFILE" "$t/lib/mysql/plugin/tokudb_backup.so"
 tar --owner=0 --group=0 --numeric-owner --sort=name -C "$STAGE_DIR/tarball" -czf "$PKG_DIR/$name.tar.gz" "$name"
 
 log "packages in $PKG_DIR:"
