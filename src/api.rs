@@ -1,6 +1,7 @@
 //! The C API (Percona TokuBackup's): tokubackup_create_backup,
 //! tokubackup_throttle_backup, tokubackup_version_string.
 
+use crate::boundary::boundary;
 use crate::gate::{self, as_application};
 use crate::namespace::Root;
 use crate::session::{self, Exclude, ExcludeFn, Session};
@@ -488,6 +489,7 @@ fn create_backup(
                 .join(", ")
         ));
         let began = Instant::now();
+        crate::boundary::arm_test_panic();
         let ptr = session::install(Box::new(session));
         // Capture on, then no call or io_uring write from before it still
         // in flight: either failing leaves capture off.
@@ -584,7 +586,7 @@ pub unsafe extern "C" fn tokubackup_create_backup(
         before_stop: before_stop_capture.map(|f| (f, bsc_extra)),
         after_stop: after_stop_capture.map(|f| (f, asc_extra)),
     };
-    let r = catch_unwind(AssertUnwindSafe(|| {
+    let body = || {
         if source_dirs.is_null() || dest_dirs.is_null() || dir_count <= 0 {
             let msg = format!(
                 "invalid arguments: {} directories, source list {:?}, destination list {:?}",
@@ -614,16 +616,27 @@ pub unsafe extern "C" fn tokubackup_create_backup(
             extra: exclude_extra,
         });
         create_backup(&sources, &dests, &cb, exclude)
-    }));
-    r.unwrap_or_else(|_| {
-        RUNNING.store(false, SeqCst);
-        libc::EIO
-    })
+    };
+    boundary!("tokubackup_create_backup", |_made| body(), after_panic(&cb))
+}
+
+/// A panic in the backup: capture off, the process free to run another.
+fn after_panic(cb: &Callbacks) -> libc::c_int {
+    gate::stop_capture();
+    RUNNING.store(false, SeqCst);
+    let msg = "internal error in libHotBackup: the backup panicked (see the process's stderr)";
+    crate::logging::error(msg);
+    cb.error(libc::EIO, msg);
+    libc::EIO
 }
 
 #[no_mangle]
 pub extern "C" fn tokubackup_throttle_backup(bytes_per_second: libc::c_ulong) {
-    crate::throttle::set_rate(bytes_per_second);
+    boundary!(
+        "tokubackup_throttle_backup",
+        |_made| crate::throttle::set_rate(bytes_per_second),
+        ()
+    )
 }
 
 #[repr(transparent)]

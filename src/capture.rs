@@ -109,18 +109,13 @@ pub enum Bytes {
 }
 
 impl Bytes {
-    fn len(&self) -> usize {
+    /// How many bytes the call asks to write, found without touching the
+    /// application's memory (the iovec array is copied: the real call has
+    /// not validated it yet); None when the real call is sure to fail.
+    fn len(&self) -> Option<usize> {
         match *self {
-            Bytes::Buf(_, n) | Bytes::FromSource(n) => n,
-            Bytes::Iov(iov, cnt) => {
-                if iov.is_null() || cnt <= 0 {
-                    return 0;
-                }
-                // SAFETY: the application passed `cnt` iovecs to the call;
-                // a bad array fails the real call, which reads it too.
-                let iov = unsafe { core::slice::from_raw_parts(iov, cnt as usize) };
-                iov.iter().fold(0usize, |a, v| a.saturating_add(v.iov_len))
-            }
+            Bytes::Buf(_, n) | Bytes::FromSource(n) => Some(n),
+            Bytes::Iov(iov, cnt) => crate::staging::iov_total(iov, cnt),
         }
     }
 
@@ -161,6 +156,11 @@ pub fn write_to<R: Copy + Into<i64>>(
     bytes: Bytes,
     real: impl FnOnce(Bytes) -> R,
 ) -> R {
+    // A negative offset: the kernel refuses the call (EINVAL) before it
+    // writes anything.
+    if matches!(at, At::Offset(off) if off > i64::MAX as u64) {
+        return real(bytes);
+    }
     let Some((capture, s)) = session::enter(gate) else {
         return real(bytes);
     };
@@ -181,8 +181,10 @@ pub fn write_to<R: Copy + Into<i64>>(
             return r;
         }
     };
-    let range = match at {
-        At::Offset(off) if !append => (off, off.saturating_add(bytes.len() as u64)),
+    // Bytes of unknown count (an iovec array the kernel will refuse) lock
+    // the whole file: whatever the call does is then still ordered.
+    let range = match (at, bytes.len()) {
+        (At::Offset(off), Some(len)) if !append => (off, off.saturating_add(len as u64)),
         _ => WHOLE,
     };
     let (range, fds) = lock_with_fds(s, &file, range, true, false);
@@ -437,7 +439,8 @@ pub fn truncate_path(
             .filter(|st| st.st_mode & libc::S_IFMT == libc::S_IFREG)
             .map(|st| s.file(st.st_dev, st.st_ino))
     };
-    let found = sys::c_path(path).and_then(file_at).filter(|_| !s.failed());
+    let path = crate::staging::read_app_path(path);
+    let found = path.as_deref().and_then(file_at).filter(|_| !s.failed());
     let (r, errno) = match found {
         Some(Some(file)) if file.in_backup() => {
             let r = resize_locked(
@@ -455,7 +458,7 @@ pub fn truncate_path(
         Some(None) => {
             let (r, errno) = real_call(real);
             if r == 0 && s.generation() != generation {
-                if let Some(Some(file)) = sys::c_path(path).and_then(file_at) {
+                if let Some(Some(file)) = path.as_deref().and_then(file_at) {
                     guarded(s, || late_resize_file(s, &file, true));
                 }
             }
@@ -531,7 +534,11 @@ pub fn open(
     };
     let creates = flags & libc::O_CREAT != 0 && flags & libc::O_TMPFILE != libc::O_TMPFILE;
     let truncates = flags & libc::O_TRUNC != 0 && flags & libc::O_ACCMODE != libc::O_RDONLY;
-    let Some(p) = sys::c_path(path).filter(|_| (creates || truncates) && !s.failed()) else {
+    // The path is copied, not read: the real call has not validated it.
+    let path = ((creates || truncates) && !s.failed())
+        .then(|| crate::staging::read_app_path(path))
+        .flatten();
+    let Some(p) = path.as_deref() else {
         let (fd, errno) = real_call(real);
         forget_fd(s, fd);
         drop(capture);

@@ -3,11 +3,14 @@
 //! call to `capture`. The variadic ones (open, openat, fcntl and their 64
 //! forms) are defined in C (src/c/shim.c), which forwards here.
 //!
-//! Nothing here can panic before the real call; `capture` catches panics in
-//! its own work.
+//! Every exported function here runs behind the panic boundary
+//! (`boundary!`): the real call goes through `made.call` (or `made.note`
+//! once made), so that after a panic the application still gets exactly the
+//! real call's result and errno.
 
 #![allow(clippy::missing_safety_doc)]
 
+use crate::boundary::{boundary, Made};
 use crate::capture::{self, At, Bytes, NameOp};
 use crate::gate::{Gate, KIND_NO_CHANGE, KIND_PATH};
 use crate::real;
@@ -21,19 +24,19 @@ use rustix::fd::AsFd;
 
 #[no_mangle]
 pub unsafe extern "C" fn write(fd: c_int, buf: *const c_void, n: size_t) -> ssize_t {
-    let gate = Gate::enter(fd);
-    if !gate.capturing() {
-        // SAFETY: forwarding the application's call.
-        return unsafe { real::write(fd, buf, n) };
-    }
-    capture::write_to(
-        &gate,
-        fd,
-        At::Current,
-        Bytes::Buf(buf.cast(), n),
-        // SAFETY: the application's call, with its buffer or a staged copy.
-        |b| unsafe { real::write(fd, b.buf_or(buf), n) } as i64,
-    ) as ssize_t
+    // SAFETY: the application's call, with its buffer or a staged copy.
+    let real = move |b: *const c_void| unsafe { real::write(fd, b, n) };
+    boundary!(
+        "write",
+        gate: fd,
+        idle: real(buf),
+        |made, gate| {
+            capture::write_to(gate, fd, At::Current, Bytes::Buf(buf.cast(), n), |b| {
+                made.call(|| real(b.buf_or(buf))) as i64
+            }) as ssize_t
+        },
+        real(buf)
+    )
 }
 
 macro_rules! pwrite_hook {
@@ -45,19 +48,20 @@ macro_rules! pwrite_hook {
             n: size_t,
             off: $off,
         ) -> ssize_t {
-            let gate = Gate::enter(fd);
-            if !gate.capturing() {
-                // SAFETY: forwarding the application's call.
-                return unsafe { real::$name(fd, buf, n, off) };
-            }
-            capture::write_to(
-                &gate,
-                fd,
-                At::Offset(off as u64),
-                Bytes::Buf(buf.cast(), n),
-                // SAFETY: the application's call, with its buffer or a staged copy.
-                |b| unsafe { real::$name(fd, b.buf_or(buf), n, off) } as i64,
-            ) as ssize_t
+            // SAFETY: the application's call, with its buffer or a staged copy.
+            let real = move |b: *const c_void| unsafe { real::$name(fd, b, n, off) };
+            boundary!(
+                stringify!($name),
+                gate: fd,
+                idle: real(buf),
+                |made, gate| {
+                    let at = At::Offset(off as u64);
+                    capture::write_to(gate, fd, at, Bytes::Buf(buf.cast(), n), |b| {
+                        made.call(|| real(b.buf_or(buf))) as i64
+                    }) as ssize_t
+                },
+                real(buf)
+            )
         }
     };
 }
@@ -66,19 +70,19 @@ pwrite_hook!(pwrite64, off64_t);
 
 #[no_mangle]
 pub unsafe extern "C" fn writev(fd: c_int, iov: *const iovec, cnt: c_int) -> ssize_t {
-    let gate = Gate::enter(fd);
-    if !gate.capturing() {
-        // SAFETY: forwarding the application's call.
-        return unsafe { real::writev(fd, iov, cnt) };
-    }
-    capture::write_to(
-        &gate,
-        fd,
-        At::Current,
-        Bytes::Iov(iov, cnt),
-        // SAFETY: the application's call, with its iovecs or staged ones.
-        |b| unsafe { real::writev(fd, b.iov_or(iov), cnt) } as i64,
-    ) as ssize_t
+    // SAFETY: the application's call, with its iovecs or staged ones.
+    let real = move |v: *const iovec| unsafe { real::writev(fd, v, cnt) };
+    boundary!(
+        "writev",
+        gate: fd,
+        idle: real(iov),
+        |made, gate| {
+            capture::write_to(gate, fd, At::Current, Bytes::Iov(iov, cnt), |b| {
+                made.call(|| real(b.iov_or(iov))) as i64
+            }) as ssize_t
+        },
+        real(iov)
+    )
 }
 
 macro_rules! pwritev_hook {
@@ -90,19 +94,20 @@ macro_rules! pwritev_hook {
             cnt: c_int,
             off: $off,
         ) -> ssize_t {
-            let gate = Gate::enter(fd);
-            if !gate.capturing() {
-                // SAFETY: forwarding the application's call.
-                return unsafe { real::$name(fd, iov, cnt, off) };
-            }
-            capture::write_to(
-                &gate,
-                fd,
-                At::Offset(off as u64),
-                Bytes::Iov(iov, cnt),
-                // SAFETY: the application's call, with its iovecs or staged ones.
-                |b| unsafe { real::$name(fd, b.iov_or(iov), cnt, off) } as i64,
-            ) as ssize_t
+            // SAFETY: the application's call, with its iovecs or staged ones.
+            let real = move |v: *const iovec| unsafe { real::$name(fd, v, cnt, off) };
+            boundary!(
+                stringify!($name),
+                gate: fd,
+                idle: real(iov),
+                |made, gate| {
+                    let at = At::Offset(off as u64);
+                    capture::write_to(gate, fd, at, Bytes::Iov(iov, cnt), |b| {
+                        made.call(|| real(b.iov_or(iov))) as i64
+                    }) as ssize_t
+                },
+                real(iov)
+            )
         }
     };
 }
@@ -119,25 +124,25 @@ macro_rules! pwritev2_hook {
             off: $off,
             flags: c_int,
         ) -> ssize_t {
-            let gate = Gate::enter(fd);
-            if !gate.capturing() {
-                // SAFETY: forwarding the application's call.
-                return unsafe { real::$name(fd, iov, cnt, off, flags) };
-            }
-            // Offset -1 means the file offset; RWF_APPEND appends.
-            let at = if off == -1 || flags & libc::RWF_APPEND != 0 {
-                At::Current
-            } else {
-                At::Offset(off as u64)
-            };
-            capture::write_to(
-                &gate,
-                fd,
-                at,
-                Bytes::Iov(iov, cnt),
-                // SAFETY: the application's call, with its iovecs or staged ones.
-                |b| unsafe { real::$name(fd, b.iov_or(iov), cnt, off, flags) } as i64,
-            ) as ssize_t
+            // SAFETY: the application's call, with its iovecs or staged ones.
+            let real = move |v: *const iovec| unsafe { real::$name(fd, v, cnt, off, flags) };
+            boundary!(
+                stringify!($name),
+                gate: fd,
+                idle: real(iov),
+                |made, gate| {
+                    // Offset -1 means the file offset; RWF_APPEND appends.
+                    let at = if off == -1 || flags & libc::RWF_APPEND != 0 {
+                        At::Current
+                    } else {
+                        At::Offset(off as u64)
+                    };
+                    capture::write_to(gate, fd, at, Bytes::Iov(iov, cnt), |b| {
+                        made.call(|| real(b.iov_or(iov))) as i64
+                    }) as ssize_t
+                },
+                real(iov)
+            )
         }
     };
 }
@@ -153,26 +158,30 @@ pub unsafe extern "C" fn copy_file_range(
     len: size_t,
     flags: c_uint,
 ) -> ssize_t {
-    let gate = Gate::enter(fd_out);
-    if !gate.capturing() {
-        // SAFETY: forwarding the application's call.
-        return unsafe { real::copy_file_range(fd_in, off_in, fd_out, off_out, len, flags) };
-    }
-    // SAFETY: a non-null off_out points to the caller's offset, read before the call.
-    let at = if off_out.is_null() {
-        At::Current
-    } else {
-        // SAFETY: a non-null off_out points to the caller's offset.
-        At::Offset(unsafe { *off_out } as u64)
-    };
-    capture::write_to(
-        &gate,
-        fd_out,
-        at,
-        Bytes::FromSource(len),
-        // SAFETY: forwarding the application's call with its own arguments.
-        |_| unsafe { real::copy_file_range(fd_in, off_in, fd_out, off_out, len, flags) } as i64,
-    ) as ssize_t
+    // SAFETY: forwarding the application's call with its own arguments.
+    let real = move || unsafe { real::copy_file_range(fd_in, off_in, fd_out, off_out, len, flags) };
+    boundary!(
+        "copy_file_range",
+        gate: fd_out,
+        idle: real(),
+        |made, gate| {
+            let at = if off_out.is_null() {
+                At::Current
+            } else {
+                // The offset is copied, not read: the real call has not
+                // validated the pointer yet.
+                match crate::staging::read_app_value(off_out) {
+                    Some(off) => At::Offset(off as u64),
+                    // The kernel fails the call (EFAULT) before copying.
+                    None => return made.call(real),
+                }
+            };
+            capture::write_to(gate, fd_out, at, Bytes::FromSource(len), |_| {
+                made.call(real) as i64
+            }) as ssize_t
+        },
+        real()
+    )
 }
 
 macro_rules! sendfile_hook {
@@ -184,19 +193,20 @@ macro_rules! sendfile_hook {
             offset: *mut $off,
             count: size_t,
         ) -> ssize_t {
-            let gate = Gate::enter(out_fd);
-            if !gate.capturing() {
-                // SAFETY: forwarding the application's call.
-                return unsafe { real::$name(out_fd, in_fd, offset, count) };
-            }
-            capture::write_to(
-                &gate,
-                out_fd,
-                At::Current,
-                Bytes::FromSource(count),
-                // SAFETY: forwarding the application's call with its own arguments.
-                |_| unsafe { real::$name(out_fd, in_fd, offset, count) } as i64,
-            ) as ssize_t
+            // SAFETY: forwarding the application's call with its own arguments.
+            let real = move || unsafe { real::$name(out_fd, in_fd, offset, count) };
+            boundary!(
+                stringify!($name),
+                gate: out_fd,
+                idle: real(),
+                |made, gate| {
+                    let bytes = Bytes::FromSource(count);
+                    capture::write_to(gate, out_fd, At::Current, bytes, |_| {
+                        made.call(real) as i64
+                    }) as ssize_t
+                },
+                real()
+            )
         }
     };
 }
@@ -205,93 +215,61 @@ sendfile_hook!(sendfile64, off64_t);
 
 // ---- sizes ----
 
-macro_rules! ftruncate_hook {
-    ($name:ident, $off:ty) => {
+/// A change of size or allocation through descriptor `fd`, mirrored by
+/// `mirror(fds)` once the real call returned 0 (posix_fallocate returns the
+/// error number instead of -1/errno, which 0 also tells apart).
+macro_rules! resize_hook {
+    (fn $name:ident($fd:ident: c_int $(, $arg:ident: $ty:ty)*) => |$fds:ident| $mirror:expr) => {
         #[no_mangle]
-        pub unsafe extern "C" fn $name(fd: c_int, len: $off) -> c_int {
-            let gate = Gate::enter(fd);
-            if !gate.capturing() {
-                // SAFETY: forwarding the application's call.
-                return unsafe { real::$name(fd, len) };
-            }
-            capture::resize_fd(
-                &gate,
-                fd,
-                // SAFETY: forwarding the application's call with its own arguments.
-                || unsafe { real::$name(fd, len) },
-                |r| r == 0,
-                |fds| rustix::fs::ftruncate(fds.dest.as_fd(), len.max(0) as u64),
+        pub unsafe extern "C" fn $name($fd: c_int $(, $arg: $ty)*) -> c_int {
+            // SAFETY: forwarding the application's call with its own arguments.
+            let real = move || unsafe { real::$name($fd $(, $arg)*) };
+            boundary!(
+                stringify!($name),
+                gate: $fd,
+                idle: real(),
+                |made, gate| {
+                    let mirror = |$fds: &crate::session::MirrorFds| $mirror;
+                    capture::resize_fd(gate, $fd, || made.call(real), |r| r == 0, mirror)
+                },
+                real()
             )
         }
     };
 }
-ftruncate_hook!(ftruncate, off_t);
-ftruncate_hook!(ftruncate64, off64_t);
+resize_hook!(fn ftruncate(fd: c_int, len: off_t) =>
+    |fds| rustix::fs::ftruncate(fds.dest.as_fd(), len.max(0) as u64));
+resize_hook!(fn ftruncate64(fd: c_int, len: off64_t) =>
+    |fds| rustix::fs::ftruncate(fds.dest.as_fd(), len.max(0) as u64));
+resize_hook!(fn fallocate(fd: c_int, mode: c_int, off: off_t, len: off_t) =>
+    |fds| capture::mirror_fallocate(fds, fd, mode, off as u64, len as u64));
+resize_hook!(fn fallocate64(fd: c_int, mode: c_int, off: off64_t, len: off64_t) =>
+    |fds| capture::mirror_fallocate(fds, fd, mode, off as u64, len as u64));
+resize_hook!(fn posix_fallocate(fd: c_int, off: off_t, len: off_t) =>
+    |fds| capture::mirror_fallocate(fds, fd, 0, off as u64, len as u64));
+resize_hook!(fn posix_fallocate64(fd: c_int, off: off64_t, len: off64_t) =>
+    |fds| capture::mirror_fallocate(fds, fd, 0, off as u64, len as u64));
 
 macro_rules! truncate_hook {
     ($name:ident, $off:ty) => {
         #[no_mangle]
         pub unsafe extern "C" fn $name(path: *const c_char, len: $off) -> c_int {
-            let gate = Gate::enter(KIND_PATH);
-            if !gate.capturing() {
-                // SAFETY: forwarding the application's call.
-                return unsafe { real::$name(path, len) };
-            }
             // SAFETY: forwarding the application's call with its own arguments.
-            let call = || unsafe { real::$name(path, len) };
-            capture::truncate_path(&gate, path, len as i64, call)
+            let real = move || unsafe { real::$name(path, len) };
+            boundary!(
+                stringify!($name),
+                gate: KIND_PATH,
+                idle: real(),
+                |made, gate| {
+                    capture::truncate_path(gate, path, len as i64, || made.call(real))
+                },
+                real()
+            )
         }
     };
 }
 truncate_hook!(truncate, off_t);
 truncate_hook!(truncate64, off64_t);
-
-macro_rules! fallocate_hook {
-    ($name:ident, $off:ty) => {
-        #[no_mangle]
-        pub unsafe extern "C" fn $name(fd: c_int, mode: c_int, off: $off, len: $off) -> c_int {
-            let gate = Gate::enter(fd);
-            if !gate.capturing() {
-                // SAFETY: forwarding the application's call.
-                return unsafe { real::$name(fd, mode, off, len) };
-            }
-            capture::resize_fd(
-                &gate,
-                fd,
-                // SAFETY: forwarding the application's call with its own arguments.
-                || unsafe { real::$name(fd, mode, off, len) },
-                |r| r == 0,
-                |fds| capture::mirror_fallocate(fds, fd, mode, off as u64, len as u64),
-            )
-        }
-    };
-}
-fallocate_hook!(fallocate, off_t);
-fallocate_hook!(fallocate64, off64_t);
-
-macro_rules! posix_fallocate_hook {
-    ($name:ident, $off:ty) => {
-        #[no_mangle]
-        pub unsafe extern "C" fn $name(fd: c_int, off: $off, len: $off) -> c_int {
-            let gate = Gate::enter(fd);
-            if !gate.capturing() {
-                // SAFETY: forwarding the application's call.
-                return unsafe { real::$name(fd, off, len) };
-            }
-            // posix_fallocate returns the error number instead of -1/errno.
-            capture::resize_fd(
-                &gate,
-                fd,
-                // SAFETY: forwarding the application's call with its own arguments.
-                || unsafe { real::$name(fd, off, len) },
-                |r| r == 0,
-                |fds| capture::mirror_fallocate(fds, fd, 0, off as u64, len as u64),
-            )
-        }
-    };
-}
-posix_fallocate_hook!(posix_fallocate, off_t);
-posix_fallocate_hook!(posix_fallocate64, off64_t);
 
 // ---- opening (the variadic entry points are in shim.c) ----
 
@@ -306,14 +284,17 @@ fn open_kind(flags: c_int) -> i32 {
 macro_rules! open_impl {
     ($impl_name:ident, $alias:literal, $real:ident) => {
         extern "C" fn $impl_name(path: *const c_char, flags: c_int, mode: c_uint) -> c_int {
-            let gate = Gate::enter(open_kind(flags));
-            if !gate.capturing() {
-                // SAFETY: forwarding the application's call.
-                return unsafe { real::$real(path, flags, mode) };
-            }
             // SAFETY: forwarding the application's call with its own arguments.
-            let call = || unsafe { real::$real(path, flags, mode) };
-            capture::open(&gate, libc::AT_FDCWD, path, flags, call)
+            let real = move || unsafe { real::$real(path, flags, mode) };
+            boundary!(
+                stringify!($real),
+                gate: open_kind(flags),
+                idle: real(),
+                |made, gate| {
+                    capture::open(gate, libc::AT_FDCWD, path, flags, || made.call(real))
+                },
+                real()
+            )
         }
         core::arch::global_asm!(concat!(".globl ", $alias), concat!(".hidden ", $alias), concat!(".set ", $alias, ", {}"), sym $impl_name);
     };
@@ -324,14 +305,17 @@ open_impl!(open64_hook, "hb_open64", open64);
 macro_rules! openat_impl {
     ($impl_name:ident, $alias:literal, $real:ident) => {
         extern "C" fn $impl_name(dirfd: c_int, path: *const c_char, flags: c_int, mode: c_uint) -> c_int {
-            let gate = Gate::enter(open_kind(flags));
-            if !gate.capturing() {
-                // SAFETY: forwarding the application's call.
-                return unsafe { real::$real(dirfd, path, flags, mode) };
-            }
             // SAFETY: forwarding the application's call with its own arguments.
-            let call = || unsafe { real::$real(dirfd, path, flags, mode) };
-            capture::open(&gate, dirfd, path, flags, call)
+            let real = move || unsafe { real::$real(dirfd, path, flags, mode) };
+            boundary!(
+                stringify!($real),
+                gate: open_kind(flags),
+                idle: real(),
+                |made, gate| {
+                    capture::open(gate, dirfd, path, flags, || made.call(real))
+                },
+                real()
+            )
         }
         core::arch::global_asm!(concat!(".globl ", $alias), concat!(".hidden ", $alias), concat!(".set ", $alias, ", {}"), sym $impl_name);
     };
@@ -343,14 +327,17 @@ macro_rules! open2_hook {
     ($name:ident) => {
         #[no_mangle]
         pub unsafe extern "C" fn $name(path: *const c_char, flags: c_int) -> c_int {
-            let gate = Gate::enter(open_kind(flags));
-            if !gate.capturing() {
-                // SAFETY: forwarding the application's call.
-                return unsafe { real::$name(path, flags) };
-            }
             // SAFETY: forwarding the application's call with its own arguments.
-            let call = || unsafe { real::$name(path, flags) };
-            capture::open(&gate, libc::AT_FDCWD, path, flags, call)
+            let real = move || unsafe { real::$name(path, flags) };
+            boundary!(
+                stringify!($name),
+                gate: open_kind(flags),
+                idle: real(),
+                |made, gate| {
+                    capture::open(gate, libc::AT_FDCWD, path, flags, || made.call(real))
+                },
+                real()
+            )
         }
     };
 }
@@ -361,14 +348,17 @@ macro_rules! openat2_hook {
     ($name:ident) => {
         #[no_mangle]
         pub unsafe extern "C" fn $name(dirfd: c_int, path: *const c_char, flags: c_int) -> c_int {
-            let gate = Gate::enter(open_kind(flags));
-            if !gate.capturing() {
-                // SAFETY: forwarding the application's call.
-                return unsafe { real::$name(dirfd, path, flags) };
-            }
             // SAFETY: forwarding the application's call with its own arguments.
-            let call = || unsafe { real::$name(dirfd, path, flags) };
-            capture::open(&gate, dirfd, path, flags, call)
+            let real = move || unsafe { real::$name(dirfd, path, flags) };
+            boundary!(
+                stringify!($name),
+                gate: open_kind(flags),
+                idle: real(),
+                |made, gate| {
+                    capture::open(gate, dirfd, path, flags, || made.call(real))
+                },
+                real()
+            )
         }
     };
 }
@@ -379,15 +369,18 @@ macro_rules! creat_hook {
     ($name:ident) => {
         #[no_mangle]
         pub unsafe extern "C" fn $name(path: *const c_char, mode: mode_t) -> c_int {
-            let gate = Gate::enter(KIND_PATH);
-            if !gate.capturing() {
-                // SAFETY: forwarding the application's call.
-                return unsafe { real::$name(path, mode) };
-            }
-            let flags = libc::O_CREAT | libc::O_WRONLY | libc::O_TRUNC;
             // SAFETY: forwarding the application's call with its own arguments.
-            let call = || unsafe { real::$name(path, mode) };
-            capture::open(&gate, libc::AT_FDCWD, path, flags, call)
+            let real = move || unsafe { real::$name(path, mode) };
+            boundary!(
+                stringify!($name),
+                gate: KIND_PATH,
+                idle: real(),
+                |made, gate| {
+                    let flags = libc::O_CREAT | libc::O_WRONLY | libc::O_TRUNC;
+                    capture::open(gate, libc::AT_FDCWD, path, flags, || made.call(real))
+                },
+                real()
+            )
         }
     };
 }
@@ -396,22 +389,27 @@ creat_hook!(creat64);
 
 // ---- names ----
 
-fn path_or_empty<'a>(p: *const c_char) -> &'a std::path::Path {
-    sys::c_path(p).unwrap_or(std::path::Path::new(""))
+/// The application's path, copied (the real call has not validated the
+/// pointer); empty if it cannot be read, and the real call then fails.
+fn path_or_empty(p: *const c_char) -> std::path::PathBuf {
+    crate::staging::read_app_path(p).unwrap_or_default()
 }
 
 macro_rules! name_hook {
     (fn $name:ident($($arg:ident: $ty:ty),*) => $op:expr) => {
         #[no_mangle]
         pub unsafe extern "C" fn $name($($arg: $ty),*) -> c_int {
-            let gate = Gate::enter(KIND_PATH);
-            if !gate.capturing() {
-                // SAFETY: forwarding the application's call.
-                return unsafe { real::$name($($arg),*) };
-            }
             // SAFETY: forwarding the application's call with its own arguments.
-            let call = || unsafe { real::$name($($arg),*) };
-            capture::names_op(&gate, $op, call)
+            let real = move || unsafe { real::$name($($arg),*) };
+            boundary!(
+                stringify!($name),
+                gate: KIND_PATH,
+                idle: real(),
+                |made, gate| {
+                    capture::names_op(gate, $op, || made.call(real))
+                },
+                real()
+            )
         }
     };
 }
@@ -419,112 +417,118 @@ macro_rules! name_hook {
 const CWD: c_int = libc::AT_FDCWD;
 
 name_hook!(fn rename(old: *const c_char, new: *const c_char) =>
-    NameOp::Rename { olddir: CWD, old: path_or_empty(old), newdir: CWD, new: path_or_empty(new), flags: 0 });
+    NameOp::Rename { olddir: CWD, old: &path_or_empty(old), newdir: CWD, new: &path_or_empty(new), flags: 0 });
 name_hook!(fn renameat(olddir: c_int, old: *const c_char, newdir: c_int, new: *const c_char) =>
-    NameOp::Rename { olddir, old: path_or_empty(old), newdir, new: path_or_empty(new), flags: 0 });
+    NameOp::Rename { olddir, old: &path_or_empty(old), newdir, new: &path_or_empty(new), flags: 0 });
 name_hook!(fn renameat2(olddir: c_int, old: *const c_char, newdir: c_int, new: *const c_char, flags: c_uint) =>
-    NameOp::Rename { olddir, old: path_or_empty(old), newdir, new: path_or_empty(new), flags });
+    NameOp::Rename { olddir, old: &path_or_empty(old), newdir, new: &path_or_empty(new), flags });
 name_hook!(fn unlink(path: *const c_char) =>
-    NameOp::Unlink { dirfd: CWD, path: path_or_empty(path), dir: false });
+    NameOp::Unlink { dirfd: CWD, path: &path_or_empty(path), dir: false });
 name_hook!(fn unlinkat(dirfd: c_int, path: *const c_char, flags: c_int) =>
-    NameOp::Unlink { dirfd, path: path_or_empty(path), dir: flags & libc::AT_REMOVEDIR != 0 });
+    NameOp::Unlink { dirfd, path: &path_or_empty(path), dir: flags & libc::AT_REMOVEDIR != 0 });
 name_hook!(fn rmdir(path: *const c_char) =>
-    NameOp::Unlink { dirfd: CWD, path: path_or_empty(path), dir: true });
+    NameOp::Unlink { dirfd: CWD, path: &path_or_empty(path), dir: true });
 name_hook!(fn mkdir(path: *const c_char, mode: mode_t) =>
-    { let _ = mode; NameOp::Mkdir { dirfd: CWD, path: path_or_empty(path) } });
+    { let _ = mode; NameOp::Mkdir { dirfd: CWD, path: &path_or_empty(path) } });
 name_hook!(fn mkdirat(dirfd: c_int, path: *const c_char, mode: mode_t) =>
-    { let _ = mode; NameOp::Mkdir { dirfd, path: path_or_empty(path) } });
+    { let _ = mode; NameOp::Mkdir { dirfd, path: &path_or_empty(path) } });
 name_hook!(fn link(old: *const c_char, new: *const c_char) =>
-    NameOp::Link { olddir: CWD, old: path_or_empty(old), newdir: CWD, new: path_or_empty(new), flags: 0 });
+    NameOp::Link { olddir: CWD, old: &path_or_empty(old), newdir: CWD, new: &path_or_empty(new), flags: 0 });
 name_hook!(fn linkat(olddir: c_int, old: *const c_char, newdir: c_int, new: *const c_char, flags: c_int) =>
-    NameOp::Link { olddir, old: path_or_empty(old), newdir, new: path_or_empty(new), flags });
+    NameOp::Link { olddir, old: &path_or_empty(old), newdir, new: &path_or_empty(new), flags });
 name_hook!(fn symlink(target: *const c_char, path: *const c_char) =>
-    NameOp::Symlink { target: path_or_empty(target), dirfd: CWD, path: path_or_empty(path) });
+    NameOp::Symlink { target: &path_or_empty(target), dirfd: CWD, path: &path_or_empty(path) });
 name_hook!(fn symlinkat(target: *const c_char, dirfd: c_int, path: *const c_char) =>
-    NameOp::Symlink { target: path_or_empty(target), dirfd, path: path_or_empty(path) });
+    NameOp::Symlink { target: &path_or_empty(target), dirfd, path: &path_or_empty(path) });
 
 // ---- descriptors ----
 
-/// After a call that changed what descriptor `fd` means, forget it,
-/// keeping the call's errno.
-fn forget_after(gate: &Gate, fd: c_int) {
+/// After a call that changed what descriptor `fd` means (its result `r`
+/// kept in `made`), forget it, keeping the call's errno.
+fn forget_after(gate: &Gate, made: &Made<c_int>, r: c_int, fd: c_int) -> c_int {
     if fd >= 0 && gate.capturing() {
+        made.note(r);
         let e = sys::errno();
         capture::forget(gate, fd);
         sys::set_errno(e);
     }
-}
-
-#[no_mangle]
-pub unsafe extern "C" fn close(fd: c_int) -> c_int {
-    let gate = Gate::enter(fd);
-    // SAFETY: forwarding the application's call.
-    let r = unsafe { real::close(fd) };
-    forget_after(&gate, fd);
     r
 }
 
-#[no_mangle]
-pub unsafe extern "C" fn close_range(first: c_uint, last: c_uint, flags: c_int) -> c_int {
-    let gate = Gate::enter(KIND_NO_CHANGE);
-    // SAFETY: forwarding the application's call.
-    let r = unsafe { real::close_range(first, last, flags) };
-    if r == 0 && gate.capturing() && flags & libc::CLOSE_RANGE_CLOEXEC as c_int == 0 {
-        capture::forget_range(&gate, first, last);
+/// A descriptor call: the real call first, whatever happens; then
+/// `after(gate, made, r)`, which notes `r` in `made` before any work. Only
+/// that work can panic, so the fallback never makes the call twice.
+macro_rules! fd_hook {
+    (fn $name:ident($($arg:ident: $ty:ty),*) -> $ret:ty, gate: $what:expr, $after:expr) => {
+        #[no_mangle]
+        pub unsafe extern "C" fn $name($($arg: $ty),*) -> $ret {
+            // SAFETY: forwarding the application's call.
+            let real = move || unsafe { real::$name($($arg),*) };
+            boundary!(
+                stringify!($name),
+                |made| {
+                    let gate = Gate::enter($what);
+                    let r = real();
+                    $after(&gate, &made, r)
+                },
+                real()
+            )
+        }
+    };
+}
+
+fd_hook!(fn close(fd: c_int) -> c_int, gate: fd, |g, m, r| forget_after(g, m, r, fd));
+fd_hook!(fn dup(fd: c_int) -> c_int, gate: KIND_NO_CHANGE, |g, m, r| forget_after(g, m, r, r));
+fd_hook!(fn dup2(old: c_int, new: c_int) -> c_int, gate: new,
+    |g, m, r| { let _ = old; forget_after(g, m, r, r) });
+fd_hook!(fn dup3(old: c_int, new: c_int, flags: c_int) -> c_int, gate: new,
+    |g, m, r| { let _ = (old, flags); forget_after(g, m, r, r) });
+fd_hook!(fn close_range(first: c_uint, last: c_uint, flags: c_int) -> c_int, gate: KIND_NO_CHANGE,
+|g: &Gate, m: &Made<c_int>, r| {
+    if r == 0 && g.capturing() && flags & libc::CLOSE_RANGE_CLOEXEC as c_int == 0 {
+        m.note(r);
+        capture::forget_range(g, first, last);
     }
     r
-}
+});
 
 #[no_mangle]
 pub unsafe extern "C" fn closefrom(lowfd: c_int) {
-    let gate = Gate::enter(KIND_NO_CHANGE);
     // SAFETY: forwarding the application's call.
-    unsafe { real::closefrom(lowfd) };
-    if gate.capturing() {
-        capture::forget_range(&gate, lowfd.max(0) as u32, u32::MAX);
-    }
-}
-
-#[no_mangle]
-pub unsafe extern "C" fn dup(fd: c_int) -> c_int {
-    let gate = Gate::enter(KIND_NO_CHANGE);
-    // SAFETY: forwarding the application's call.
-    let r = unsafe { real::dup(fd) };
-    forget_after(&gate, r);
-    r
-}
-
-#[no_mangle]
-pub unsafe extern "C" fn dup2(old: c_int, new: c_int) -> c_int {
-    let gate = Gate::enter(new);
-    // SAFETY: forwarding the application's call.
-    let r = unsafe { real::dup2(old, new) };
-    forget_after(&gate, r);
-    r
-}
-
-#[no_mangle]
-pub unsafe extern "C" fn dup3(old: c_int, new: c_int, flags: c_int) -> c_int {
-    let gate = Gate::enter(new);
-    // SAFETY: forwarding the application's call.
-    let r = unsafe { real::dup3(old, new, flags) };
-    forget_after(&gate, r);
-    r
+    let real = move || unsafe { real::closefrom(lowfd) };
+    boundary!(
+        "closefrom",
+        |made| {
+            let gate = Gate::enter(KIND_NO_CHANGE);
+            real();
+            if gate.capturing() {
+                made.note(());
+                capture::forget_range(&gate, lowfd.max(0) as u32, u32::MAX);
+            }
+        },
+        real()
+    )
 }
 
 macro_rules! fcntl_impl {
     ($impl_name:ident, $alias:literal, $real:ident) => {
         extern "C" fn $impl_name(fd: c_int, cmd: c_int, arg: c_long) -> c_int {
-            let gate = Gate::enter(KIND_NO_CHANGE);
             // SAFETY: forwarding the application's call; `arg` is passed as
             // libc reads it (an int, or a pointer, in the same register).
-            let r = unsafe { real::$real(fd, cmd, arg) };
-            match cmd {
-                libc::F_DUPFD | libc::F_DUPFD_CLOEXEC => forget_after(&gate, r),
-                libc::F_SETFL if r >= 0 => forget_after(&gate, fd),
-                _ => {}
-            }
-            r
+            let real = move || unsafe { real::$real(fd, cmd, arg) };
+            boundary!(
+                stringify!($real),
+                |made| {
+                    let gate = Gate::enter(KIND_NO_CHANGE);
+                    let r = real();
+                    match cmd {
+                        libc::F_DUPFD | libc::F_DUPFD_CLOEXEC => forget_after(&gate, &made, r, r),
+                        libc::F_SETFL if r >= 0 => forget_after(&gate, &made, r, fd),
+                        _ => r,
+                    }
+                },
+                real()
+            )
         }
         core::arch::global_asm!(concat!(".globl ", $alias), concat!(".hidden ", $alias), concat!(".set ", $alias, ", {}"), sym $impl_name);
     };
@@ -545,19 +549,26 @@ macro_rules! mmap_hook {
             fd: c_int,
             off: $off,
         ) -> *mut c_void {
-            if fd < 0 || flags & libc::MAP_SHARED == 0 || prot & libc::PROT_WRITE == 0 {
-                // SAFETY: forwarding the application's call.
-                return unsafe { real::$name(addr, len, prot, flags, fd, off) };
-            }
-            let gate = Gate::enter(KIND_NO_CHANGE);
             // SAFETY: forwarding the application's call.
-            let r = unsafe { real::$name(addr, len, prot, flags, fd, off) };
-            if r != libc::MAP_FAILED && gate.capturing() {
-                let e = sys::errno();
-                capture::mapped_shared(&gate, fd);
-                sys::set_errno(e);
-            }
-            r
+            let real = move || unsafe { real::$name(addr, len, prot, flags, fd, off) };
+            boundary!(
+                stringify!($name),
+                |made| {
+                    if fd < 0 || flags & libc::MAP_SHARED == 0 || prot & libc::PROT_WRITE == 0 {
+                        return real();
+                    }
+                    let gate = Gate::enter(KIND_NO_CHANGE);
+                    let r = real();
+                    if r != libc::MAP_FAILED && gate.capturing() {
+                        made.note(r);
+                        let e = sys::errno();
+                        capture::mapped_shared(&gate, fd);
+                        sys::set_errno(e);
+                    }
+                    r
+                },
+                real()
+            )
         }
     };
 }
@@ -628,11 +639,13 @@ pub unsafe extern "C" fn io_uring_queue_init(
     flags: c_uint,
 ) -> c_int {
     // SAFETY: forwarding the application's call.
-    unsafe {
-        init_ring(ring, flags, || {
-            real::io_uring_queue_init(entries, ring, flags)
-        })
-    }
+    let real = move || unsafe { real::io_uring_queue_init(entries, ring, flags) };
+    boundary!(
+        "io_uring_queue_init",
+        // SAFETY: the application's ring, set up by its own call.
+        |made| unsafe { init_ring(ring, flags, || made.call(real)) },
+        real()
+    )
 }
 
 #[no_mangle]
@@ -641,36 +654,56 @@ pub unsafe extern "C" fn io_uring_queue_init_params(
     ring: *mut c_void,
     params: *mut c_void,
 ) -> c_int {
-    // struct io_uring_params starts with sq_entries, cq_entries, flags.
-    let flags = if params.is_null() {
-        0
-    } else {
-        // SAFETY: liburing requires a valid io_uring_params.
-        unsafe { *params.cast::<c_uint>().add(2) }
-    };
     // SAFETY: forwarding the application's call.
-    unsafe {
-        init_ring(ring, flags, || {
-            real::io_uring_queue_init_params(entries, ring, params)
-        })
-    }
+    let real = move || unsafe { real::io_uring_queue_init_params(entries, ring, params) };
+    boundary!(
+        "io_uring_queue_init_params",
+        |made| {
+            // struct io_uring_params starts with sq_entries, cq_entries, flags.
+            let flags = if params.is_null() {
+                0
+            } else {
+                // SAFETY: liburing requires a valid io_uring_params (and
+                // reads it itself before any system call).
+                unsafe { *params.cast::<c_uint>().add(2) }
+            };
+            // SAFETY: the application's ring, set up by its own call.
+            unsafe { init_ring(ring, flags, || made.call(real)) }
+        },
+        real()
+    )
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn io_uring_queue_exit(ring: *mut c_void) {
-    crate::uring::unregister(ring);
     // SAFETY: forwarding the application's call.
-    unsafe { real::io_uring_queue_exit(ring) }
+    let real = move || unsafe { real::io_uring_queue_exit(ring) };
+    boundary!(
+        "io_uring_queue_exit",
+        |made| {
+            crate::uring::unregister(ring);
+            made.call(real)
+        },
+        real()
+    )
 }
 
 macro_rules! uring_submit_hook {
     ($name:ident) => {
         #[no_mangle]
         pub unsafe extern "C" fn $name(ring: *mut c_void) -> c_int {
-            let gate = Gate::enter(KIND_PATH);
-            // SAFETY: the application's ring, submitted from this thread
-            // (liburing's rule); forwarding the application's call.
-            unsafe { crate::uring::submit(&gate, ring, || real::$name(ring)) }
+            // SAFETY: forwarding the application's call.
+            let real = move || unsafe { real::$name(ring) };
+            boundary!(
+                stringify!($name),
+                |made| {
+                    let gate = Gate::enter(KIND_PATH);
+                    // SAFETY: the application's ring, submitted from this
+                    // thread (liburing's rule).
+                    unsafe { crate::uring::submit(&gate, ring, || made.call(real)) }
+                },
+                real()
+            )
         }
     };
 }
@@ -702,7 +735,13 @@ unsafe fn submit_then_wait(ring: *mut c_void, counts: bool, wait: impl FnOnce() 
 #[no_mangle]
 pub unsafe extern "C" fn io_uring_submit_and_wait(ring: *mut c_void, wait_nr: c_uint) -> c_int {
     // SAFETY: the application's ring and call, forwarded.
-    unsafe { submit_then_wait(ring, true, || real::io_uring_submit_and_wait(ring, wait_nr)) }
+    let real = move || unsafe { real::io_uring_submit_and_wait(ring, wait_nr) };
+    boundary!(
+        "io_uring_submit_and_wait",
+        // SAFETY: the application's ring, from its submitting thread.
+        |made| unsafe { submit_then_wait(ring, true, || made.call(real)) },
+        real()
+    )
 }
 
 #[no_mangle]
@@ -714,11 +753,14 @@ pub unsafe extern "C" fn io_uring_submit_and_wait_timeout(
     sigmask: *mut c_void,
 ) -> c_int {
     // SAFETY: the application's ring and call, forwarded.
-    unsafe {
-        submit_then_wait(ring, true, || {
-            real::io_uring_submit_and_wait_timeout(ring, cqe, wait_nr, ts, sigmask)
-        })
-    }
+    let real =
+        || unsafe { real::io_uring_submit_and_wait_timeout(ring, cqe, wait_nr, ts, sigmask) };
+    boundary!(
+        "io_uring_submit_and_wait_timeout",
+        // SAFETY: the application's ring, from its submitting thread.
+        |made| unsafe { submit_then_wait(ring, true, || made.call(real)) },
+        real()
+    )
 }
 
 #[no_mangle]
@@ -730,11 +772,13 @@ pub unsafe extern "C" fn io_uring_wait_cqes(
     sigmask: *mut c_void,
 ) -> c_int {
     // SAFETY: the application's ring and call, forwarded.
-    unsafe {
-        submit_then_wait(ring, false, || {
-            real::io_uring_wait_cqes(ring, cqe, wait_nr, ts, sigmask)
-        })
-    }
+    let real = move || unsafe { real::io_uring_wait_cqes(ring, cqe, wait_nr, ts, sigmask) };
+    boundary!(
+        "io_uring_wait_cqes",
+        // SAFETY: the application's ring, from its submitting thread.
+        |made| unsafe { submit_then_wait(ring, false, || made.call(real)) },
+        real()
+    )
 }
 
 #[no_mangle]
@@ -744,22 +788,32 @@ pub unsafe extern "C" fn io_uring_wait_cqe_timeout(
     ts: *mut c_void,
 ) -> c_int {
     // SAFETY: the application's ring and call, forwarded.
-    unsafe {
-        submit_then_wait(ring, false, || {
-            real::io_uring_wait_cqe_timeout(ring, cqe, ts)
-        })
-    }
+    let real = move || unsafe { real::io_uring_wait_cqe_timeout(ring, cqe, ts) };
+    boundary!(
+        "io_uring_wait_cqe_timeout",
+        // SAFETY: the application's ring, from its submitting thread.
+        |made| unsafe { submit_then_wait(ring, false, || made.call(real)) },
+        real()
+    )
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn io_setup(nr: c_int, ctx: *mut c_void) -> c_int {
-    if native_aio_allowed() {
-        // SAFETY: forwarding the application's call.
-        return unsafe { real::io_setup(nr, ctx) };
-    }
-    refuse_native_aio(
-        "Linux native AIO (io_setup)",
-        "its writes are invisible to the library",
-    );
-    -libc::ENOSYS
+    // A panic before the call falls back to refusing it, as it is refused
+    // unless HOTBACKUP_NATIVE_AIO=1.
+    boundary!(
+        "io_setup",
+        |made| {
+            if native_aio_allowed() {
+                // SAFETY: forwarding the application's call.
+                return made.call(|| unsafe { real::io_setup(nr, ctx) });
+            }
+            refuse_native_aio(
+                "Linux native AIO (io_setup)",
+                "its writes are invisible to the library",
+            );
+            -libc::ENOSYS
+        },
+        -libc::ENOSYS
+    )
 }

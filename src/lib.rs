@@ -4,7 +4,8 @@
 //! directories while mirroring every change to the parts already copied, so
 //! the destination ends as an exact snapshot of one instant.
 //!
-//! Module map: `gate` (the idle path), `hooks` (interposed symbols), `real`
+//! Module map: `gate` (the idle path), `hooks` (interposed symbols),
+//! `boundary` (the panic boundary of every exported function), `real`
 //! (the libc functions behind them), `capture` (what a hook does during a
 //! backup), `staging` (copies of the bytes being written), `session` (a running backup), `fd_table`, `source_file` (and its
 //! range locks), `namespace` (names and paths), `copier`, `throttle`, `uring` (io_uring rings), `api`
@@ -16,6 +17,7 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 
 mod api;
+mod boundary;
 mod capture;
 mod copier;
 mod fd_table;
@@ -32,17 +34,33 @@ mod throttle;
 mod uring;
 mod verify;
 
+// The constructor and the fork handler are called from C too: behind the
+// panic boundary like the exported functions (gate.rs's thread-exit
+// destructor only stores two flags, and gate cannot use `boundary`, which
+// builds on it).
 extern "C" fn after_fork_child() {
-    gate::after_fork_child();
-    session::forget_after_fork();
-    api::after_fork_child();
-    uring::after_fork_child();
+    boundary::boundary!(
+        "after_fork_child",
+        |_made| {
+            gate::after_fork_child();
+            session::forget_after_fork();
+            api::after_fork_child();
+            uring::after_fork_child();
+        },
+        ()
+    )
 }
 
 extern "C" fn init() {
-    gate::init();
-    // SAFETY: registering a plain function as the fork child handler.
-    unsafe { libc::pthread_atfork(None, None, Some(after_fork_child)) };
+    boundary::boundary!(
+        "init",
+        |_made| {
+            gate::init();
+            // SAFETY: registering a plain function as the fork child handler.
+            unsafe { libc::pthread_atfork(None, None, Some(after_fork_child)) };
+        },
+        ()
+    )
 }
 
 #[used]

@@ -65,7 +65,7 @@ static SESSION: AtomicPtr<Session> = AtomicPtr::new(core::ptr::null_mut());
 
 /// The running session, for a hook that saw capture on. The guard keeps it
 /// alive: stopping capture waits for every such guard before freeing it.
-pub fn enter(gate: &Gate) -> Option<(CaptureGuard, &'static Session)> {
+pub fn enter(gate: &Gate) -> Option<(Capture, &'static Session)> {
     let guard = gate.begin_capture()?;
     let p = SESSION.load(Acquire);
     if p.is_null() {
@@ -73,7 +73,27 @@ pub fn enter(gate: &Gate) -> Option<(CaptureGuard, &'static Session)> {
     }
     // SAFETY: SESSION is set before capture starts and cleared only after
     // `gate::stop_capture` has waited for every CaptureGuard, like ours.
-    Some((guard, unsafe { &*p }))
+    let s = unsafe { &*p };
+    Some((Capture { s, _guard: guard }, s))
+}
+
+/// A hook's hold on the session (see `enter`). A panic that unwinds
+/// through it fails the backup before the guard lets capture stop, so that
+/// a change cut short is never in a backup reported complete.
+pub struct Capture {
+    s: &'static Session,
+    _guard: CaptureGuard,
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.s.fail_raw(
+                libc::EIO,
+                "internal error in libHotBackup: a panic while capturing a change (its message is on the process's stderr)".into(),
+            );
+        }
+    }
 }
 
 /// Publish the session for hooks (before capture starts).

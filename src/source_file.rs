@@ -31,7 +31,7 @@ struct Held {
 impl RangeLocks {
     /// Lock `[start, end)`; waits while an overlapping range is held.
     pub fn lock(&self, start: u64, end: u64) -> RangeGuard<'_> {
-        let end = end.max(start + 1);
+        let end = end.max(start.saturating_add(1));
         let mut held = lock(&self.held);
         while held.ranges.iter().any(|&(s, e)| s < end && start < e) {
             held.waiters += 1;
@@ -218,5 +218,7 @@ mod tests {
         let locks = RangeLocks::default();
         let _a = locks.lock(5, 5);
         assert!(lock(&locks.held).ranges.contains(&(5, 6)));
+        // The last offset cannot overflow into an empty range.
+        let _b = locks.lock(u64::MAX, u64::MAX);
     }
 }

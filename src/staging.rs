@@ -15,6 +15,11 @@
 //!
 //! Each gate slot (one thread at a time) has its own area, owned by the
 //! session and freed with it.
+//!
+//! The same copy reads whatever else a hook needs from the application's
+//! memory before the real call has validated it (an iovec array, an offset
+//! behind a pointer): a bad address is then the kernel's EFAULT for the
+//! application, never a crash of the process.
 
 use crate::capture::Bytes;
 use crate::gate::NSLOTS;
@@ -28,8 +33,8 @@ pub const MAX_STAGED: usize = 64 << 20;
 /// Staged bytes keep their address modulo this, so that a write meant for
 /// O_DIRECT meets the same alignment rules as the application's buffer.
 const ALIGN: usize = 4096;
-/// Most iovecs a staged write may have (IOV_MAX).
-const MAX_IOV: usize = 1024;
+/// Most iovecs a call may have (IOV_MAX, the kernel's UIO_MAXIOV).
+pub const MAX_IOV: usize = 1024;
 
 struct Area {
     ptr: *mut u8,
@@ -139,6 +144,92 @@ fn read_own_memory(local: &[libc::iovec], remote: &[libc::iovec], total: usize) 
         done = n as usize;
     }
     done == total
+}
+
+/// Copy `out.len()` values from the application's memory at `p`; false at
+/// a bad address.
+///
+/// # Safety
+/// Every bit pattern must be a valid `T` (plain C data: iovec, integers).
+unsafe fn read_app<T: Copy>(p: *const T, out: &mut [T]) -> bool {
+    let n = core::mem::size_of_val(out);
+    n == 0 || read_own_memory(&one(out.as_mut_ptr().cast(), n), &one(p as *mut u8, n), n)
+}
+
+/// The value behind a pointer the application passed (copy_file_range's
+/// offset), or None if it cannot be read.
+pub fn read_app_value(p: *const i64) -> Option<i64> {
+    let mut v = [0i64];
+    // SAFETY: any bit pattern is an i64.
+    unsafe { read_app(p, &mut v) }.then_some(v[0])
+}
+
+/// A NUL-terminated path from the application's memory, copied without
+/// trusting the pointer: None if it is null, cannot be read, or has no NUL
+/// within PATH_MAX bytes (the real call then fails: EFAULT, ENAMETOOLONG).
+pub fn read_app_path(p: *const libc::c_char) -> Option<std::path::PathBuf> {
+    use std::os::unix::ffi::OsStringExt;
+    const PAGE: usize = 4096;
+    const PATH_MAX: usize = libc::PATH_MAX as usize;
+    if p.is_null() {
+        return None;
+    }
+    let mut out: Vec<u8> = Vec::new();
+    while out.len() < PATH_MAX {
+        // Never past the end of a page: the next one may be unmapped even
+        // where the string ends before it.
+        let at = (p as usize).wrapping_add(out.len());
+        let n = (PAGE - at % PAGE).min(PATH_MAX - out.len());
+        let start = out.len();
+        out.resize(start + n, 0);
+        // SAFETY: any bit pattern is a u8.
+        if !unsafe { read_app(at as *const u8, &mut out[start..]) } {
+            return None;
+        }
+        if let Some(nul) = out[start..].iter().position(|&b| b == 0) {
+            out.truncate(start + nul);
+            return Some(std::ffi::OsString::from_vec(out).into());
+        }
+    }
+    None
+}
+
+/// The application's iovec array, copied: Err(EINVAL) for a count the
+/// kernel refuses, Err(EFAULT) for an array it cannot read, as the real call
+/// would fail.
+pub fn read_iovecs(iov: *const libc::iovec, cnt: usize) -> Result<Vec<libc::iovec>, i32> {
+    if cnt > MAX_IOV {
+        return Err(libc::EINVAL);
+    }
+    let empty = one(core::ptr::null_mut(), 0)[0];
+    let mut v = vec![empty; cnt];
+    // SAFETY: any bit pattern is an iovec (a pointer and a length).
+    if unsafe { read_app(iov, &mut v) } {
+        Ok(v)
+    } else {
+        Err(libc::EFAULT)
+    }
+}
+
+/// The bytes an iovec array describes (lengths added, saturating), read
+/// without allocating; None where the real call is sure to fail: a count
+/// below 0 or above IOV_MAX, or an array that cannot be read.
+pub fn iov_total(iov: *const libc::iovec, cnt: libc::c_int) -> Option<usize> {
+    const CHUNK: usize = 64;
+    let cnt = usize::try_from(cnt).ok().filter(|&c| c <= MAX_IOV)?;
+    let empty = one(core::ptr::null_mut(), 0)[0];
+    let mut buf = [empty; CHUNK];
+    let mut total = 0usize;
+    for start in (0..cnt).step_by(CHUNK) {
+        let part = &mut buf[..CHUNK.min(cnt - start)];
+        // SAFETY: any bit pattern is an iovec; `iov + start` stays within
+        // (or one past) the array the application described.
+        if !unsafe { read_app(iov.wrapping_add(start), part) } {
+            return None;
+        }
+        total = part.iter().fold(total, |a, v| a.saturating_add(v.iov_len));
+    }
+    Some(total)
 }
 
 impl Staging {
@@ -295,6 +386,35 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn application_memory_is_read_without_faulting() {
+        let bad = 16 as *const libc::iovec;
+        assert_eq!(iov_total(bad, 2), None);
+        assert_eq!(iov_total(bad, 0), Some(0));
+        assert_eq!(iov_total(bad, -1), None);
+        let iov = vec![
+            libc::iovec {
+                iov_base: 16 as *mut _,
+                iov_len: 3
+            };
+            200
+        ];
+        assert_eq!(iov_total(iov.as_ptr(), 200), Some(600));
+        assert_eq!(iov_total(iov.as_ptr(), 1025), None);
+        assert_eq!(read_iovecs(bad, 1).err(), Some(libc::EFAULT));
+        assert_eq!(read_iovecs(iov.as_ptr(), 1025).err(), Some(libc::EINVAL));
+        assert_eq!(read_iovecs(iov.as_ptr(), 2).map(|v| v.len()), Ok(2));
+        assert_eq!(read_app_value(16 as *const i64), None);
+        assert_eq!(read_app_path(16 as *const libc::c_char), None);
+        assert_eq!(
+            read_app_path(c"/a/b".as_ptr()),
+            Some(std::path::PathBuf::from("/a/b"))
+        );
+        let long = vec![b'x'; 5000];
+        assert_eq!(read_app_path(long.as_ptr().cast()), None);
+        assert_eq!(read_app_value(&-5i64), Some(-5));
     }
 
     #[test]

@@ -5,7 +5,7 @@
 use rustix::fd::{AsFd, BorrowedFd, IntoRawFd, OwnedFd, RawFd};
 use rustix::fs::{self, AtFlags, Mode, OFlags};
 use rustix::io::Errno;
-use std::ffi::{CStr, OsStr};
+use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -96,17 +96,6 @@ pub fn borrow(fd: libc::c_int) -> BorrowedFd<'static> {
     // SAFETY: the descriptor belongs to the application call in progress; the
     // borrow does not outlive that call (callers never store it).
     unsafe { BorrowedFd::borrow_raw(fd) }
-}
-
-/// Path bytes of a C string.
-pub fn c_path<'a>(p: *const libc::c_char) -> Option<&'a Path> {
-    if p.is_null() {
-        return None;
-    }
-    // SAFETY: the application passed a NUL-terminated path to a libc
-    // function that requires one; it stays valid during the call.
-    let bytes = unsafe { CStr::from_ptr(p) }.to_bytes();
-    Some(Path::new(OsStr::from_bytes(bytes)))
 }
 
 /// The kernel's name for an open descriptor (`/proc/self/fd/N`): absolute,

@@ -348,6 +348,9 @@ enum Call {
         len: u32,
         advice: u32,
     },
+    /// Completes with this negative errno, as the kernel would complete it
+    /// (an iovec array it cannot read or of too many entries).
+    Fail(i32),
 }
 
 /// The file position: an entry's offset of -1.
@@ -480,14 +483,16 @@ unsafe fn take_out(gate: &Gate, r: &'static Ring, app: *mut LiburingRing) {
             note_native(r, sqe);
             continue;
         };
-        let iov = match call {
+        // The iovec array is copied without trusting it: the kernel would
+        // complete a bad one with an error, which the pool posts instead.
+        let (call, iov) = match call {
             Call::Writev { .. } | Call::Readv { .. } => {
-                // SAFETY: the application's iovec array of `len` entries,
-                // valid at least until this submit returns.
-                unsafe { std::slice::from_raw_parts(sqe.addr as *const iovec, sqe.len as usize) }
-                    .to_vec()
+                match crate::staging::read_iovecs(sqe.addr as *const iovec, sqe.len as usize) {
+                    Ok(iov) => (call, iov),
+                    Err(e) => (Call::Fail(-e), Vec::new()),
+                }
             }
-            _ => Vec::new(),
+            _ => (call, Vec::new()),
         };
         enqueue(Op {
             ring: r,
@@ -689,6 +694,7 @@ unsafe fn run(op: &Op) -> i32 {
     let r: i64 = unsafe {
         match op.call {
             Call::Nop => 0,
+            Call::Fail(e) => return e,
             Call::Writev {
                 fd,
                 off: AT_POSITION,

@@ -192,6 +192,11 @@ fn fault_destination_removed() {
     scenario("faults", "dest_removed", 120);
 }
 
+#[test]
+fn fault_panic_in_hook() {
+    scenario("faults", "panic_in_hook", 60);
+}
+
 // ---- 5. exports ----
 
 #[test]
@@ -407,6 +412,11 @@ fn linked_writes_fail_the_backup() {
 #[test]
 fn skipped_completion_refuses_backup() {
     uring_scenario("skipped_completion_refuses_backup");
+}
+
+#[test]
+fn bad_arguments_through_a_ring() {
+    uring_scenario("bad_arguments_through_a_ring");
 }
 
 #[test]

@@ -3,8 +3,10 @@
  * names the destination, and the application never notices - every write it
  * makes returns exactly what it would without the library, and its files end
  * with exactly the bytes it wrote.
- * Usage: faults WORKDIR [enospc|dest_removed]. enospc mounts an 8 MiB tmpfs
- * (needs CAP_SYS_ADMIN; skipped, exit 77, when mount is refused).
+ * A panic inside the library is a fault too: the application's call still
+ * returns exactly what it would and the backup fails.
+ * Usage: faults WORKDIR [enospc|dest_removed|panic_in_hook]. enospc mounts an
+ * 8 MiB tmpfs (needs CAP_SYS_ADMIN; skipped, exit 77, when mount is refused).
  */
 #include "hbtest.h"
 #include <sys/mount.h>
@@ -170,7 +172,67 @@ static int dest_removed(const char *work) {
     return 0;
 }
 
+/* One backup with HOTBACKUP_TEST_PANIC=`when` (the library panics on
+ * purpose in the first real call a hook makes during the backup): the call
+ * returns `want` with errno `want_errno`, the process goes on, the backup
+ * fails with EIO naming the panic. */
+static void panic_once(struct dirs *d, const char *when, int fd, off_t off, long want,
+                       int want_errno) {
+    char dst[PATH_MAX];
+    fmt(dst, sizeof dst, "%s-%s", d->dst, when);
+    SYS(setenv("HOTBACKUP_TEST_PANIC", when, 1));
+    struct bg_backup b;
+    bg_start(&b, d->src, dst, 0); /* capture on, copier paused */
+    SYS(unsetenv("HOTBACKUP_TEST_PANIC"));
+    char buf[16];
+    fill_pattern(buf, sizeof buf, 7, (uint64_t)off);
+    errno = 4242;
+    long r = (long)pwrite(fd, buf, sizeof buf, off);
+    int e = errno;
+    CHECK(r == want && e == want_errno, "%s: pwrite returned %ld errno %d, expected %ld errno %d",
+          when, r, e, want, want_errno);
+    int res = bg_finish(&b);
+    CHECK(res == EIO, "%s: the backup returned %d, expected EIO: %s", when, res, b.errors.text);
+    CHECK(strstr(b.errors.text, "panic") != NULL, "%s: no panic reported: %s", when,
+          b.errors.text);
+    rm_rf(dst);
+}
+
+static int panic_in_hook(const char *work) {
+    struct dirs d;
+    scenario_dirs(&d, work, "panic_in_hook");
+    char f[PATH_MAX], p[PATH_MAX];
+    make_file(path_join(f, d.src, "f"), 100000, 1);
+    make_file(path_join(p, d.src, "filler"), 1 << 20, 2);
+    int rw = open(f, O_RDWR), rd = open(f, O_RDONLY);
+    SYS(rw);
+    SYS(rd);
+    /* After the real call: its result and errno, failure or success. */
+    panic_once(&d, "after_real_call", rd, 0, -1, EBADF);
+    panic_once(&d, "after_real_call", rw, 4096, 16, 4242);
+    /* Before it: the call is made all the same. */
+    panic_once(&d, "before_real_call", rw, 8192, 16, 4242);
+    SYS(close(rw));
+    SYS(close(rd));
+    /* The writes happened, once each. */
+    size_t n = 0;
+    char *data = read_file(f, &n);
+    CHECK(data && n == 100000, "f is %zu bytes", n);
+    char want[16];
+    for (off_t off = 4096; off <= 8192; off += 4096) {
+        fill_pattern(want, sizeof want, 7, (uint64_t)off);
+        CHECK(!memcmp(data + off, want, sizeof want), "the write at %lld is not in f",
+              (long long)off);
+    }
+    free(data);
+    /* And the library still works: a backup without the trigger is exact. */
+    struct bg_backup b;
+    bg_start(&b, d.src, d.dst, 0);
+    return finish_and_compare(&b, &d);
+}
+
 int main(int argc, char **argv) {
-    static const struct scenario list[] = {{"enospc", enospc}, {"dest_removed", dest_removed}};
-    return run_scenarios(argc, argv, list, 2);
+    static const struct scenario list[] = {
+        {"enospc", enospc}, {"dest_removed", dest_removed}, {"panic_in_hook", panic_in_hook}};
+    return run_scenarios(argc, argv, list, sizeof list / sizeof list[0]);
 }

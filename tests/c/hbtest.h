@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <time.h>
@@ -247,6 +248,20 @@ static int compare_trees_rel(const char *src, const char *dst, const char *rel, 
 static inline int compare_trees(const char *src, const char *dst) {
     int bad = 0;
     return compare_trees_rel(src, dst, "", &bad);
+}
+
+/* An address no mapping covers, for calls that must fail with EFAULT. */
+#define BAD_PTR ((void *)16)
+
+/* Two pages: the first readable and filled with `fill`, the second
+ * unreadable (PROT_NONE, so that nothing else is mapped there meanwhile). A
+ * write of both writes the first page only. Free with munmap(p, 2 * page). */
+static inline char *half_readable(size_t page, char fill) {
+    char *p = mmap(NULL, 2 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    SYS(p == MAP_FAILED ? -1 : 0);
+    memset(p, fill, page);
+    SYS(mprotect(p + page, page, PROT_NONE));
+    return p;
 }
 
 /* ---- callbacks that record what the engine reported ---- */

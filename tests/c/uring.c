@@ -426,6 +426,94 @@ static int rings_torn_down_are_forgotten(const char *work) {
     return finish_and_compare(&b, &d);
 }
 
+/* One operation through `ring`, waited for: its completion's result. */
+static int ring_op(struct io_uring *ring, int fd, int vectored, const void *addr, unsigned len,
+                   off_t off) {
+    struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
+    CHECK(sqe, "no free entry");
+    if (vectored)
+        io_uring_prep_writev(sqe, fd, addr, len, off);
+    else
+        io_uring_prep_write(sqe, fd, addr, len, off);
+    struct io_uring_cqe *cqe;
+    CHECK(io_uring_submit_and_wait(ring, 1) == 1, "io_uring_submit_and_wait");
+    CHECK(io_uring_peek_cqe(ring, &cqe) == 0, "no completion after submit_and_wait");
+    int res = cqe->res;
+    io_uring_cqe_seen(ring, cqe);
+    return res;
+}
+
+/* Operations with bad arguments through a ring, run natively (no backup)
+ * and then during a backup whose files are all copied: each must complete
+ * with what the kernel gave natively (-EFAULT for an iovec array or a
+ * buffer it cannot read, -EINVAL for a negative offset or too many
+ * iovecs, a short count for a half-unreadable buffer), the process must
+ * survive, and the backup must be exact. */
+static void bad_ring_ops(struct io_uring *ring, int fd, int *res) {
+    static char buf[64];
+    struct iovec good[1] = {{buf, sizeof buf}};
+    struct iovec bad_bufs[2] = {{BAD_PTR, 4096}, {BAD_PTR, 100}};
+    long page = sysconf(_SC_PAGESIZE);
+    char *two = half_readable((size_t)page, 'x');
+    struct iovec half[2] = {{two, (size_t)page}, {BAD_PTR, 100}};
+    int i = 0;
+    res[i++] = ring_op(ring, fd, 1, BAD_PTR, 2, 0);
+    res[i++] = ring_op(ring, fd, 1, bad_bufs, 2, 0);
+    res[i++] = ring_op(ring, fd, 1, good, 1025, 0);
+    res[i++] = ring_op(ring, fd, 1, good, 1, -4096);
+    res[i++] = ring_op(ring, fd, 0, BAD_PTR, 4096, 0);
+    res[i++] = ring_op(ring, fd, 0, buf, sizeof buf, -4096);
+    res[i++] = ring_op(ring, fd, 1, half, 2, 2 * page);
+    res[i++] = ring_op(ring, fd, 0, two, 2 * (unsigned)page, 4 * page);
+    SYS(munmap(two, 2 * (size_t)page));
+}
+
+#define BAD_RING_OPS 8
+
+struct bad_ops_ctx {
+    struct io_uring *ring;
+    int fd;
+    int res[BAD_RING_OPS];
+};
+
+static void bad_ring_ops_before_stop(void *arg) {
+    struct bad_ops_ctx *c = arg;
+    bad_ring_ops(c->ring, c->fd, c->res);
+}
+
+static int bad_arguments_through_a_ring(const char *work) {
+    struct dirs d;
+    scenario_dirs(&d, work, "bad_arguments_through_a_ring");
+    char f[PATH_MAX], p[PATH_MAX];
+    make_file(path_join(f, d.src, "f"), 64 << 10, 1);
+    make_file(path_join(p, d.src, "filler"), 1 << 20, 2);
+    struct io_uring ring;
+    CHECK(io_uring_queue_init(8, &ring, 0) == 0, "io_uring_queue_init");
+    int fd = open(f, O_RDWR);
+    SYS(fd);
+    int native[BAD_RING_OPS];
+    bad_ring_ops(&ring, fd, native);
+    const int want[BAD_RING_OPS] = {-EFAULT, -EFAULT, -EINVAL, -EINVAL, -EFAULT, -EINVAL,
+                                    (int)sysconf(_SC_PAGESIZE), (int)sysconf(_SC_PAGESIZE)};
+    for (int i = 0; i < BAD_RING_OPS; i++)
+        CHECK(native[i] == want[i], "native operation %d completed with %d, expected %d", i,
+              native[i], want[i]);
+    struct bad_ops_ctx c = {.ring = &ring, .fd = fd};
+    const char *srcs[] = {d.src}, *dsts[] = {d.dst};
+    struct errors er = ERRORS_INIT;
+    int r = tokubackup_create_backup(srcs, dsts, 1, NULL, NULL, record_error, &er, NULL, NULL,
+                                     bad_ring_ops_before_stop, &c, NULL, NULL);
+    for (int i = 0; i < BAD_RING_OPS; i++)
+        CHECK(c.res[i] == native[i], "operation %d completed with %d during the backup, %d natively",
+              i, c.res[i], native[i]);
+    CHECK(r == 0, "backup returned %d: %s", r, er.text);
+    io_uring_queue_exit(&ring);
+    SYS(close(fd));
+    CHECK(compare_trees(d.src, d.dst) == 0, "the backup differs from the quiet source");
+    rm_rf(d.base);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     static const struct scenario list[] = {
         {"writes_through_a_ring_under_backup", writes_through_a_ring_under_backup},
@@ -435,6 +523,9 @@ int main(int argc, char **argv) {
         {"linked_writes_fail_the_backup", linked_writes_fail_the_backup},
         {"skipped_completion_refuses_backup", skipped_completion_refuses_backup},
         {"rings_torn_down_are_forgotten", rings_torn_down_are_forgotten},
+        /* Last: it starts the library's io_uring threads, which the first
+         * scenario checks are not started before a backup. */
+        {"bad_arguments_through_a_ring", bad_arguments_through_a_ring},
     };
     return run_scenarios(argc, argv, list, sizeof list / sizeof list[0]);
 }
