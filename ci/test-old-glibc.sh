@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Run the engine's API and hook scenarios (tests/c/api.c, scenarios.c) on an
+# Run the engine's API and hook scenarios (tests/c/api.c, scenarios.c, and
+# missing_libc.c: close_range/closefrom, which glibc 2.31 lacks) on an
 # older glibc than this machine's: Debian 11's libc6 (glibc 2.31, older than
 # the 2.34 a native build needs) is unpacked into a temporary directory and
 # its ld.so runs the programs, built with zig cc for glibc $GLIBC_FLOOR, with
@@ -34,7 +35,7 @@ fetch_libc() {
 
 run_programs() {
     local p
-    for p in api scenarios; do
+    for p in api scenarios missing_libc; do
         python3 -m ziglang cc -target "x86_64-linux-gnu.$GLIBC_FLOOR" -std=gnu11 -O1 -Wall -Werror -pthread \
             -Iinclude -o "$WORK/$p" "tests/c/$p.c" -L"$GLIBC_BUILD_DIR" -l:libHotBackup.so -lpthread -ldl
         mkdir -p "$WORK/w-$p"
@@ -44,7 +45,11 @@ run_programs() {
         grep -q "^ok " "$WORK/$p.out" || { cat "$WORK/$p.out" >&2; die "$p ran no scenario"; }
         log "ok: $p, $(grep -c '^ok ' "$WORK/$p.out") scenarios on glibc 2.31"
     done
+    # glibc 2.31 has neither close_range nor closefrom: the hooks' own
+    # fallbacks ran, not libc's functions.
+    grep -c 'libc lacks it' "$WORK/missing_libc.out" | grep -qx 3 ||
+        { cat "$WORK/missing_libc.out" >&2; die "missing_libc: expected 3 scenarios without libc's function"; }
 }
 
 step "Debian 11's libc6 (glibc 2.31)" fetch_libc
-step "tests/c/api.c and scenarios.c on glibc 2.31" run_programs
+step "tests/c/api.c, scenarios.c, missing_libc.c on glibc 2.31" run_programs
