@@ -34,8 +34,16 @@ LIB="$TARGET_DIR/release/libHotBackup.so"
 PLUGIN="$TARGET_DIR/release/libtokudb_backup.so"
 [ -f "$LIB" ] || die "$LIB was not built"
 [ -f "$PLUGIN" ] || die "$PLUGIN was not built"
-# The RPMs and the tarball get the glibc $GLIBC_FLOOR build (README "Which
-# systems"); the .deb, for Debian 12 only, the native one.
+# The RPMs and the tarball get glibc $GLIBC_FLOOR builds (README "Which
+# systems"); the .deb, for Debian 12 only, the native one. The plugin for
+# MySQL and Percona Server 5.7 / 8.0 (cargo features): one per series, for
+# the tarball and the -mysql57/-mysql80 RPMs. The default (MariaDB) build is
+# made last again, so $GLIBC_BUILD_DIR keeps it.
+zigbuild_install
+for f in mysql57 mysql80; do
+    cargo zigbuild --release -p tokudb_backup --lib --target "$GLIBC_TARGET" --no-default-features --features "$f"
+    cp "$GLIBC_BUILD_DIR/libtokudb_backup.so" "$GLIBC_BUILD_DIR/tokudb_backup_$f.so"
+done
 build_glibc_floor
 LIB_FLOOR="$GLIBC_BUILD_DIR/libHotBackup.so"
 PLUGIN_FLOOR="$GLIBC_BUILD_DIR/libtokudb_backup.so"
@@ -156,6 +164,21 @@ install -D -m 644 include/backup.h "$d/usr/include/hotbackup/backup.h"
 pkgconfig "$LIBDIR" "$d$LIBDIR/pkgconfig/hotbackup.pc"
 
 cargo generate-rpm -p plugin --auto-req no -o "$PKG_DIR/"
+# tokudb-backup-plugin-mysql57/-mysql80: the same files with that series'
+# plugin and a drop-in for mysqld.service (Oracle's and Percona's unit).
+for f in mysql57 mysql80; do
+    v="$STAGE_DIR/rpm/tokudb-backup-plugin-$f"
+    install_so "$LIB_FLOOR" "$v$LIBDIR/$SOFILE"
+    install_so "$GLIBC_BUILD_DIR/tokudb_backup_$f.so" "$v$PLUGINDIR/tokudb_backup.so"
+    mkdir -p "$v/etc" "$v/usr/share"
+    cp -a "$STAGE_DIR/rpm/tokudb-backup-plugin/etc/." "$v/etc/"
+    cp -a "$STAGE_DIR/rpm/tokudb-backup-plugin/usr/share/." "$v/usr/share/"
+    SYSTEMD_DROPIN=/usr/lib/systemd/system/mysqld.service.d/10-tokudb-backup.conf
+    subst packaging/systemd/tokudb-backup.conf.in "$v$SYSTEMD_DROPIN"
+    sed -i -e 's/mariadbd-safe/mysqld_safe/g; s/mariadbd/mysqld/g; s/mariadb\.service/mysqld.service/g' \
+        -e 's/systemctl edit mariadb/systemctl edit mysqld/g' "$v$SYSTEMD_DROPIN" "$v/etc/my.cnf.d/tokudb-backup.cnf"
+    cargo generate-rpm -p plugin --auto-req no --variant "$f" -o "$PKG_DIR/"
+done
 cargo generate-rpm -p . --auto-req no -o "$PKG_DIR/"
 
 # ---- Release tarball: a top directory with lib/, lib/mysql/plugin/, include/, README
@@ -166,12 +189,17 @@ ln -s "$SOFILE" "$t/lib/libHotBackup.so.1"
 ln -s libHotBackup.so.1 "$t/lib/libHotBackup.so"
 install_so "$PLUGIN_FLOOR" "$t/lib/mysql/plugin/tokudb_backup.so"
 ln -s tokudb_backup.so "$t/lib/mysql/plugin/tokubackup.so"
+for f in mysql57 mysql80; do
+    install_so "$GLIBC_BUILD_DIR/tokudb_backup_$f.so" "$t/lib/mysql/plugin/tokudb_backup_$f.so"
+done
 install -D -m 644 include/backup.h "$t/include/backup.h"
 install -m 644 debian/copyright "$t/COPYING"
 LIBDIR=/opt/$name/lib PLUGINDIR=/opt/$name/lib/mysql/plugin PREFIX=/opt/$name
 subst packaging/tarball/README.in "$t/README"
-bash ci/check-glibc.sh "$GLIBC_FLOOR" "$STAGE_DIR"/rpm/tokudb-backup-plugin/usr/lib64/{"$SOFILE",mysql/plugin/tokudb_backup.so} \
-    "$t/lib/$SOFILE" "$t/lib/mysql/plugin/tokudb_backup.so"
+# Every shared object the RPMs and the tarball ship loads on glibc $GLIBC_FLOOR.
+mapfile -t floor_files < <(find "$STAGE_DIR/rpm" "$t" -type f -name '*.so*' | sort)
+[ "${#floor_files[@]}" -ge 8 ] || die "expected 8 or more staged RPM/tarball .so files, found ${#floor_files[@]}"
+bash ci/check-glibc.sh "$GLIBC_FLOOR" "${floor_files[@]}"
 tar --owner=0 --group=0 --numeric-owner --sort=name -C "$STAGE_DIR/tarball" -czf "$PKG_DIR/$name.tar.gz" "$name"
 
 log "packages in $PKG_DIR:"

@@ -2,8 +2,10 @@
 # Build the plugin for every server ABI it supports (cargo features of
 # plugin/Cargo.toml: mariadb = MariaDB 10.11+, mysql57, mysql80 = MySQL and
 # Percona Server 5.7 / 8.0) and check that each cdylib declares the plugin
-# interface of its server family. Only MariaDB can be loaded on this machine;
-# the others are built, not run.
+# interface of its server family. Only MariaDB can be run on this machine;
+# the MySQL builds are loaded by plugin/tests/c/mysql_load_host.c, which
+# applies sql_plugin.cc's load checks with each release's numbers
+# (plugin/tests/abi/) and reads every variable as that server would.
 set -euo pipefail
 # shellcheck source=ci/lib.sh
 source "$(dirname "$0")/lib.sh"
@@ -32,4 +34,91 @@ for f in "${FEATURES[@]}"; do
     grep -q " _mysql_plugin_declarations_$\| _maria_plugin_declarations_$" <<<"$syms" ||
         die "plugin built with --features $f exports no plugin declarations"
     log "ok: --features $f builds and exports $expect"
+    # The unit tests of the variant: its layouts against the measured
+    # numbers (plugin/tests/abi/), binlog formats, version checks.
+    [ "$f" = mariadb ] || cargo test -p tokudb_backup --no-default-features --features "$f" --lib
+    mkdir -p "$TARGET_DIR/variants"
+    cp "$so" "$TARGET_DIR/variants/tokudb_backup-$f.so"
 done
+
+# host NAME CFLAGS...: the stand-in server, exporting one release's names.
+HOSTS="$TARGET_DIR/variants"
+host() {
+    local name="$1"; shift
+    cc -Wall -Wextra -Werror -O1 -rdynamic "$@" -o "$HOSTS/host-$name" plugin/tests/c/mysql_load_host.c -ldl
+}
+host c
+host cxx -DMYSQL80
+host bitmask -DMYSQL80 -DACCESS_BITMASK
+host nocga -DNO_CHECK_GLOBAL_ACCESS
+
+# loads HOST ABI VARIANT SERVER_VERSION: the release would load and read it.
+loads() {
+    local out
+    out="$("$HOSTS/host-$1" "plugin/tests/abi/$2.txt" "$HOSTS/tokudb_backup-$3.so" "$4" 2>&1)" ||
+        die "tokudb_backup-$3.so in a $4 server ($2 numbers, $1 names):"$'\n'"$out"
+    log "ok: tokudb_backup-$3.so loads into $4 ($2 numbers, $1 names)"
+}
+# refused HOST ABI VARIANT SERVER_VERSION WHY: that server would refuse it, saying WHY.
+refused() {
+    local out
+    if out="$("$HOSTS/host-$1" "plugin/tests/abi/$2.txt" "$HOSTS/tokudb_backup-$3.so" "$4" 2>&1)"; then
+        die "tokudb_backup-$3.so should not load into $4 ($2 numbers, $1 names):"$'\n'"$out"
+    fi
+    grep -q -- "$5" <<<"$out" || die "refusal of tokudb_backup-$3.so by $4 does not say '$5':"$'\n'"$out"
+    log "ok: $4 refuses tokudb_backup-$3.so: $5"
+}
+# Oracle and Percona, first and last point releases, 5.7's plain C names,
+# 8.0's mangled ones and 8.0.39's renamed check_global_access.
+loads c my5741 mysql57 5.7.9
+loads c my5741 mysql57 5.7.41-log
+loads c my5741 mysql57 5.7.44
+loads c my5741 mysql57 5.7.42-0ubuntu0.18.04.1-log
+loads c ps5722 mysql57 5.7.22-22-log
+loads c ps5722 mysql57 5.7.44-48
+loads cxx my8040 mysql80 8.0.11
+loads cxx ps8027 mysql80 8.0.27-18
+loads cxx my8040 mysql80 8.0.36
+loads bitmask my8040 mysql80 8.0.40
+loads bitmask ps8027 mysql80 8.0.44-35-log
+# What a real server would refuse: another family's or series' build, and a
+# server without a function the plugin needs (a clear error at INSTALL).
+refused c my5741 mariadb 5.7.41 "no _mysql_plugin_interface_version_"
+refused cxx my8040 mysql57 8.0.40 "sizeof(st_mysql_plugin)"
+refused nocga my5741 mysql57 5.7.41 "does not export what the plugin needs: check_global_access"
+refused cxx my8040 mysql80 8.4.3 "built for the 8.0 series"
+
+# A whole backup inside the stand-in server (5.7 and 8.0 builds), with
+# libHotBackup preloaded: the directories come from the server's variables
+# (datadir, undo directory outside it), a 5.7 DATA DIRECTORY tablespace from
+# its .isl file, and the binlog position and GTID set from a MySQL binlog the
+# host writes (transaction 7 cut after its rows).
+cargo build -p hotbackup
+backup_in_host() { # backup_in_host HOST ABI VARIANT SERVER_VERSION
+    local fx="$HOSTS/fixture-$3" out
+    rm -rf "$fx"
+    mkdir -p "$fx/data/db1" "$fx/undo" "$fx/ext/db1" "$fx/binlog"
+    printf 'ibdata' >"$fx/data/ibdata1"
+    printf 'rows' >"$fx/data/db1/t.ibd"
+    printf 'undo' >"$fx/undo/undo_001"
+    printf 'remote' >"$fx/ext/db1/t1.ibd"
+    printf '%s' "$fx/ext/db1/t1.ibd" >"$fx/data/db1/t1.isl"
+    out="$(HOST_DATADIR="$fx/data" HOST_UNDO_DIR="$fx/undo" HOST_BINLOG_DIR="$fx/binlog" \
+        HOST_BACKUP_TO="$fx/backup" LD_PRELOAD="$TARGET_DIR/debug/libHotBackup.so" timeout 300 \
+        "$HOSTS/host-$1" "plugin/tests/abi/$2.txt" "$HOSTS/tokudb_backup-$3.so" "$4" 2>&1)" ||
+        die "backup by tokudb_backup-$3.so in a $4 server:"$'\n'"$out"
+    local b="$fx/backup" f
+    for f in mysql_data_dir/ibdata1 mysql_data_dir/db1/t.ibd innodb_undo_dir/undo_001 \
+        data_directory_1/t1.ibd mysql_log_bin/binlog.000001 BACKUP-COMPLETE; do
+        [ -f "$b/$f" ] || die "backup in a $4 server has no $f:"$'\n'"$(cd "$b" && find . | sort)"$'\n'"$out"
+    done
+    local safe want
+    safe="$(sed -n 's/.*transaction 6 ends at \([0-9]*\).*/\1/p' <<<"$out")"
+    want="$(printf 'binlog.000001\t%s\t3e11fa47-71ca-11e1-9e33-c80aa9429562:1-6' "$safe")"
+    [ "$(cat "$b/tokubackup_binlog_info")" = "$want" ] ||
+        die "binlog position in a $4 server: '$(cat "$b/tokubackup_binlog_info")', expected '$want'"
+    grep -q "\"server_version\": \"$4\"" "$b/backup-manifest.json" || die "manifest of a $4 server lacks its version"
+    log "ok: tokudb_backup-$3.so backs up in a $4 server (directories from its variables, .isl, MySQL binlog position)"
+}
+backup_in_host c my5741 mysql57 5.7.41-log
+backup_in_host cxx my8040 mysql80 8.0.36

@@ -219,7 +219,9 @@ $top/lib/libHotBackup.so.1
 $top/lib/mysql/
 $top/lib/mysql/plugin/
 $top/lib/mysql/plugin/tokubackup.so
-$top/lib/mysql/plugin/tokudb_backup.so" "$(tar -tzf "$TARBALL")"
+$top/lib/mysql/plugin/tokudb_backup.so
+$top/lib/mysql/plugin/tokudb_backup_mysql57.so
+$top/lib/mysql/plugin/tokudb_backup_mysql80.so" "$(tar -tzf "$TARBALL")"
     grep -q " $top/lib/libHotBackup.so.1 -> $SOFILE$" <<<"$(tar -tvzf "$TARBALL")" || die "tarball: libHotBackup.so.1 is not a link to $SOFILE"
     tar -xzf "$TARBALL" -C "$WORK" "$top/README"
     contains "tarball README" "$WORK/$top/README" "tar xzf tokudb-backup-plugin-$VERSION-x86_64-linux.tar.gz"
@@ -228,10 +230,33 @@ $top/lib/mysql/plugin/tokudb_backup.so" "$(tar -tzf "$TARBALL")"
     log "ok: tarball contents and README"
 }
 
+# The MySQL/Percona RPMs: that series' plugin (the MySQL plugin interface),
+# a server of that series required, the drop-in for mysqld.service.
+check_mysql_rpms() {
+    local f rpm x
+    for f in mysql57 mysql80; do
+        rpm="$(one "$PKG_DIR"/tokudb-backup-plugin-"$f"-"$VERSION"-1.x86_64.rpm)"
+        x="$WORK/rpm-$f"
+        mkdir -p "$x"
+        { rpm2cpio "$rpm" || true; } | (cd "$x" && cpio -idm --quiet)
+        nm -D --defined-only "$x/usr/lib64/mysql/plugin/tokudb_backup.so" | grep -q ' _mysql_plugin_interface_version_$' ||
+            die "$rpm: the plugin is not a MySQL-interface build"
+        grep -qx "mysql-server >= ${f:5:1}.${f:6:1}" <<<"$(rpm -qpR "$rpm")" ||
+            die "$rpm does not require mysql-server >= ${f:5:1}.${f:6:1}: $(rpm -qpR "$rpm" | tr '\n' ' ')"
+        contains "$f rpm systemd drop-in" "$x/usr/lib/systemd/system/mysqld.service.d/10-tokudb-backup.conf" \
+            '^Environment="LD_PRELOAD=/usr/lib64/libHotBackup.so.1"$'
+        if grep -n mariadb "$x/usr/lib/systemd/system/mysqld.service.d/10-tokudb-backup.conf"; then
+            die "$f rpm drop-in names MariaDB"
+        fi
+        log "ok: $rpm (mysql-server >= ${f:5:1}.${f:6:1}, MySQL-interface plugin, mysqld.service drop-in)"
+    done
+}
+
 # Arguments select checks (lintian debs rpms tarball); none = all.
 SELECTED=" $* "
 want() { [ "$SELECTED" = "  " ] || [[ "$SELECTED" == *" $1 "* ]]; }
 if want lintian; then step "lintian" check_lintian; fi
 if want debs; then step "deb contents" check_debs; fi
 if want rpms; then step "rpm contents (rpm -qlpv, --scripts)" check_rpms; fi
+if want rpms; then step "MySQL/Percona rpms" check_mysql_rpms; fi
 if want tarball; then step "tarball contents" check_tarball; fi

@@ -8,6 +8,7 @@
 //! here is caught and does the same.
 
 use crate::copier;
+use crate::fd_cache::Side;
 use crate::fd_table::FdState;
 use crate::gate::Gate;
 use crate::namespace::{self, Names, RelPath, Root};
@@ -15,7 +16,7 @@ use crate::session::{self, dest_error, MirrorFds, Session};
 use crate::source_file::{SourceFile, WHOLE};
 use crate::sys;
 use rustix::fd::{AsFd, BorrowedFd};
-use rustix::fs::{self, AtFlags, FallocateFlags, Mode, OFlags, SeekFrom};
+use rustix::fs::{self, AtFlags, FallocateFlags, Mode, SeekFrom};
 use rustix::io::Errno;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
@@ -79,7 +80,7 @@ fn target(s: &Session, fd: libc::c_int) -> Target {
 /// copier starts on the file meanwhile, try again.
 fn lock_with_fds<'a>(
     s: &Session,
-    file: &'a SourceFile,
+    file: &'a Arc<SourceFile>,
     range: (u64, u64),
     need_src: bool,
     names_held: bool,
@@ -333,7 +334,7 @@ fn late_resize(s: &Session, fd: libc::c_int) {
     }
 }
 
-fn late_resize_file(s: &Session, file: &SourceFile, names_held: bool) {
+fn late_resize_file(s: &Session, file: &Arc<SourceFile>, names_held: bool) {
     let (_range, fds) = lock_with_fds(s, file, WHOLE, true, names_held);
     if let Some(fds) = fds {
         if let Err(e) = copier::recopy_locked(&fds) {
@@ -399,7 +400,7 @@ pub fn resize_fd<R: Copy>(
 
 fn resize_locked<R: Copy>(
     s: &Session,
-    file: &SourceFile,
+    file: &Arc<SourceFile>,
     names_held: bool,
     real: impl FnOnce() -> R,
     ok: impl Fn(R) -> bool,
@@ -527,10 +528,20 @@ pub fn open(
     dirfd: libc::c_int,
     path: *const libc::c_char,
     flags: libc::c_int,
-    real: impl FnOnce() -> libc::c_int,
+    real: impl Fn() -> libc::c_int,
 ) -> libc::c_int {
     let Some((capture, s)) = session::enter(gate) else {
         return real();
+    };
+    // The library's descriptors must never be why the application cannot
+    // open a file: when the process is out of them, close every one the
+    // backup can spare and open again. The kernel refuses before it
+    // creates or truncates anything, so the retry changes nothing else.
+    let real = || match real() {
+        -1 if matches!(sys::errno(), libc::EMFILE | libc::ENFILE) && s.fd_cache.shed(true) => {
+            real()
+        }
+        fd => fd,
     };
     let creates = flags & libc::O_CREAT != 0 && flags & libc::O_TMPFILE != libc::O_TMPFILE;
     let truncates = flags & libc::O_TRUNC != 0 && flags & libc::O_ACCMODE != libc::O_RDONLY;
@@ -552,7 +563,7 @@ pub fn open(
     let mut names = s.names();
     let mut creating = None;
     if s.walked() && creates {
-        if let Some(name) = namespace::locate(&s.roots, dirfd, p) {
+        if let Some(name) = s.locate(dirfd, p) {
             if !sys::exists(
                 sys::borrow(dirfd),
                 p,
@@ -622,8 +633,7 @@ fn created(s: &Session, names: &mut Names, name: &RelPath, fd: libc::c_int) {
     }
     let (file, _) = s.file_or_insert(st.st_dev, st.st_ino, 0);
     // The inode number may be that of a file deleted earlier in the backup.
-    file.set_src(None);
-    file.set_dest(None);
+    s.fd_cache.release(&file);
     names.insert(name.clone(), &file);
     s.bump_generation();
     if s.is_excluded(name) {
@@ -632,16 +642,10 @@ fn created(s: &Session, names: &mut Names, name: &RelPath, fd: libc::c_int) {
     }
     file.excluded.store(false, Release);
     let root = &s.roots[name.root];
-    let dest = match sys::openat(
-        root.dest_dir.as_fd(),
-        Root::dest_rel(&name.rel),
-        OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::from_raw_mode(st.st_mode & 0o7777),
-    ) {
-        Ok(dest) => Arc::new(dest),
-        Err(e) => return s.fail(e, dest_error("create", &root.dest_path(&name.rel), e)),
-    };
-    file.set_dest(Some(dest.clone()));
+    let create = || namespace::create_dest(&s.roots, name, st.st_mode);
+    if let Err(e) = s.fd_cache.open(&file, Side::Dest, create) {
+        return s.fail(e, dest_error("create", &root.dest_path(&name.rel), e));
+    }
     let _range = file.ranges.lock(WHOLE.0, WHOLE.1);
     if fs::fstat(sys::borrow(fd))
         .map(|st| st.st_size > 0)
@@ -712,21 +716,17 @@ pub fn names_op(gate: &Gate, op: NameOp<'_>, real: impl FnOnce() -> libc::c_int)
         sys::set_errno(errno);
         return r;
     }
-    let roots = &s.roots;
     let (from, to) = match &op {
-        NameOp::Unlink { dirfd, path, .. } => (namespace::locate(roots, *dirfd, path), None),
-        NameOp::Mkdir { dirfd, path } => (None, namespace::locate(roots, *dirfd, path)),
-        NameOp::Symlink { dirfd, path, .. } => (None, namespace::locate(roots, *dirfd, path)),
+        NameOp::Unlink { dirfd, path, .. } => (s.locate(*dirfd, path), None),
+        NameOp::Mkdir { dirfd, path } => (None, s.locate(*dirfd, path)),
+        NameOp::Symlink { dirfd, path, .. } => (None, s.locate(*dirfd, path)),
         NameOp::Rename {
             olddir,
             old,
             newdir,
             new,
             ..
-        } => (
-            namespace::locate(roots, *olddir, old),
-            namespace::locate(roots, *newdir, new),
-        ),
+        } => (s.locate(*olddir, old), s.locate(*newdir, new)),
         NameOp::Link {
             olddir,
             old,
@@ -737,9 +737,9 @@ pub fn names_op(gate: &Gate, op: NameOp<'_>, real: impl FnOnce() -> libc::c_int)
             let from = if flags & libc::AT_EMPTY_PATH != 0 && old.as_os_str().is_empty() {
                 None
             } else {
-                namespace::locate(roots, *olddir, old)
+                s.locate(*olddir, old)
             };
-            (from, namespace::locate(roots, *newdir, new))
+            (from, s.locate(*newdir, new))
         }
     };
     // rename() between two names of one file does nothing at all.
@@ -900,7 +900,7 @@ fn reconsider_exclusion(s: &Session, names: &mut Names, at: &RelPath) -> MirrorR
         if now && !was {
             let _range = file.ranges.lock(WHOLE.0, WHOLE.1);
             file.excluded.store(true, Release);
-            file.set_dest(None);
+            s.fd_cache.release(&file);
             let root = &s.roots[name.root];
             match fs::unlinkat(
                 root.dest_dir.as_fd(),

@@ -4,12 +4,12 @@
 //! before the chunk is read (and is copied) or after it is written (and is
 //! mirrored) - the copy never goes back in time. Holes stay holes.
 
-use crate::namespace::{Names, RelPath, Root};
+use crate::namespace::{self, Names, RelPath, Root};
 use crate::session::{dest_error, Session};
 use crate::source_file::{SourceFile, WHOLE};
 use crate::sys;
 use rustix::fd::{AsFd, BorrowedFd};
-use rustix::fs::{self, AtFlags, FallocateFlags, FileType, Mode, OFlags, SeekFrom};
+use rustix::fs::{self, AtFlags, FallocateFlags, FileType, Mode, SeekFrom};
 use rustix::io::Errno;
 use std::cell::RefCell;
 use std::sync::atomic::Ordering::*;
@@ -137,7 +137,7 @@ fn add_file(
             // gets a copy (mirrored writes follow the first name only).
         } else {
             // A file that left the trees and came back: start it afresh.
-            file.set_dest(None);
+            s.fd_cache.release(&file);
             file.set_copied_upto(0);
         }
         file.excluded.store(false, Release);
@@ -147,21 +147,21 @@ fn add_file(
         file.excluded.store(true, Release);
         return Ok(());
     }
-    let dest = sys::openat(
-        root.dest_dir.as_fd(),
-        Root::dest_rel(&name.rel),
-        OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::from_raw_mode(st.st_mode & 0o7777),
-    )
+    let create = || namespace::create_dest(&s.roots, name, st.st_mode);
+    match mode {
+        // The copier opens it again when it gets there.
+        WalkMode::Queue => s.fd_cache.retrying(create).map(drop),
+        WalkMode::CopyNow => s
+            .fd_cache
+            .open(&file, crate::fd_cache::Side::Dest, create)
+            .map(drop),
+    }
     .map_err(|e| (e, dest_error("create", &root.dest_path(&name.rel), e)))?;
     s.files_total.fetch_add(1, Relaxed);
     s.bytes_total.fetch_add(st.st_size as u64, Relaxed);
     match mode {
         WalkMode::Queue => crate::source_file::lock(&s.queue).push_back(file),
-        WalkMode::CopyNow => {
-            file.set_dest(Some(Arc::new(dest)));
-            copy_file(s, &file, false)?;
-        }
+        WalkMode::CopyNow => copy_file(s, &file, false)?,
     }
     Ok(())
 }
@@ -460,8 +460,7 @@ pub fn run_queue(s: &Session) {
         }
         // Nothing writes through these any more unless an application
         // descriptor needs them; they are reopened on demand.
-        file.set_src(None);
-        file.set_dest(None);
+        s.fd_cache.release(&file);
     }
 }
 

@@ -7,7 +7,7 @@
 //! Module map: `gate` (the idle path), `hooks` (interposed symbols),
 //! `boundary` (the panic boundary of every exported function), `real`
 //! (the libc functions behind them), `capture` (what a hook does during a
-//! backup), `staging` (copies of the bytes being written), `session` (a running backup), `fd_table`, `source_file` (and its
+//! backup), `staging` (copies of the bytes being written), `session` (a running backup), `fd_table`, `fd_cache` (the library's own descriptors, bounded), `source_file` (and its
 //! range locks), `namespace` (names and paths), `copier`, `throttle`, `uring` (io_uring rings), `api`
 //! (the C API), `verify` (the snapshot check), `sys` (the library's own
 //! raw I/O).
@@ -20,6 +20,7 @@ mod api;
 mod boundary;
 mod capture;
 mod copier;
+mod fd_cache;
 mod fd_table;
 mod gate;
 mod hooks;

@@ -110,13 +110,26 @@ pub fn split_last(path: &Path) -> Option<(&Path, &OsStr)> {
 /// tree, if it does. The directory part is resolved by the kernel, so
 /// relative paths, `..` and symbolic links in it all count; the final name
 /// itself is not followed (it is what the call creates, removes or renames).
-pub fn locate(roots: &[Root], dirfd: libc::c_int, path: &Path) -> Option<RelPath> {
-    let (parent, name) = split_last(path)?;
-    let dir = sys::canonical_dir(sys::borrow(dirfd), parent).ok()?;
-    roots.iter().enumerate().find_map(|(i, root)| {
+/// Resolving takes a descriptor: when the process has none left (or no
+/// memory), the answer is unknown, an error.
+pub fn locate(
+    roots: &[Root],
+    dirfd: libc::c_int,
+    path: &Path,
+) -> Result<Option<RelPath>, rustix::io::Errno> {
+    use rustix::io::Errno;
+    let Some((parent, name)) = split_last(path) else {
+        return Ok(None);
+    };
+    let dir = match sys::canonical_dir(sys::borrow(dirfd), parent) {
+        Ok(dir) => dir,
+        Err(e @ (Errno::MFILE | Errno::NFILE | Errno::NOMEM)) => return Err(e),
+        Err(_) => return Ok(None),
+    };
+    Ok(roots.iter().enumerate().find_map(|(i, root)| {
         let rel = dir.strip_prefix(&root.src).ok()?;
         Some(RelPath::new(i, rel.join(name)))
-    })
+    }))
 }
 
 /// Every regular file of the source trees by its current name (hard links
@@ -208,6 +221,22 @@ impl Names {
     }
 }
 
+/// Create (or empty) the destination of a file, for writing.
+pub fn create_dest(
+    roots: &[Root],
+    name: &RelPath,
+    st_mode: u32,
+) -> Result<crate::sys::OwnFd, rustix::io::Errno> {
+    use rustix::fs::{Mode, OFlags};
+    let root = &roots[name.root];
+    sys::openat(
+        root.dest_dir.as_fd(),
+        Root::dest_rel(&name.rel),
+        OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::from_raw_mode(st_mode & 0o7777),
+    )
+}
+
 /// Open the destination of a file by its current name, for writing.
 pub fn open_dest(roots: &[Root], name: &RelPath) -> Result<crate::sys::OwnFd, rustix::io::Errno> {
     use rustix::fs::{Mode, OFlags};
@@ -285,8 +314,13 @@ mod tests {
         assert_eq!(a.current_name(), None);
     }
 
+    fn at(roots: &[Root], dirfd: libc::c_int, path: &Path) -> Option<RelPath> {
+        super::locate(roots, dirfd, path).unwrap()
+    }
+
     #[test]
     fn locate_resolves_relative_paths_and_symlinks() {
+        let locate = at;
         let tmp = std::env::temp_dir().join(format!("hb-locate-{}", std::process::id()));
         let src = tmp.join("src");
         std::fs::create_dir_all(src.join("db")).unwrap();

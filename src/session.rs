@@ -1,6 +1,7 @@
 //! A running backup: its roots, files, names, descriptor table, progress
 //! and errors; how hooks reach it, and when it may be freed.
 
+use crate::fd_cache::{FdCache, Side};
 use crate::fd_table::{FdState, FdTable};
 use crate::gate::{CaptureGuard, Gate};
 use crate::namespace::{self, Names, RelPath, Root};
@@ -40,6 +41,8 @@ pub struct Session {
     pub names: Mutex<Names>,
     files: Mutex<HashMap<(u64, u64), Arc<SourceFile>>>,
     pub fds: FdTable,
+    /// The library's own descriptors on files of the backup, bounded.
+    pub fd_cache: FdCache,
     /// Bumped whenever a file enters the trees from outside, so that
     /// descriptors found untracked before are looked at again.
     generation: AtomicU64,
@@ -125,6 +128,7 @@ impl Session {
             names: Mutex::new(Names::default()),
             files: Mutex::new(HashMap::new()),
             fds: FdTable::default(),
+            fd_cache: FdCache::new(FdCache::budget_for_process()),
             generation: AtomicU64::new(0),
             walked: AtomicBool::new(false),
             exclude,
@@ -198,6 +202,26 @@ impl Session {
 
     pub fn dest_path(&self, name: &RelPath) -> std::path::PathBuf {
         self.roots[name.root].dest_path(&name.rel)
+    }
+
+    /// Where an application's `(dirfd, path)` is in the source trees (see
+    /// `namespace::locate`). When that cannot be told for want of
+    /// descriptors, even after closing the library's own, the backup fails:
+    /// a change it cannot place cannot be mirrored.
+    pub fn locate(&self, dirfd: libc::c_int, path: &Path) -> Option<RelPath> {
+        self.fd_cache
+            .retrying(|| namespace::locate(&self.roots, dirfd, path))
+            .unwrap_or_else(|e| {
+                self.fail(
+                    e,
+                    format!(
+                        "cannot tell whether {} is in a source tree: {}",
+                        path.display(),
+                        sys::strerror(e)
+                    ),
+                );
+                None
+            })
     }
 
     /// Ask the caller's exclude callback about a source path.
@@ -275,52 +299,37 @@ impl Session {
         }
     }
 
-    /// A write descriptor for the file's destination, cached on the file.
-    /// Opening by name is only right under the namespace lock, where the
-    /// names agree with the trees: callers hold it (see `mirror_fds`).
-    fn dest_for(&self, file: &SourceFile) -> Result<Option<Arc<crate::sys::OwnFd>>, Errno> {
-        if let Some(fd) = file.cached_dest() {
+    /// A write descriptor for the file's destination, kept in the
+    /// descriptor cache. Opening by name is only right under the namespace
+    /// lock, where the names agree with the trees: callers hold it (see
+    /// `mirror_fds`).
+    fn dest_for(&self, file: &Arc<SourceFile>) -> Result<Option<Arc<sys::OwnFd>>, Errno> {
+        if let Some(fd) = self.fd_cache.get(file, Side::Dest) {
             return Ok(Some(fd));
         }
         let Some(name) = file.current_name() else {
             return Ok(None);
         };
-        let fd = Arc::new(namespace::open_dest(&self.roots, &name)?);
-        file.set_dest(Some(fd.clone()));
-        Ok(Some(fd))
+        self.fd_cache
+            .open(file, Side::Dest, || {
+                namespace::open_dest(&self.roots, &name)
+            })
+            .map(Some)
     }
 
-    /// A read descriptor for the source file itself, cached on the file;
-    /// same rule as `dest_for`.
-    fn src_for(&self, file: &SourceFile) -> Result<Option<Arc<crate::sys::OwnFd>>, Errno> {
-        if let Some(fd) = file.cached_src() {
+    /// A read descriptor for the source file itself, kept in the
+    /// descriptor cache; same rule as `dest_for`.
+    fn src_for(&self, file: &Arc<SourceFile>) -> Result<Option<Arc<sys::OwnFd>>, Errno> {
+        if let Some(fd) = self.fd_cache.get(file, Side::Src) {
             return Ok(Some(fd));
         }
         let Some(name) = file.current_name() else {
             return Ok(None);
         };
         let path = self.src_path(&name);
-        let open = |flags| sys::openat(rustix::fs::CWD, &path, flags, Mode::empty());
-        let fd = match open(OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NOATIME) {
-            // O_NOATIME is refused for files we do not own.
-            Err(Errno::PERM) => open(OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC)?,
-            r => r?,
-        };
-        let st = rustix::fs::fstat(fd.as_fd())?;
-        if (st.st_dev, st.st_ino) != (file.dev, file.ino) {
-            // The names disagree with the tree: a change this process did
-            // not make (another process), which no hook can mirror.
-            return Err(Errno::STALE);
-        }
-        // No readahead: the copier must read only the bytes it holds the
-        // range lock of. Pages read ahead beyond it could be filled from
-        // disk just before an O_DIRECT write lands there and survive that
-        // write's page cache invalidation, and a later chunk would copy
-        // them: bytes from before the write, which was not mirrored.
-        let _ = rustix::fs::fadvise(&fd, 0, None, rustix::fs::Advice::Random);
-        let fd = Arc::new(fd);
-        file.set_src(Some(fd.clone()));
-        Ok(Some(fd))
+        self.fd_cache
+            .open(file, Side::Src, || open_src(file, &path))
+            .map(Some)
     }
 
     /// The descriptors needed to mirror a change to `file` (`need_src` to
@@ -329,15 +338,19 @@ impl Session {
     /// None while nothing of the file is in the destination yet.
     pub fn mirror_fds(
         &self,
-        file: &SourceFile,
+        file: &Arc<SourceFile>,
         need_src: bool,
         names_held: bool,
     ) -> Result<Option<MirrorFds>, (Errno, String)> {
         if !file.started() {
             return Ok(None);
         }
-        if let Some(dest) = file.cached_dest() {
-            let src = if need_src { file.cached_src() } else { None };
+        if let Some(dest) = self.fd_cache.get(file, Side::Dest) {
+            let src = if need_src {
+                self.fd_cache.get(file, Side::Src)
+            } else {
+                None
+            };
             if !need_src || src.is_some() {
                 return Ok(Some(MirrorFds { dest, src }));
             }
@@ -375,7 +388,7 @@ impl Session {
     /// file left the backup.
     pub fn open_for_copy(
         &self,
-        file: &SourceFile,
+        file: &Arc<SourceFile>,
         names_held: bool,
     ) -> Result<Option<MirrorFds>, (Errno, bool)> {
         let _names = (!names_held).then(|| self.names());
@@ -412,11 +425,35 @@ impl Session {
     }
 }
 
+/// Open a source file by name for reading, checking that the name still
+/// leads to it.
+fn open_src(file: &SourceFile, path: &Path) -> Result<sys::OwnFd, Errno> {
+    let open = |flags| sys::openat(rustix::fs::CWD, path, flags, Mode::empty());
+    let fd = match open(OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NOATIME) {
+        // O_NOATIME is refused for files we do not own.
+        Err(Errno::PERM) => open(OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC)?,
+        r => r?,
+    };
+    let st = rustix::fs::fstat(fd.as_fd())?;
+    if (st.st_dev, st.st_ino) != (file.dev, file.ino) {
+        // The names disagree with the tree: a change this process did
+        // not make (another process), which no hook can mirror.
+        return Err(Errno::STALE);
+    }
+    // No readahead: the copier must read only the bytes it holds the
+    // range lock of. Pages read ahead beyond it could be filled from
+    // disk just before an O_DIRECT write lands there and survive that
+    // write's page cache invalidation, and a later chunk would copy
+    // them: bytes from before the write, which was not mirrored.
+    let _ = rustix::fs::fadvise(&fd, 0, None, rustix::fs::Advice::Random);
+    Ok(fd)
+}
+
 /// Descriptors a mirror uses: the destination, and the source when bytes
 /// are copied from it.
 pub struct MirrorFds {
-    pub dest: Arc<crate::sys::OwnFd>,
-    pub src: Option<Arc<crate::sys::OwnFd>>,
+    pub dest: Arc<sys::OwnFd>,
+    pub src: Option<Arc<sys::OwnFd>>,
 }
 
 /// Message for a failed destination operation.

@@ -4,7 +4,7 @@
 
 use crate::namespace::RelPath;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::*};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Condvar, Mutex, MutexGuard};
 
 /// Lock a mutex, ignoring poisoning: a panic elsewhere is already reported
 /// as a failed backup, and the data behind these mutexes stays consistent.
@@ -82,8 +82,8 @@ pub struct SourceFile {
     named: AtomicBool,
     /// Left out of the backup: no destination, nothing mirrored.
     pub excluded: AtomicBool,
-    dest: Mutex<Option<Arc<crate::sys::OwnFd>>>,
-    src: Mutex<Option<Arc<crate::sys::OwnFd>>>,
+    /// The library's descriptors for mirroring (see `fd_cache`).
+    pub fds: crate::fd_cache::FileFds,
 }
 
 impl SourceFile {
@@ -96,8 +96,7 @@ impl SourceFile {
             named: AtomicBool::new(name.is_some()),
             name: Mutex::new(name),
             excluded: AtomicBool::new(false),
-            dest: Mutex::new(None),
-            src: Mutex::new(None),
+            fds: Default::default(),
         }
     }
 
@@ -137,22 +136,6 @@ impl SourceFile {
         *n = name;
     }
 
-    pub fn cached_dest(&self) -> Option<Arc<crate::sys::OwnFd>> {
-        lock(&self.dest).clone()
-    }
-
-    pub fn set_dest(&self, fd: Option<Arc<crate::sys::OwnFd>>) {
-        *lock(&self.dest) = fd;
-    }
-
-    pub fn cached_src(&self) -> Option<Arc<crate::sys::OwnFd>> {
-        lock(&self.src).clone()
-    }
-
-    pub fn set_src(&self, fd: Option<Arc<crate::sys::OwnFd>>) {
-        *lock(&self.src) = fd;
-    }
-
     pub fn current_name(&self) -> Option<RelPath> {
         lock(&self.name).clone()
     }
@@ -162,6 +145,7 @@ impl SourceFile {
 mod tests {
     use super::*;
     use std::sync::atomic::AtomicUsize;
+    use std::sync::Arc;
     use std::time::Duration;
 
     #[test]

@@ -8,6 +8,7 @@ use rustix::io::Errno;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI32, Ordering::Relaxed};
 
 pub fn errno() -> libc::c_int {
     // SAFETY: __errno_location returns this thread's errno slot.
@@ -19,24 +20,41 @@ pub fn set_errno(e: libc::c_int) {
     unsafe { *libc::__errno_location() = e }
 }
 
-/// Lowest descriptor number the library uses for its own files. The
-/// application's numbers are allocated from the bottom; keeping ours far
+/// Lowest descriptor number the library uses for its own files, if any.
+/// The application's numbers are allocated from the bottom; keeping ours far
 /// above them means an application that closes a number twice (a bug, but
 /// it happens) cannot close ours, nor can a number of ours be reused under
-/// the application and mirrored into.
-fn own_fd_base() -> i32 {
-    use std::sync::atomic::{AtomicI32, Ordering::Relaxed};
-    static BASE: AtomicI32 = AtomicI32::new(0);
-    let b = BASE.load(Relaxed);
-    if b > 0 {
-        return b;
-    }
+/// the application and mirrored into. 0 until first needed; -1 when the
+/// limit is too small to split (below 128: ours are allocated like any).
+static OWN_FD_BASE: AtomicI32 = AtomicI32::new(0);
+
+fn own_fd_base() -> Option<i32> {
+    let b = OWN_FD_BASE.load(Relaxed);
+    let b = if b == 0 { place_own_fds() } else { b };
+    (b > 0).then_some(b)
+}
+
+/// Half the current soft limit, where the library's descriptors start;
+/// called again when a backup starts, as the process may have changed its
+/// limit since (servers raise it at startup).
+pub fn place_own_fds() -> i32 {
     let soft = rustix::process::getrlimit(rustix::process::Resource::Nofile)
         .current
         .unwrap_or(1 << 20);
-    let b = (soft / 2).clamp(64, 1 << 20) as i32;
-    BASE.store(b, Relaxed);
+    let b = if soft < 128 {
+        -1
+    } else {
+        (soft / 2).min(1 << 20) as i32
+    };
+    OWN_FD_BASE.store(b, Relaxed);
     b
+}
+
+/// How many descriptors the process has open (entries of /proc/self/fd,
+/// less the one that lists them).
+pub fn open_descriptors() -> Result<usize, Errno> {
+    let dir = open_dir(Path::new("/proc/self/fd"))?;
+    Ok(list_dir(dir.as_fd())?.len().saturating_sub(1))
 }
 
 /// A descriptor of the library's own. Unlike std's OwnedFd, dropping it
@@ -73,12 +91,13 @@ pub fn openat(
     mode: Mode,
 ) -> Result<OwnFd, Errno> {
     let fd = OwnFd::from_owned(fs::openat(dirfd, path, flags | OFlags::CLOEXEC, mode)?);
-    Ok(dup_high(&fd).unwrap_or(fd))
-}
-
-/// A duplicate numbered from `own_fd_base` up.
-pub fn dup_high(fd: &OwnFd) -> Result<OwnFd, Errno> {
-    rustix::io::fcntl_dupfd_cloexec(fd, own_fd_base()).map(OwnFd::from_owned)
+    // Above the base while there is room there; where there is none (the
+    // application uses those numbers, or the process is at its limit: the
+    // duplicate needs a second descriptor), the number the kernel gave.
+    Ok(own_fd_base()
+        .and_then(|base| rustix::io::fcntl_dupfd_cloexec(&fd, base).ok())
+        .map(OwnFd::from_owned)
+        .unwrap_or(fd))
 }
 
 /// One line from the library on the process's stderr (a server's error

@@ -324,6 +324,16 @@ fn errno_preserved() {
 }
 
 #[test]
+fn descriptors_within_budget_under_small_limit() {
+    scenario("fd_budget", "many_files_small_limit", 120);
+}
+
+#[test]
+fn rename_with_no_descriptor_left() {
+    scenario("fd_budget", "rename_with_no_descriptor_left", 60);
+}
+
+#[test]
 fn unlink_open_file_then_write() {
     scenario("scenarios", "unlink_open_file_then_write", 60);
 }

@@ -244,6 +244,14 @@ pub const BUILT_FOR: &str = match option_env!("TOKUDB_BACKUP_SERVER_VERSION") {
     None => "8.0.36",
 };
 
+/// The servers a build is for, in messages.
+#[cfg(feature = "mariadb")]
+pub const SERVER_FAMILY: &str = "MariaDB 10.11";
+#[cfg(feature = "mysql57")]
+pub const SERVER_FAMILY: &str = "MySQL and Percona Server 5.7";
+#[cfg(feature = "mysql80")]
+pub const SERVER_FAMILY: &str = "MySQL and Percona Server 8.0";
+
 /// Major, minor and patch of a server version string ("10.11.19-MariaDB-0+deb12u1").
 pub const fn parse_version(v: &[u8]) -> Option<[u32; 3]> {
     let mut parts = [0u32; 3];
@@ -266,6 +274,23 @@ pub const fn parse_version(v: &[u8]) -> Option<[u32; 3]> {
     } else {
         None
     }
+}
+
+/// True for Percona Server's version strings: its release number follows
+/// the version ("5.7.22-22", "5.7.22-22-log", PXC "5.7.22-22-57"); MySQL's
+/// suffixes are words ("-log", "-debug") or, in distribution builds, start
+/// with a number followed by letters ("5.7.42-0ubuntu0.18.04.1").
+pub fn is_percona(v: &str) -> bool {
+    let mut dots = 0;
+    let rest = v.trim_start_matches(|c: char| {
+        dots += usize::from(c == '.');
+        c.is_ascii_digit() || c == '.'
+    });
+    let Some(suffix) = rest.strip_prefix('-') else {
+        return false;
+    };
+    let release = suffix.split('-').next().unwrap_or_default();
+    dots == 2 && !release.is_empty() && release.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// `MYSQL_VERSION_ID` of a version: 10.11.19 is 101119.
@@ -357,6 +382,23 @@ mod version_tests {
             "99999.1.1",
         ] {
             assert_eq!(id(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn percona_is_told_from_its_release_number() {
+        for p in ["5.7.22-22", "5.7.22-22-log", "5.7.44-48-57", "8.0.27-18"] {
+            assert!(is_percona(p), "{p}");
+        }
+        for m in [
+            "5.7.41",
+            "5.7.41-log",
+            "5.7.41-debug-log",
+            "8.0.40",
+            "10.11.19-MariaDB",
+            "",
+        ] {
+            assert!(!is_percona(m), "{m}");
         }
     }
 
@@ -470,5 +512,163 @@ int main(void) {
             MATURITY_GAMMA as usize,
         ];
         assert_eq!(rust, c_layout());
+    }
+}
+
+/// The layouts above against the numbers measured from the headers of
+/// MySQL and Percona Server releases of this build's series
+/// (plugin/tests/abi/, see its README): the MySQL counterpart of the
+/// MariaDB test, which compiles against the installed header.
+#[cfg(all(test, not(feature = "mariadb")))]
+mod mysql_layout_tests {
+    use super::*;
+    use std::collections::BTreeMap;
+    use std::mem::{offset_of, size_of};
+
+    #[cfg(feature = "mysql57")]
+    const RELEASES: [&str; 2] = ["my5741", "ps5722"];
+    #[cfg(feature = "mysql80")]
+    const RELEASES: [&str; 2] = ["my8040", "ps8027"];
+
+    fn numbers(release: &str) -> BTreeMap<String, i64> {
+        let path = format!("{}/tests/abi/{release}.txt", env!("CARGO_MANIFEST_DIR"));
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        text.lines()
+            .filter_map(|l| l.split_once(' '))
+            .map(|(k, v)| (k.to_string(), v.trim().parse().unwrap()))
+            .collect()
+    }
+
+    /// (key of the ABI file, the plugin's value).
+    fn ours() -> Vec<(&'static str, i64)> {
+        macro_rules! at {
+            ($t:ty, $f:ident) => {
+                offset_of!($t, $f) as i64
+            };
+        }
+        #[allow(unused_mut)] // pushed to for 8.0
+        let mut v = vec![
+            ("sizeof.st_mysql_plugin", size_of::<PluginDecl>() as i64),
+            ("st_mysql_plugin.type", at!(PluginDecl, type_)),
+            ("st_mysql_plugin.info", at!(PluginDecl, info)),
+            ("st_mysql_plugin.name", at!(PluginDecl, name)),
+            ("st_mysql_plugin.author", at!(PluginDecl, author)),
+            ("st_mysql_plugin.descr", at!(PluginDecl, descr)),
+            ("st_mysql_plugin.license", at!(PluginDecl, license)),
+            ("st_mysql_plugin.init", at!(PluginDecl, init)),
+            ("st_mysql_plugin.deinit", at!(PluginDecl, deinit)),
+            ("st_mysql_plugin.version", at!(PluginDecl, version)),
+            ("st_mysql_plugin.status_vars", at!(PluginDecl, status_vars)),
+            ("st_mysql_plugin.system_vars", at!(PluginDecl, system_vars)),
+            ("st_mysql_plugin.__reserved1", at!(PluginDecl, reserved1)),
+            ("st_mysql_plugin.flags", at!(PluginDecl, flags)),
+            ("sizeof.st_mysql_daemon", size_of::<MysqlDaemon>() as i64),
+            ("sizeof.show_var", size_of::<ShowVar>() as i64),
+            ("show_var.name", at!(ShowVar, name)),
+            ("show_var.value", at!(ShowVar, value)),
+            ("show_var.type", at!(ShowVar, type_)),
+            ("show_var.scope", at!(ShowVar, scope)),
+            ("SHOW_UNDEF", SHOW_UNDEF as i64),
+            ("SHOW_VAR_FUNC_BUFF_SIZE", SHOW_BUFF_SIZE as i64),
+            ("MYSQL_DAEMON_PLUGIN", MYSQL_DAEMON_PLUGIN as i64),
+            ("PLUGIN_LICENSE_GPL", PLUGIN_LICENSE_GPL as i64),
+            ("sizeof.st_mysql_value", size_of::<MysqlValue>() as i64),
+            ("st_mysql_value.val_str", at!(MysqlValue, val_str)),
+            ("st_mysql_value.val_int", at!(MysqlValue, val_int)),
+            ("st_mysql_value.is_unsigned", at!(MysqlValue, is_unsigned)),
+            ("PLUGIN_VAR_LONG", PLUGIN_VAR_LONG as i64),
+            ("PLUGIN_VAR_LONGLONG", PLUGIN_VAR_LONGLONG as i64),
+            ("PLUGIN_VAR_STR", PLUGIN_VAR_STR as i64),
+            ("PLUGIN_VAR_UNSIGNED", PLUGIN_VAR_UNSIGNED as i64),
+            ("PLUGIN_VAR_THDLOCAL", PLUGIN_VAR_THDLOCAL as i64),
+            ("PLUGIN_VAR_READONLY", PLUGIN_VAR_READONLY as i64),
+            ("PLUGIN_VAR_NOCMDOPT", PLUGIN_VAR_NOCMDOPT as i64),
+            ("PLUGIN_VAR_NOCMDARG", PLUGIN_VAR_NOCMDARG as i64),
+            ("PLUGIN_VAR_MEMALLOC", PLUGIN_VAR_MEMALLOC as i64),
+            ("sizeof.thdvar_str", size_of::<ThdVarStr>() as i64),
+            ("thdvar_str.check", at!(SysVarHeader, check)),
+            ("thdvar_str.update", at!(SysVarHeader, update)),
+            ("thdvar_str.offset", at!(ThdVarStr, offset)),
+            ("thdvar_str.def_val", at!(ThdVarStr, def_val)),
+            ("thdvar_str.resolve", at!(ThdVarStr, resolve)),
+            ("sizeof.thdvar_ulong", size_of::<ThdVarNum<ULong>>() as i64),
+            ("thdvar_ulong.offset", at!(ThdVarNum<ULong>, offset)),
+            ("thdvar_ulong.def_val", at!(ThdVarNum<ULong>, def_val)),
+            ("thdvar_ulong.min_val", at!(ThdVarNum<ULong>, min_val)),
+            ("thdvar_ulong.max_val", at!(ThdVarNum<ULong>, max_val)),
+            ("thdvar_ulong.blk_sz", at!(ThdVarNum<ULong>, blk_sz)),
+            ("thdvar_ulong.resolve", at!(ThdVarNum<ULong>, resolve)),
+            (
+                "sizeof.thdvar_ulonglong",
+                size_of::<ThdVarNum<ULongLong>>() as i64,
+            ),
+            (
+                "thdvar_ulonglong.max_val",
+                at!(ThdVarNum<ULongLong>, max_val),
+            ),
+            (
+                "thdvar_ulonglong.resolve",
+                at!(ThdVarNum<ULongLong>, resolve),
+            ),
+            ("sizeof.sysvar_str", size_of::<SysVarStr>() as i64),
+            ("sysvar_str.value", at!(SysVarStr, value)),
+            ("sysvar_str.def_val", at!(SysVarStr, def_val)),
+            ("sizeof.long", size_of::<ULong>() as i64),
+        ];
+        #[cfg(feature = "mysql80")]
+        v.push((
+            "st_mysql_plugin.check_uninstall",
+            at!(PluginDecl, check_uninstall),
+        ));
+        v
+    }
+
+    #[test]
+    fn layouts_match_every_measured_release_of_the_series() {
+        for release in RELEASES {
+            let n = numbers(release);
+            for (key, value) in ours() {
+                assert_eq!(Some(&value), n.get(key), "{release}: {key}");
+            }
+            // SHOW_CHAR / SHOW_FUNC as the running server numbers them.
+            let version = if release.starts_with("ps") {
+                "5.7.22-22"
+            } else {
+                "5.7.41"
+            };
+            let extra = if cfg!(feature = "mysql57") && is_percona(version) {
+                crate::status::PERCONA57_EXTRA
+            } else {
+                0
+            };
+            assert_eq!(i64::from(SHOW_CHAR + extra), n["SHOW_CHAR"], "{release}");
+            assert_eq!(i64::from(SHOW_FUNC + extra), n["SHOW_FUNC"], "{release}");
+            // The server accepts the plugin's interface version.
+            let piv = n["MYSQL_PLUGIN_INTERFACE_VERSION"];
+            let ours = i64::from(PLUGIN_INTERFACE_VERSION);
+            assert!(
+                ours >= piv & !0xff && ours >> 8 <= piv >> 8,
+                "{release}: 0x{ours:x}"
+            );
+        }
+    }
+
+    /// Every variable's flags are ones the server knows (PLUGIN_VAR_MASK
+    /// differs between Oracle and Percona).
+    #[test]
+    fn variable_flags_are_inside_every_release_mask() {
+        let vars = crate::sysvars::SYSTEM_VARS.get();
+        for release in RELEASES {
+            let n = numbers(release);
+            let known =
+                n["PLUGIN_VAR_MASK"] | 0x7f | n["PLUGIN_VAR_UNSIGNED"] | n["PLUGIN_VAR_THDLOCAL"];
+            // SAFETY: the table is a static of null-terminated pointers to
+            // variables that start with a SysVarHeader.
+            for v in unsafe { &*vars }.iter().take_while(|v| !v.is_null()) {
+                // SAFETY: as above: every entry starts with a SysVarHeader.
+                let flags = unsafe { (*(*v as *const SysVarHeader)).flags };
+                assert_eq!(i64::from(flags) & !known, 0, "{release}: flags 0x{flags:x}");
+            }
+        }
     }
 }

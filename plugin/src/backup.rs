@@ -38,10 +38,13 @@ impl Drop for RunningGuard {
 /// status variables and (on failure) the error log. Err means the SET fails.
 pub fn run(thd: Thd, dest: Option<&str>) -> Result<(), ()> {
     let srv = server::get();
-    if let Err(msg) = srv.has_super(thd) {
-        server::log_line("ERROR", msg);
-        sysvars::set_last_error(thd, libc::EACCES, msg);
-        srv.raise_access_denied(thd);
+    if let Err(denied) = srv.authorize(thd) {
+        server::log_line("ERROR", denied.message);
+        sysvars::set_last_error(thd, libc::EACCES, denied.message);
+        // One error for the client: MySQL's check raised its own.
+        if !denied.raised {
+            srv.raise_access_denied(thd);
+        }
         return Err(());
     }
     // Before anything runs SQL through the server's sql service: that
@@ -64,7 +67,7 @@ pub fn run(thd: Thd, dest: Option<&str>) -> Result<(), ()> {
                 .join("; ");
             server::log_line("ERROR", &failure_line(&failures));
             sysvars::set_last_error(thd, failures[0].errno, &joined);
-            srv.warn(thd, &joined);
+            srv.fail_statement(thd, &joined);
             let kind = if failures[0].errno == libc::EINTR {
                 "killed"
             } else {

@@ -92,6 +92,7 @@ pub fn plan(s: &Settings) -> Result<Vec<SourceDir>, Failure> {
         .filter_map(|f| f.parent().map(Path::to_path_buf))
         .collect();
     remote.extend(symlinked_table_dirs(&datadir));
+    remote.extend(s.innodb_directories.iter().cloned());
     for r in remote {
         wanted.push(("data_directory".into(), String::new(), r));
     }

@@ -17,6 +17,8 @@ mod binlog;
 mod destination;
 mod error;
 mod exclude;
+#[cfg(feature = "mysql80")]
+mod grants;
 mod layout;
 mod library;
 mod manifest;
@@ -34,15 +36,20 @@ static DAEMON: ServerShared<MysqlDaemon> = ServerShared::new(MysqlDaemon {
 
 /// Runs when the server dlopen()s the plugin, before it reads the
 /// declarations: declares the running server's release as the daemon
-/// interface version, which the server requires to be its own.
+/// interface version, which the server requires to be its own, and numbers
+/// the status variables as the running server does.
 #[used]
 #[link_section = ".init_array"]
 static DECLARE_RUNNING_RELEASE: extern "C" fn() = declare_running_release;
 
 extern "C" fn declare_running_release() {
     let _ = std::panic::catch_unwind(|| {
-        let Some(v) = server::version().and_then(|v| parse_version(v.as_bytes())) else {
+        let Some(text) = server::version() else {
             return; // not in a server: keep the built-for release
+        };
+        status::adapt_to_server(&text);
+        let Some(v) = parse_version(text.as_bytes()) else {
+            return;
         };
         // SAFETY: constructors run inside dlopen(), before the server can
         // read DAEMON through the declarations (nothing else touches it).
@@ -55,6 +62,19 @@ unsafe extern "C" fn plugin_init(_p: *mut c_void) -> c_int {
         // Without server_version the server accepted the built-for release.
         if let Some(Err(why)) = server::version().map(|v| check_series(&v)) {
             server::log_line("ERROR", &why);
+            return 1;
+        }
+        let missing = server::missing();
+        if !missing.is_empty() {
+            server::log_line(
+                "ERROR",
+                &format!(
+                    "this server does not export what the plugin needs: {}; \
+                     this tokudb_backup.so is built for {}",
+                    missing.join("; "),
+                    SERVER_FAMILY
+                ),
+            );
             return 1;
         }
         sysvars::publish_versions();

@@ -51,10 +51,17 @@ pub struct LoadError {
     pub message: String,
 }
 
+#[cfg(feature = "mariadb")]
 const PRELOAD_HINT: &str = "libHotBackup is not loaded in the server: start mariadbd with the \
 library preloaded, e.g. LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libHotBackup.so.1 in the \
 environment of the server (systemd: `Environment=LD_PRELOAD=...` in a drop-in for \
 mariadb.service; mysqld_safe: `malloc-lib=` or LD_PRELOAD), then restart it";
+#[cfg(not(feature = "mariadb"))]
+const PRELOAD_HINT: &str = "libHotBackup is not loaded in the server: start mysqld with the \
+library preloaded, e.g. LD_PRELOAD=/usr/lib64/libHotBackup.so.1 (Debian/Ubuntu: \
+/usr/lib/x86_64-linux-gnu/libHotBackup.so.1) in the environment of the server (systemd: \
+`Environment=LD_PRELOAD=...` in a drop-in for mysqld.service on EL, mysql.service on \
+Debian/Ubuntu; mysqld_safe: `malloc-lib=` or LD_PRELOAD), then restart it";
 
 /// Finds the API in the process and checks its version.
 pub fn load() -> Result<Library, LoadError> {

@@ -1,9 +1,12 @@
 //! Functions of the running server, found by name at run time.
 //!
 //! The plugin links against nothing of the server: every function is looked up
-//! with `dlsym(RTLD_DEFAULT)` in the process (mariadbd exports them), so the
-//! same .so loads on builds that lack one of them, and a missing one degrades
-//! that feature instead of refusing to load.
+//! with `dlsym(RTLD_DEFAULT)` in the process (mariadbd and mysqld export them),
+//! under each name it has in the releases this build supports ([`names`]:
+//! MySQL 8.0's mysys and some of its sql layer are C++, so their names are
+//! mangled, and a signature change renames a function). The functions a
+//! backup cannot do without are checked when the plugin is installed
+//! ([`missing`]); the others degrade one feature when absent.
 
 use crate::abi::Thd;
 use crate::cstr;
@@ -17,14 +20,63 @@ type ProgressInit = unsafe extern "C" fn(Thd, c_uint);
 type ProgressReport = unsafe extern "C" fn(Thd, c_ulonglong, c_ulonglong);
 type ProgressEnd = unsafe extern "C" fn(Thd);
 type ThdKilled = unsafe extern "C" fn(Thd) -> c_int;
-/// `bool check_global_access(THD*, privilege_t, bool no_errors)`; true = denied.
-type CheckGlobalAccess = unsafe extern "C" fn(Thd, u64, bool) -> bool;
-type MyError = unsafe extern "C" fn(c_int, c_ulong, ...);
-type MyPrintfError = unsafe extern "C" fn(c_uint, *const c_char, c_ulong, ...);
-type MyStrdup = unsafe extern "C" fn(c_uint, *const c_char, c_ulong) -> *mut c_char;
+/// `myf`: ulong in MariaDB, int in MySQL 5.7 and 8.0.
+#[cfg(feature = "mariadb")]
+type Myf = c_ulong;
+#[cfg(not(feature = "mariadb"))]
+type Myf = c_int;
+type MyError = unsafe extern "C" fn(c_int, Myf, ...);
+type MyPrintfError = unsafe extern "C" fn(c_uint, *const c_char, Myf, ...);
+#[cfg(feature = "mariadb")]
+type MyStrdup = unsafe extern "C" fn(c_uint, *const c_char, Myf) -> *mut c_char;
+#[cfg(feature = "mariadb")]
 type MyFree = unsafe extern "C" fn(*mut c_void);
 type ThdStrmake = unsafe extern "C" fn(Thd, *const c_char, usize) -> *mut c_char;
 type ThdQueryId = unsafe extern "C" fn(Thd) -> c_ulonglong;
+
+/// `check_global_access` under each of its signatures; true = denied.
+#[derive(Clone, Copy)]
+enum GlobalAccess {
+    /// MariaDB: `(THD*, privilege_t, bool no_errors)`.
+    #[cfg(feature = "mariadb")]
+    NoErrors(unsafe extern "C" fn(Thd, u64, bool) -> bool),
+    /// MySQL 5.7, 8.0 up to 8.0.3x: `(THD*, ulong)`; raises the error itself.
+    #[cfg(not(feature = "mariadb"))]
+    Ulong(unsafe extern "C" fn(Thd, c_ulong) -> bool),
+    /// MySQL 8.0 with `Access_bitmask` (uint32_t): `(THD*, unsigned)`.
+    #[cfg(not(feature = "mariadb"))]
+    Bitmask(unsafe extern "C" fn(Thd, u32) -> bool),
+}
+
+/// The names a server function has, in every release the build supports.
+pub mod names {
+    pub const KILLED: &[&str] = &["thd_killed"];
+    pub const SET_PROC_INFO: &[&str] = &["set_thd_proc_info"];
+    #[cfg(feature = "mariadb")]
+    pub const CHECK_GLOBAL_ACCESS: &[&str] = &["_Z19check_global_accessP3THD11privilege_tb"];
+    #[cfg(not(feature = "mariadb"))]
+    pub const CHECK_GLOBAL_ACCESS: &[&str] = &["_Z19check_global_accessP3THDm"];
+    /// 8.0.39 and later (Access_bitmask).
+    #[cfg(not(feature = "mariadb"))]
+    pub const CHECK_GLOBAL_ACCESS_BITMASK: &[&str] = &["_Z19check_global_accessP3THDj"];
+    #[cfg(not(feature = "mysql80"))]
+    pub const MY_ERROR: &[&str] = &["my_error"];
+    #[cfg(feature = "mysql80")]
+    pub const MY_ERROR: &[&str] = &["_Z8my_erroriiz", "my_error"];
+    #[cfg(not(feature = "mysql80"))]
+    pub const MY_PRINTF_ERROR: &[&str] = &["my_printf_error"];
+    #[cfg(feature = "mysql80")]
+    pub const MY_PRINTF_ERROR: &[&str] = &["_Z15my_printf_errorjPKciz", "my_printf_error"];
+    /// Only MariaDB's build allocates server memory (sysvars::store_message).
+    #[cfg(feature = "mariadb")]
+    pub const MY_STRDUP: &[&str] = &["my_strdup"];
+    #[cfg(feature = "mariadb")]
+    pub const MY_FREE: &[&str] = &["my_free"];
+    /// C in service_thd_alloc.h of 5.7 and MariaDB; 8.0's header may leave
+    /// it C++.
+    pub const THD_STRMAKE: &[&str] = &["thd_strmake", "_Z11thd_strmakeP3THDPKcm"];
+    pub const THD_QUERY_ID: &[&str] = &["thd_query_id"];
+}
 
 /// Server functions; each is None when this server does not export it.
 pub struct Server {
@@ -33,10 +85,12 @@ pub struct Server {
     progress_report: Option<ProgressReport>,
     progress_end: Option<ProgressEnd>,
     killed: Option<ThdKilled>,
-    check_global_access: Option<CheckGlobalAccess>,
+    check_global_access: Option<GlobalAccess>,
     my_error: Option<MyError>,
     my_printf_error: Option<MyPrintfError>,
+    #[cfg(feature = "mariadb")]
     pub my_strdup: Option<MyStrdup>,
+    #[cfg(feature = "mariadb")]
     pub my_free: Option<MyFree>,
     thd_strmake: Option<ThdStrmake>,
     thd_query_id: Option<ThdQueryId>,
@@ -51,15 +105,10 @@ unsafe impl Send for Server {}
 // SAFETY: see Send; nothing in it is mutated after construction.
 unsafe impl Sync for Server {}
 
-/// `SUPER_ACL` (bit 15) in MariaDB's privilege_t and MySQL's ulong masks.
+/// `SUPER_ACL` (bit 15) in MariaDB's privilege_t and MySQL's masks.
 const SUPER_ACL: u64 = 1 << 15;
 /// `ER_SPECIFIC_ACCESS_DENIED_ERROR`.
 const ER_SPECIFIC_ACCESS_DENIED_ERROR: c_int = 1227;
-
-#[cfg(feature = "mariadb")]
-const CHECK_GLOBAL_ACCESS: &str = "_Z19check_global_accessP3THD11privilege_tb";
-#[cfg(not(feature = "mariadb"))]
-const CHECK_GLOBAL_ACCESS: &str = "_Z19check_global_accessP3THDm";
 
 /// Looks a symbol up in the whole process.
 pub fn lookup(name: &str) -> *mut c_void {
@@ -71,36 +120,122 @@ pub fn lookup(name: &str) -> *mut c_void {
     unsafe { libc::dlsym(libc::RTLD_DEFAULT, c.as_ptr()) }
 }
 
+/// The first of `names` the process exports.
+pub fn lookup_any(names: &[&str]) -> *mut c_void {
+    names
+        .iter()
+        .map(|n| lookup(n))
+        .find(|p| !p.is_null())
+        .unwrap_or(std::ptr::null_mut())
+}
+
 macro_rules! func {
-    ($name:expr, $ty:ty) => {{
-        let p = lookup($name);
+    ($names:expr, $ty:ty) => {{
+        let p = lookup_any($names);
         if p.is_null() {
             None
         } else {
-            // SAFETY: the symbol is the server's exported function of that name,
-            // whose C signature is $ty (see include/mysql/*.h of the server).
+            // SAFETY: the symbol is the server's exported function of that
+            // name, whose signature (as the name says, for a mangled one) is
+            // $ty (see include/mysql/*.h of the server).
             Some(unsafe { std::mem::transmute::<*mut c_void, $ty>(p) })
         }
     }};
 }
 
+#[cfg(feature = "mariadb")]
+fn global_access() -> Option<GlobalAccess> {
+    func!(
+        names::CHECK_GLOBAL_ACCESS,
+        unsafe extern "C" fn(Thd, u64, bool) -> bool
+    )
+    .map(GlobalAccess::NoErrors)
+}
+
+#[cfg(not(feature = "mariadb"))]
+fn global_access() -> Option<GlobalAccess> {
+    func!(
+        names::CHECK_GLOBAL_ACCESS,
+        unsafe extern "C" fn(Thd, c_ulong) -> bool
+    )
+    .map(GlobalAccess::Ulong)
+    .or_else(|| {
+        func!(
+            names::CHECK_GLOBAL_ACCESS_BITMASK,
+            unsafe extern "C" fn(Thd, u32) -> bool
+        )
+        .map(GlobalAccess::Bitmask)
+    })
+}
+
 pub fn get() -> &'static Server {
     static SERVER: OnceLock<Server> = OnceLock::new();
     SERVER.get_or_init(|| Server {
-        set_proc_info: func!("set_thd_proc_info", SetProcInfo),
-        progress_init: func!("thd_progress_init", ProgressInit),
-        progress_report: func!("thd_progress_report", ProgressReport),
-        progress_end: func!("thd_progress_end", ProgressEnd),
-        killed: func!("thd_killed", ThdKilled),
-        check_global_access: func!(CHECK_GLOBAL_ACCESS, CheckGlobalAccess),
-        my_error: func!("my_error", MyError),
-        my_printf_error: func!("my_printf_error", MyPrintfError),
-        my_strdup: func!("my_strdup", MyStrdup),
-        my_free: func!("my_free", MyFree),
-        thd_strmake: func!("thd_strmake", ThdStrmake),
-        thd_query_id: func!("thd_query_id", ThdQueryId),
+        set_proc_info: func!(names::SET_PROC_INFO, SetProcInfo),
+        progress_init: func!(&["thd_progress_init"], ProgressInit),
+        progress_report: func!(&["thd_progress_report"], ProgressReport),
+        progress_end: func!(&["thd_progress_end"], ProgressEnd),
+        killed: func!(names::KILLED, ThdKilled),
+        check_global_access: global_access(),
+        my_error: func!(names::MY_ERROR, MyError),
+        my_printf_error: func!(names::MY_PRINTF_ERROR, MyPrintfError),
+        #[cfg(feature = "mariadb")]
+        my_strdup: func!(names::MY_STRDUP, MyStrdup),
+        #[cfg(feature = "mariadb")]
+        my_free: func!(names::MY_FREE, MyFree),
+        thd_strmake: func!(names::THD_STRMAKE, ThdStrmake),
+        thd_query_id: func!(names::THD_QUERY_ID, ThdQueryId),
         sql_service: lookup("sql_service_handler"),
     })
+}
+
+/// The functions a backup needs that this server does not export, each
+/// with the names tried: the plugin refuses to install without them.
+pub fn missing() -> Vec<String> {
+    let s = get();
+    let mut need: Vec<(bool, &str, Vec<&str>)> = vec![
+        (s.killed.is_some(), "thd_killed", names::KILLED.to_vec()),
+        (s.my_error.is_some(), "my_error", names::MY_ERROR.to_vec()),
+        (
+            s.my_printf_error.is_some(),
+            "my_printf_error",
+            names::MY_PRINTF_ERROR.to_vec(),
+        ),
+        (
+            s.thd_strmake.is_some(),
+            "thd_strmake",
+            names::THD_STRMAKE.to_vec(),
+        ),
+    ];
+    #[cfg(feature = "mariadb")]
+    let cga = names::CHECK_GLOBAL_ACCESS.to_vec();
+    #[cfg(not(feature = "mariadb"))]
+    let cga = [
+        names::CHECK_GLOBAL_ACCESS,
+        names::CHECK_GLOBAL_ACCESS_BITMASK,
+    ]
+    .concat();
+    need.push((s.check_global_access.is_some(), "check_global_access", cga));
+    #[cfg(feature = "mariadb")]
+    need.extend([
+        (
+            s.my_strdup.is_some(),
+            "my_strdup",
+            names::MY_STRDUP.to_vec(),
+        ),
+        (s.my_free.is_some(), "my_free", names::MY_FREE.to_vec()),
+    ]);
+    need.into_iter()
+        .filter(|(found, ..)| !found)
+        .map(|(_, what, tried)| format!("{what} (tried {})", tried.join(", ")))
+        .collect()
+}
+
+/// Why a session may not run a backup.
+pub struct Denied {
+    pub message: &'static str,
+    /// The server already raised its access-denied error for the statement.
+    pub raised: bool,
 }
 
 impl Server {
@@ -143,20 +278,45 @@ impl Server {
         }
     }
 
-    /// Ok when the session's user holds SUPER. Fails closed when the server
+    /// Ok when the session's user may run a backup: SUPER, or on MySQL 8.0
+    /// the dynamic privilege BACKUP_ADMIN. Fails closed when the server
     /// offers no way to ask.
-    pub fn has_super(&self, thd: Thd) -> Result<(), &'static str> {
-        match self.check_global_access {
-            Some(f) => {
-                // SAFETY: thd is the live THD of the statement; no_errors=true
-                // makes the server only answer, without raising an error itself.
-                if unsafe { f(thd, SUPER_ACL, true) } {
-                    Err("access denied: setting tokudb_backup_dir requires the SUPER privilege")
-                } else {
-                    Ok(())
-                }
+    pub fn authorize(&self, thd: Thd) -> Result<(), Denied> {
+        #[cfg(feature = "mysql80")]
+        if crate::grants::has_global_grant(thd, "BACKUP_ADMIN") {
+            return Ok(());
+        }
+        #[cfg(not(feature = "mysql80"))]
+        const DENIED: &str =
+            "access denied: setting tokudb_backup_dir requires the SUPER privilege";
+        #[cfg(feature = "mysql80")]
+        const DENIED: &str =
+            "access denied: setting tokudb_backup_dir requires the BACKUP_ADMIN or SUPER privilege";
+        // SAFETY: thd is the live THD of the statement; the signature is the
+        // one the symbol's (mangled) name states.
+        let denied = unsafe {
+            match self.check_global_access {
+                #[cfg(feature = "mariadb")]
+                // no_errors=true: the server only answers.
+                Some(GlobalAccess::NoErrors(f)) => f(thd, SUPER_ACL, true).then_some(false),
+                // MySQL raises ER_SPECIFIC_ACCESS_DENIED_ERROR itself.
+                #[cfg(not(feature = "mariadb"))]
+                Some(GlobalAccess::Ulong(f)) => f(thd, SUPER_ACL as c_ulong).then_some(true),
+                #[cfg(not(feature = "mariadb"))]
+                Some(GlobalAccess::Bitmask(f)) => f(thd, SUPER_ACL as u32).then_some(true),
+                None => return Err(Denied {
+                    message:
+                        "cannot check privileges: this server does not export check_global_access",
+                    raised: false,
+                }),
             }
-            None => Err("cannot check privileges: this server does not export check_global_access"),
+        };
+        match denied {
+            None => Ok(()),
+            Some(raised) => Err(Denied {
+                message: DENIED,
+                raised,
+            }),
         }
     }
 
@@ -191,20 +351,39 @@ impl Server {
 const ER_UNKNOWN_ERROR: c_uint = 1105;
 /// MariaDB's ME_WARNING flag: push a warning instead of raising an error.
 #[cfg(feature = "mariadb")]
-const ME_WARNING: c_ulong = 2048;
+const ME_WARNING: Myf = 2048;
 
 impl Server {
-    /// Adds `msg` to the statement's warnings (SHOW WARNINGS), so the client
-    /// sees the cause next to the generic "can't be set" error.
-    pub fn warn(&self, _thd: Thd, msg: &str) {
-        #[cfg(feature = "mariadb")]
+    fn printf_error(&self, msg: &str, flags: Myf) {
         if let Some(f) = self.my_printf_error {
             let c = CString::new(msg.replace('\0', " ")).unwrap_or_default();
             // SAFETY: the format "%s" takes exactly the one string passed.
-            unsafe { f(ER_UNKNOWN_ERROR, cstr!("%s"), ME_WARNING, c.as_ptr()) };
+            unsafe { f(ER_UNKNOWN_ERROR, cstr!("%s"), flags, c.as_ptr()) };
         }
+    }
+
+    /// Adds `msg` to the statement's warnings (SHOW WARNINGS) where the
+    /// server has a flag for that (MariaDB); MySQL has none that all its
+    /// releases share, so there it is only in the error log.
+    pub fn warn(&self, _thd: Thd, msg: &str) {
+        #[cfg(feature = "mariadb")]
+        self.printf_error(msg, ME_WARNING);
         #[cfg(not(feature = "mariadb"))]
-        let _ = (msg, self.my_printf_error, ER_UNKNOWN_ERROR);
+        let _ = msg;
+    }
+
+    /// Gives the client the cause of a failed SET: MariaDB adds it as a
+    /// warning next to its generic "can't be set" error; MySQL raises no
+    /// error of its own when the check already raised one, so `msg` is the
+    /// statement's error there.
+    pub fn fail_statement(&self, thd: Thd, msg: &str) {
+        #[cfg(feature = "mariadb")]
+        self.warn(thd, msg);
+        #[cfg(not(feature = "mariadb"))]
+        {
+            let _ = thd;
+            self.printf_error(&format!("tokudb_backup: {msg}"), 0);
+        }
     }
 }
 
@@ -221,7 +400,7 @@ pub fn version() -> Option<String> {
     char_array("server_version")
 }
 
-/// Writes one line to the server's error log (mariadbd's stderr is the log).
+/// Writes one line to the server's error log (the server's stderr is the log).
 pub fn log_line(level: &str, msg: &str) {
     let mut line = format!("{} 0 [{level}] tokudb_backup: ", local_timestamp());
     // One line per event: newlines in paths or messages would split it.

@@ -4,8 +4,11 @@
 //! to run queries on a local, internal connection; it answers every setting
 //! (`@@innodb_undo_directory`, `@@aria_log_dir_path`, ...) and the paths of
 //! tablespaces created with DATA DIRECTORY, through documented interfaces.
-//! Servers without it fall back to the exported data symbols, which cover the
-//! datadir, the binary log, the pid file and the socket.
+//! Servers without it (MySQL 5.7 and 8.0) are read through their exported
+//! variables: the datadir, the binary log, the pid file, the socket and
+//! InnoDB's directories (`srv_*`, `char *` in 5.7 and 8.0), and the files
+//! that name DATA DIRECTORY tablespaces: 5.7's `.isl` files in the datadir;
+//! 8.0 only creates them in known directories (innodb_directories).
 
 use crate::error::Failure;
 use crate::server::{self, char_array, lookup};
@@ -143,6 +146,8 @@ pub struct Settings {
     pub server_version: String,
     /// Files of InnoDB tablespaces outside the datadir (DATA DIRECTORY).
     pub remote_files: Vec<PathBuf>,
+    /// innodb_directories (MySQL 8.0): where its DATA DIRECTORY tablespaces are.
+    pub innodb_directories: Vec<PathBuf>,
 }
 
 /// Paths in settings are relative to the datadir (the server chdir()s there).
@@ -200,6 +205,7 @@ fn read_sql(l: &Local) -> Result<Settings, Failure> {
         socket: abs(d, l.var("socket")),
         server_version: l.var("version").unwrap_or_default(),
         remote_files,
+        innodb_directories: Vec::new(),
         datadir,
     })
 }
@@ -218,14 +224,65 @@ fn read_symbols() -> Result<Settings, Failure> {
     let datadir = char_array("mysql_real_data_home")
         .map(PathBuf::from)
         .ok_or_else(|| Failure::new(libc::ENOSYS, "cannot find the server's datadir"))?;
-    let basename = abs(&datadir, char_ptr("log_bin_basename"));
+    let d = &datadir;
+    let basename = abs(d, char_ptr("log_bin_basename"));
+    let index = abs(d, char_ptr("log_bin_index"))
+        .or_else(|| basename.as_ref().map(|b| b.with_extension("index")));
+    let innodb_directories = char_ptr("srv_innodb_directories")
+        .map(|v| {
+            v.split(';')
+                .filter_map(|p| abs(d, Some(p.trim().to_string())))
+                .collect()
+        })
+        .unwrap_or_default();
     Ok(Settings {
+        innodb_data_home_dir: abs(d, char_ptr("srv_data_home")),
+        innodb_log_group_home_dir: abs(d, char_ptr("srv_log_group_home_dir")),
+        innodb_undo_directory: abs(d, char_ptr("srv_undo_dir")),
         log_bin: basename.is_some(),
-        log_bin_index: basename.as_ref().map(|b| b.with_extension("index")),
+        log_bin_index: index,
         log_bin_basename: basename,
-        pid_file: abs(&datadir, char_array("pidfile_name")),
-        socket: abs(&datadir, char_ptr("mysqld_unix_port")),
+        pid_file: abs(d, char_array("pidfile_name")),
+        socket: abs(d, char_ptr("mysqld_unix_port")),
+        server_version: server::version().unwrap_or_default(),
+        remote_files: isl_targets(d),
+        innodb_directories,
         datadir,
         ..Settings::default()
     })
+}
+
+/// The tablespace files that `.isl` files in the datadir's database
+/// directories point to (InnoDB of MySQL 5.7 writes one per DATA DIRECTORY
+/// table: the .ibd's path, as text).
+fn isl_targets(datadir: &Path) -> Vec<PathBuf> {
+    let Ok(dbs) = std::fs::read_dir(datadir) else {
+        return Vec::new();
+    };
+    dbs.flatten()
+        .filter(|db| db.file_type().is_ok_and(|t| t.is_dir()))
+        .filter_map(|db| std::fs::read_dir(db.path()).ok())
+        .flat_map(|files| files.flatten())
+        .filter(|f| f.path().extension().is_some_and(|e| e == "isl"))
+        .filter_map(|f| std::fs::read_to_string(f.path()).ok())
+        .map(|t| PathBuf::from(t.trim_end_matches(['\n', '\r', '\0'])))
+        .filter(|p| p.is_absolute())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn isl_files_name_the_remote_tablespaces() {
+        let d = std::env::temp_dir().join(format!("tokudb_backup_isl_{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(d.join("db1")).unwrap();
+        std::fs::write(d.join("db1/t1.isl"), "/ext/db1/t1.ibd").unwrap();
+        std::fs::write(d.join("db1/t2.isl"), "relative/t2.ibd\n").unwrap();
+        std::fs::write(d.join("db1/t3.frm"), "/not/a/path").unwrap();
+        assert_eq!(isl_targets(&d), vec![PathBuf::from("/ext/db1/t1.ibd")]);
+        std::fs::remove_dir_all(&d).unwrap();
+    }
 }

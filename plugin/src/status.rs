@@ -6,6 +6,7 @@
 use crate::abi::{ShowFunc, ShowVar, Thd, SHOW_BUFF_SIZE, SHOW_CHAR, SHOW_FUNC, SHOW_UNDEF};
 use crate::cstr;
 use std::ffi::{c_char, c_int, c_void};
+use std::sync::atomic::{AtomicI32, Ordering::Relaxed};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -17,6 +18,28 @@ const RATE_WINDOW: Duration = Duration::from_secs(2);
 const SAMPLE_EVERY: Duration = Duration::from_millis(100);
 /// ...kept in a ring that spans more than RATE_WINDOW.
 const SAMPLES: usize = 32;
+
+/// `SHOW_CHAR` of the running server, written by [`adapt_to_server`].
+static SHOW_CHAR_NOW: AtomicI32 = AtomicI32::new(SHOW_CHAR);
+
+/// Percona Server 5.7's `enum_mysql_show_type` has three entries of its own
+/// before SHOW_FUNC (SHOW_CHAR = 8, SHOW_FUNC = 11 there), MySQL 5.7's has
+/// not; the numbers are otherwise the same. Runs in the library constructor,
+/// before the server reads the table.
+pub fn adapt_to_server(version: &str) {
+    if cfg!(feature = "mysql57") && crate::abi::is_percona(version) {
+        SHOW_CHAR_NOW.store(SHOW_CHAR + PERCONA57_EXTRA, Relaxed);
+        // SAFETY: runs inside dlopen(), before the server can read the
+        // table (see lib.rs); nothing else touches it then.
+        let vars = unsafe { &mut *STATUS_VARS.get() };
+        for v in vars.iter_mut().filter(|v| v.type_ == SHOW_FUNC) {
+            v.type_ = SHOW_FUNC + PERCONA57_EXTRA;
+        }
+    }
+}
+
+/// The entries Percona Server 5.7 adds before SHOW_CHAR and SHOW_FUNC.
+pub const PERCONA57_EXTRA: c_int = 3;
 
 /// What the status variables show.
 pub struct Progress {
@@ -138,7 +161,7 @@ unsafe fn show(name: &str, var: *mut ShowVar, buff: *mut c_char) -> c_int {
     unsafe {
         std::ptr::copy_nonoverlapping(bytes.as_ptr(), buff as *mut u8, n);
         *buff.add(n) = 0;
-        (*var).type_ = SHOW_CHAR;
+        (*var).type_ = SHOW_CHAR_NOW.load(Relaxed);
         (*var).value = buff as *mut c_void;
     }
     0

@@ -53,11 +53,32 @@ pub static LAST_ERROR: ServerShared<ThdVarNum<ULong>> = ServerShared::new(ThdVar
     resolve: None,
 });
 
-pub static LAST_ERROR_STRING: ServerShared<ThdVarStr> = ServerShared::new(session_str_var(
-    cstr!("last_error_string"),
-    cstr!("Message of the last backup error of this session (several are joined with '; ')"),
-    None,
-));
+/// MariaDB: MEMALLOC, the server frees the value with my_free, so the plugin
+/// stores my_strdup copies. MySQL 5.7 and 8.0 keep MEMALLOC values behind a
+/// hidden header that only their own update code may write (and 5.7 exports
+/// none for plugins), so there the variable is read-only without MEMALLOC
+/// and the plugin owns its value (see `owned`).
+pub static LAST_ERROR_STRING: ServerShared<ThdVarStr> = ServerShared::new(ThdVarStr {
+    header: header(
+        LAST_ERROR_STRING_FLAGS,
+        cstr!("last_error_string"),
+        cstr!("Message of the last backup error of this session (several are joined with '; ')"),
+        None,
+        None,
+    ),
+    offset: 0,
+    def_val: std::ptr::null(),
+    resolve: None,
+});
+
+#[cfg(feature = "mariadb")]
+const LAST_ERROR_STRING_FLAGS: c_int = SESSION_STR;
+#[cfg(not(feature = "mariadb"))]
+pub const LAST_ERROR_STRING_FLAGS: c_int = PLUGIN_VAR_STR
+    | PLUGIN_VAR_THDLOCAL
+    | PLUGIN_VAR_READONLY
+    | PLUGIN_VAR_NOCMDOPT
+    | PLUGIN_VAR_NOCMDARG;
 
 pub static EXCLUDE: ServerShared<ThdVarStr> = ServerShared::new(session_str_var(
     cstr!("exclude"),
@@ -195,29 +216,88 @@ pub fn session_settings(thd: Thd) -> SessionSettings {
 
 /// Records the outcome of a backup in the session's error variables.
 pub fn set_last_error(thd: Thd, errno: i32, message: &str) {
-    let srv = server::get();
-    // SAFETY: resolve gives this session's storage (see session_str). The
-    // string variable is MEMALLOC: the server frees it with my_free, so it is
-    // allocated with the server's my_strdup.
+    // SAFETY: resolve gives this session's storage (see session_str).
     unsafe {
         let le = &*LAST_ERROR.get();
         if let Some(r) = le.resolve {
             *r(thd, le.offset) = errno.max(0) as ULong;
         }
         let ls = &*LAST_ERROR_STRING.get();
-        if let (Some(r), Some(strdup), Some(free)) = (ls.resolve, srv.my_strdup, srv.my_free) {
-            let slot = r(thd, ls.offset);
-            let old = *slot;
-            *slot = if message.is_empty() {
-                std::ptr::null_mut()
-            } else {
-                let c = CString::new(message.replace('\0', " ")).unwrap_or_default();
-                strdup(0, c.as_ptr(), 0)
-            };
-            if !old.is_null() {
-                free(old as *mut c_void);
-            }
+        if let Some(r) = ls.resolve {
+            store_message(thd, r(thd, ls.offset), message);
         }
+    }
+}
+
+/// Replaces the session's last_error_string with `message`.
+///
+/// # Safety
+/// `slot` is `thd`'s storage of the variable, from its resolve function.
+#[cfg(feature = "mariadb")]
+unsafe fn store_message(_thd: Thd, slot: *mut *mut c_char, message: &str) {
+    let srv = server::get();
+    let (Some(strdup), Some(free)) = (srv.my_strdup, srv.my_free) else {
+        return;
+    };
+    // SAFETY: MEMALLOC on MariaDB: the server frees the value with my_free,
+    // so it is allocated with the server's my_strdup (plugin_init checked
+    // both exist); slot is valid per the caller.
+    unsafe {
+        let old = *slot;
+        *slot = if message.is_empty() {
+            std::ptr::null_mut()
+        } else {
+            let c = CString::new(message.replace('\0', " ")).unwrap_or_default();
+            strdup(0, c.as_ptr(), 0)
+        };
+        if !old.is_null() {
+            free(old as *mut c_void);
+        }
+    }
+}
+
+/// Replaces the session's last_error_string with `message`.
+///
+/// # Safety
+/// `slot` is `thd`'s storage of the variable, from its resolve function.
+#[cfg(not(feature = "mariadb"))]
+unsafe fn store_message(thd: Thd, slot: *mut *mut c_char, message: &str) {
+    let c =
+        (!message.is_empty()).then(|| CString::new(message.replace('\0', " ")).unwrap_or_default());
+    let p = c
+        .as_ref()
+        .map_or(std::ptr::null_mut(), |c| c.as_ptr() as *mut c_char);
+    // SAFETY: slot is valid per the caller; the variable is not MEMALLOC,
+    // so the server never frees nor copies what it points to, and `owned`
+    // keeps the string alive after the slot stops naming it.
+    unsafe { *slot = p };
+    owned::keep(thd, c);
+}
+
+/// The strings the plugin stored in MySQL sessions' last_error_string,
+/// by session. The previous value is kept too, so that a reader of another
+/// session's variables (performance_schema.variables_by_thread) that took
+/// the old pointer just before the swap still reads a live string; one
+/// entry stays per THD address that ever ran a backup (a new session at the
+/// same address replaces it).
+#[cfg(not(feature = "mariadb"))]
+mod owned {
+    use super::Thd;
+    use std::collections::HashMap;
+    use std::ffi::CString;
+    use std::sync::Mutex;
+
+    type Kept = [Option<CString>; 2];
+    static KEPT: Mutex<Option<HashMap<usize, Kept>>> = Mutex::new(None);
+
+    pub fn keep(thd: Thd, current: Option<CString>) {
+        let mut g = KEPT.lock().unwrap_or_else(|p| p.into_inner());
+        let slot = g
+            .get_or_insert_with(HashMap::new)
+            .entry(thd as usize)
+            .or_default();
+        slot[1] = slot[0].take();
+        slot[0] = current;
     }
 }
 
@@ -320,7 +400,7 @@ unsafe extern "C" fn check_backup_dir(
         if let Err(why) = unsafe { save_string(thd, save, dest.as_deref()) } {
             server::log_line("ERROR", why);
             set_last_error(thd, libc::ENOMEM, why);
-            server::get().warn(thd, why);
+            server::get().fail_statement(thd, why);
             return 1;
         }
         match backup::run(thd, dest.as_deref()) {
@@ -351,13 +431,13 @@ unsafe extern "C" fn check_exclude(
         if let Some(p) = pattern.as_deref().filter(|p| !p.is_empty()) {
             if let Err(e) = exclude::Exclude::new(p) {
                 let msg = format!("tokudb_backup_exclude: invalid regular expression '{p}': {e}");
-                server::get().warn(thd, &msg);
+                server::get().fail_statement(thd, &msg);
                 return 1;
             }
         }
         // SAFETY: save is this check's save area.
         if let Err(why) = unsafe { save_string(thd, save, pattern.as_deref()) } {
-            server::get().warn(thd, &format!("tokudb_backup_exclude: {why}"));
+            server::get().fail_statement(thd, &format!("tokudb_backup_exclude: {why}"));
             return 1;
         }
         set_pending(thd, |p| p.exclude = Some(pattern));

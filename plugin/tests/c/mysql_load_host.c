@@ -1,0 +1,419 @@
+/*
+ * A stand-in for mysqld loading tokudb_backup.so, with the numbers of one
+ * MySQL or Percona Server release (plugin/tests/abi/<release>.txt, measured
+ * from that release's headers). It applies the checks of the server's
+ * sql_plugin.cc (plugin_dl_add, plugin_add, test_plugin_options) and reads
+ * every variable the way the server does, so that it fails where that
+ * server would refuse or misread the plugin:
+ *
+ *   mysql_load_host ABI_FILE PLUGIN_SO SERVER_VERSION
+ *
+ * SERVER_VERSION names the release played (MYSQL_VERSION_ID is taken from
+ * it); the ABI file gives the structures and numbers of its series.
+ *
+ * It exports what the plugin looks up in the server, under the names of
+ * the release: `server_version`, and C or C++-mangled functions (build with
+ * -DMYSQL80 for 8.0's mangled mysys names, -DACCESS_BITMASK for 8.0.39's
+ * check_global_access, -DNO_CHECK_GLOBAL_ACCESS for a server without it).
+ * Exit status 0: the server would load and read the plugin correctly.
+ */
+#include <dlfcn.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+char server_version[64];
+/* The server's variables the plugin reads its directories from (set from
+ * HOST_* environment variables; see backup_scenario). */
+char mysql_real_data_home[512];
+char pidfile_name[512];
+char *mysqld_unix_port;
+char *log_bin_basename, *log_bin_index;
+char *srv_data_home, *srv_log_group_home_dir, *srv_undo_dir, *srv_innodb_directories;
+
+/* ---- what the plugin looks up in the server ---- */
+typedef struct { char unused[64]; } THD;
+static THD the_thd;
+/* Errors raised on the statement (the server keeps one per statement). */
+static int errors_raised;
+static int deny_super;
+int thd_killed(const void *thd) { (void)thd; return 0; }
+char *thd_strmake(void *thd, const char *s, size_t n) { (void)thd; return strndup(s, n); }
+#ifdef MYSQL80
+void _Z8my_erroriiz(int nr, int flags, ...) { errors_raised++; fprintf(stderr, "host: my_error %d %d\n", nr, flags); }
+void _Z15my_printf_errorjPKciz(unsigned nr, const char *fmt, int flags, ...) {
+    (void)fmt; errors_raised++; fprintf(stderr, "host: my_printf_error %u %d\n", nr, flags);
+}
+#else
+void my_error(int nr, int flags, ...) { errors_raised++; fprintf(stderr, "host: my_error %d %d\n", nr, flags); }
+void my_printf_error(unsigned nr, const char *fmt, int flags, ...) {
+    (void)fmt; errors_raised++; fprintf(stderr, "host: my_printf_error %u %d\n", nr, flags);
+}
+#endif
+#ifdef MYSQL80
+/* 8.0's dynamic privileges: the security context service (C), the plugin
+ * registry (C++ names) and its global_grants_check service. */
+static int grant_backup_admin;
+static char the_ctx;
+char thd_get_security_context(void *thd, void **ctx) { (void)thd; *ctx = &the_ctx; return 0; }
+static int has_global_grant(void *ctx, const char *priv, size_t len) {
+    return ctx == &the_ctx && grant_backup_admin && len == 12 && !memcmp(priv, "BACKUP_ADMIN", 12);
+}
+static struct { int (*has_global_grant)(void *, const char *, size_t); } grants = {has_global_grant};
+static int acquired;
+static int reg_acquire(const char *name, void **h) {
+    if (strcmp(name, "global_grants_check")) return 1;
+    acquired++;
+    *h = &grants;
+    return 0;
+}
+static int reg_release(void *h) { (void)h; acquired--; return 0; }
+static struct { int (*acquire)(const char *, void **); void *related; int (*release)(void *); } registry = {
+    reg_acquire, NULL, reg_release};
+void *_Z29mysql_plugin_registry_acquirev(void) { acquired++; return &registry; }
+int _Z29mysql_plugin_registry_releasePK16s_mysql_registry(void *r) { (void)r; acquired--; return 0; }
+#endif
+#ifndef NO_CHECK_GLOBAL_ACCESS
+#ifdef ACCESS_BITMASK
+#define CGA_ARG uint32_t
+#define CGA _Z19check_global_accessP3THDj
+#else
+#define CGA_ARG unsigned long
+#define CGA _Z19check_global_accessP3THDm
+#endif
+/* As the server's: on denial it raises ER_SPECIFIC_ACCESS_DENIED_ERROR. */
+_Bool CGA(THD *thd, CGA_ARG want) {
+    (void)thd;
+    if (want != 1UL << 15) fprintf(stderr, "host: check_global_access asked for 0x%lx, not SUPER\n", (unsigned long)want);
+    if (deny_super || want != 1UL << 15) errors_raised++;
+    return deny_super || want != 1UL << 15;
+}
+#endif
+
+/* ---- the release's numbers ---- */
+static char keys[256][64];
+static long vals[256];
+static int nkeys;
+
+static long num(const char *key) {
+    for (int i = 0; i < nkeys; i++)
+        if (!strcmp(keys[i], key)) return vals[i];
+    fprintf(stderr, "host: the ABI file has no '%s'\n", key);
+    exit(2);
+}
+
+static int failures;
+#define FAIL(...) do { fprintf(stderr, "REFUSED: " __VA_ARGS__); fputc('\n', stderr); failures++; } while (0)
+
+#define AT(base, type, key) (*(type *)((char *)(base) + num(key)))
+
+/* The server's resolve for session variables: offset into its block. */
+static char session_block[4096] __attribute__((aligned(16)));
+static void *resolve(void *thd, int offset) { (void)thd; return session_block + offset; }
+
+static int initialized;
+static void *var_dir, *var_last_error, *var_last_error_string;
+
+static void check_sysvar(void *v) {
+    int flags = *(int *)v;
+    const char *name = AT(v, const char *, "thdvar_str.name");
+    if (!strcmp(name, "dir")) var_dir = v;
+    if (!strcmp(name, "last_error")) var_last_error = v;
+    if (!strcmp(name, "last_error_string")) var_last_error_string = v;
+    long mask = num("PLUGIN_VAR_MASK") | 0x7f | num("PLUGIN_VAR_UNSIGNED") | num("PLUGIN_VAR_THDLOCAL");
+    if (flags & ~mask) FAIL("variable %s: flags 0x%x outside the server's PLUGIN_VAR_MASK", name, flags);
+    int type = flags & 0x7f;
+    int thd = flags & num("PLUGIN_VAR_THDLOCAL");
+    const char *kind = type == num("PLUGIN_VAR_STR") ? "str"
+                       : type == num("PLUGIN_VAR_LONG") ? "ulong"
+                       : type == num("PLUGIN_VAR_LONGLONG") ? "ulonglong" : NULL;
+    if (!kind) { FAIL("variable %s: unknown type code 0x%x", name, type); return; }
+    char k[64];
+    if (thd) {
+        /* The server assigns the offset and resolve function. */
+        snprintf(k, sizeof k, "thdvar_%s.offset", kind);
+        static int next = 0;
+        *(int *)((char *)v + num(k)) = next;
+        next += 16;
+        snprintf(k, sizeof k, "thdvar_%s.resolve", kind);
+        *(void **)((char *)v + num(k)) = (void *)resolve;
+        /* A new session starts with the default values. */
+        snprintf(k, sizeof k, "thdvar_%s.def_val", kind);
+        memcpy(session_block + next - 16, (char *)v + num(k), 8);
+    } else if (type == num("PLUGIN_VAR_STR") && initialized) {
+        char **value = AT(v, char **, "sysvar_str.value");
+        printf("  @@tokudb_backup_%s = '%s'\n", name, value && *value ? *value : "");
+    }
+    if (type != num("PLUGIN_VAR_STR") && thd) {
+        snprintf(k, sizeof k, "thdvar_%s.def_val", kind);
+        unsigned long long def = *(unsigned long long *)((char *)v + num(k));
+        snprintf(k, sizeof k, "thdvar_%s.min_val", kind);
+        unsigned long long min = *(unsigned long long *)((char *)v + num(k));
+        snprintf(k, sizeof k, "thdvar_%s.max_val", kind);
+        unsigned long long max = *(unsigned long long *)((char *)v + num(k));
+        if (def < min || def > max) FAIL("variable %s: default %llu outside [%llu, %llu]", name, def, min, max);
+    }
+    if (type == num("PLUGIN_VAR_STR") && thd && (flags & num("PLUGIN_VAR_MEMALLOC")) &&
+        !(flags & num("PLUGIN_VAR_READONLY")) && !AT(v, void *, "thdvar_str.check"))
+        printf("  note: %s is set by the server's own update\n", name);
+    if (!initialized) printf("  variable %s flags 0x%x (%s%s)\n", name, flags, thd ? "session " : "global ", kind);
+}
+
+typedef int (*show_func)(void *thd, void *var, char *buff);
+typedef int (*init_func)(void *);
+
+static void check_status(void *vars) {
+    long size = num("sizeof.show_var");
+    long buff_size = num("SHOW_VAR_FUNC_BUFF_SIZE");
+    int n = 0;
+    for (char *v = vars; AT(v, const char *, "show_var.name"); v += size, n++) {
+        const char *name = AT(v, const char *, "show_var.name");
+        int type = AT(v, int, "show_var.type");
+        if (AT(v, int, "show_var.scope") != num("SHOW_SCOPE_GLOBAL"))
+            FAIL("status %s: scope %d is not SHOW_SCOPE_GLOBAL", name, AT(v, int, "show_var.scope"));
+        if (type != num("SHOW_FUNC")) {
+            FAIL("status %s: type %d, this server's SHOW_FUNC is %ld: it would print the function's code",
+                 name, type, num("SHOW_FUNC"));
+            continue;
+        }
+        /* As show_status_array(): call into a copy with the server's buffer. */
+        char tmp[256];
+        memcpy(tmp, v, size);
+        char *buff = malloc(buff_size + 64);
+        memset(buff, 0x5a, buff_size + 64);
+        while (AT(tmp, int, "show_var.type") == num("SHOW_FUNC"))
+            ((show_func)AT(tmp, void *, "show_var.value"))(&the_thd, tmp, buff);
+        for (int i = 0; i < 64; i++)
+            if (buff[buff_size + i] != 0x5a) { FAIL("status %s: wrote past the %ld-byte buffer", name, buff_size); break; }
+        if (AT(tmp, int, "show_var.type") != num("SHOW_CHAR"))
+            FAIL("status %s: answered type %d, this server's SHOW_CHAR is %ld", name, AT(tmp, int, "show_var.type"), num("SHOW_CHAR"));
+        else if (AT(tmp, char *, "show_var.value") != buff || strnlen(buff, buff_size) == (size_t)buff_size)
+            FAIL("status %s: value not a string in the server's buffer", name);
+        else
+            printf("  %s = '%s'\n", name, buff);
+        free(buff);
+    }
+    if (n == 0) FAIL("no status variables");
+}
+
+/* st_mysql_value holding one string, as the server passes a SET value. */
+struct value { int (*value_type)(struct value *); const char *(*val_str)(struct value *, char *, int *);
+               int (*val_real)(struct value *, double *); int (*val_int)(struct value *, long long *);
+               int (*is_unsigned)(struct value *); };
+static const char *set_to;
+static int value_type(struct value *v) { (void)v; return 0; }
+static const char *val_str(struct value *v, char *buf, int *len) { (void)v; (void)buf; *len = strlen(set_to); return set_to; }
+
+typedef int (*check_func)(void *thd, void *var, void *save, struct value *value);
+
+/* SET tokudb_backup_dir = DEST as the server runs it: the check, then
+ * (on success) the update. Returns the check's result. */
+static int set_dir(const char *dest) {
+    struct value v = {value_type, val_str, NULL, NULL, NULL};
+    set_to = dest;
+    errors_raised = 0;
+    char save[64];
+    return AT(var_dir, check_func, "thdvar_str.check")(&the_thd, var_dir, save, &v);
+}
+
+static void *session(void *var, const char *kind);
+
+/* ---- a MySQL binary log, event by event ---- */
+static unsigned char binlog[4096];
+static size_t binlog_len;
+
+static void put(const void *p, size_t n) { memcpy(binlog + binlog_len, p, n); binlog_len += n; }
+static void event(int type, const void *body, size_t n) {
+    unsigned char h[19] = {0};
+    uint32_t len = 19 + n, next = binlog_len + len, server = 1;
+    h[4] = type;
+    memcpy(h + 5, &server, 4);
+    memcpy(h + 9, &len, 4);
+    memcpy(h + 13, &next, 4);
+    put(h, 19);
+    put(body, n);
+}
+static void query(const char *q) {
+    unsigned char b[256] = {0};
+    b[8] = 1; /* db_len */
+    memcpy(b + 13, "d", 2);
+    memcpy(b + 15, q, strlen(q));
+    event(2, b, 15 + strlen(q));
+}
+static const unsigned char sid[16] = {0x3e, 0x11, 0xfa, 0x47, 0x71, 0xca, 0x11, 0xe1, 0x9e, 0x33, 0xc8, 0x0a, 0xa9, 0x42, 0x95, 0x62};
+static void gtid(uint64_t gno) {
+    unsigned char b[42] = {1};
+    memcpy(b + 1, sid, 16);
+    memcpy(b + 17, &gno, 8);
+    b[25] = 2;
+    event(33, b, sizeof b);
+}
+
+/* Writes DIR/binlog.000001 and its index as mysqld would: transactions 1-5
+ * before the file (Previous_gtids), 6 complete, 7 cut after its rows.
+ * Returns the end of transaction 6. */
+static size_t write_binlog(const char *dir) {
+    unsigned char fde[2 + 50 + 4 + 1 + 40 + 1 + 4] = {4};
+    memcpy(fde + 2, server_version, strlen(server_version) < 50 ? strlen(server_version) : 49);
+    fde[56] = 19;
+    binlog_len = 0;
+    put("\xfe" "bin", 4);
+    event(15, fde, sizeof fde);
+    unsigned char prev[8 + 16 + 8 + 16] = {1};
+    uint64_t n = 1, start = 1, end = 6;
+    memcpy(prev + 8, sid, 16);
+    memcpy(prev + 24, &n, 8);
+    memcpy(prev + 32, &start, 8);
+    memcpy(prev + 40, &end, 8);
+    event(35, prev, sizeof prev);
+    gtid(6);
+    query("BEGIN");
+    unsigned char rows[40] = {0};
+    event(30, rows, sizeof rows);
+    event(16, rows, 8); /* XID */
+    size_t safe = binlog_len;
+    gtid(7);
+    query("BEGIN");
+    event(30, rows, sizeof rows);
+    char path[600];
+    snprintf(path, sizeof path, "%s/binlog.000001", dir);
+    FILE *f = fopen(path, "wb");
+    fwrite(binlog, 1, binlog_len, f);
+    fclose(f);
+    snprintf(path, sizeof path, "%s/binlog.index", dir);
+    f = fopen(path, "w");
+    fprintf(f, "./binlog.000001\n");
+    fclose(f);
+    return safe;
+}
+
+/* HOST_BACKUP_TO set (and libHotBackup preloaded): SET tokudb_backup_dir
+ * runs a whole backup of the directories the HOST_* variables name, as it
+ * would in this server; the caller checks the copy. */
+static void backup_scenario(const char *to) {
+    static char bin_base[600], bin_index[600];
+    const char *bin = getenv("HOST_BINLOG_DIR");
+    if (bin) {
+        size_t safe = write_binlog(bin);
+        snprintf(bin_base, sizeof bin_base, "%s/binlog", bin);
+        snprintf(bin_index, sizeof bin_index, "%s/binlog.index", bin);
+        log_bin_basename = bin_base;
+        log_bin_index = bin_index;
+        printf("  binlog: transaction 6 ends at %zu, 7 is cut\n", safe);
+    }
+    deny_super = 0;
+    int rc = set_dir(to);
+    const char *msg = *(char **)session(var_last_error_string, "str");
+    if (rc != 0 || errors_raised != 0)
+        FAIL("SET tokudb_backup_dir='%s' failed (%d errors): %s", to, errors_raised, msg ? msg : "");
+    else
+        printf("  SET tokudb_backup_dir='%s': backup complete\n", to);
+}
+
+static void *session(void *var, const char *kind) {
+    char k[64];
+    snprintf(k, sizeof k, "thdvar_%s.offset", kind);
+    return session_block + *(int *)((char *)var + num(k));
+}
+
+/* A refused and a failed SET tokudb_backup_dir: one error each for the
+ * client, and the session's last_error / last_error_string set (written by
+ * the plugin into the server's session storage). */
+static void check_set(void) {
+    if (num("sizeof.st_mysql_value") != (long)sizeof(struct value)) { FAIL("st_mysql_value layout"); return; }
+    if (!var_dir || !var_last_error || !var_last_error_string) { FAIL("session variables missing"); return; }
+    if (getenv("HOST_BACKUP_TO")) { backup_scenario(getenv("HOST_BACKUP_TO")); return; }
+    deny_super = 1;
+    if (set_dir("/nonexistent/backup") == 0) FAIL("SET tokudb_backup_dir succeeded without SUPER");
+    if (errors_raised != 1) FAIL("a refused SET raised %d errors, the server shows one", errors_raised);
+    if (*(unsigned long *)session(var_last_error, "ulong") != 13) FAIL("last_error after a refused SET is not EACCES");
+    deny_super = 0;
+    for (int i = 0; i < 3; i++) {
+        if (set_dir("/nonexistent/backup") == 0) FAIL("SET tokudb_backup_dir succeeded without libHotBackup");
+        if (errors_raised != 1) FAIL("a failed SET raised %d errors, the server shows one", errors_raised);
+    }
+    /* The plugin stored into last_error_string: MySQL keeps MEMALLOC values
+     * behind a hidden header (plugin_var_memalloc_session_update) that only
+     * the server may write and free. */
+    if (*(int *)var_last_error_string & num("PLUGIN_VAR_MEMALLOC"))
+        FAIL("the plugin writes last_error_string, which is PLUGIN_VAR_MEMALLOC: heap corruption in this server");
+#ifdef MYSQL80
+    /* BACKUP_ADMIN without SUPER: past the privilege check, no error of it. */
+    deny_super = 1;
+    grant_backup_admin = 1;
+    if (set_dir("/nonexistent/backup") == 0) FAIL("SET tokudb_backup_dir succeeded without libHotBackup");
+    if (errors_raised != 1) FAIL("a SET with BACKUP_ADMIN raised %d errors, expected the backup's one", errors_raised);
+    if (*(unsigned long *)session(var_last_error, "ulong") != 38) FAIL("BACKUP_ADMIN is not accepted for SET tokudb_backup_dir");
+    if (acquired != 0) FAIL("the plugin holds %d registry references after the SET", acquired);
+    deny_super = grant_backup_admin = 0;
+#endif
+    const char *msg = *(char **)session(var_last_error_string, "str");
+    if (!msg || !strstr(msg, "libHotBackup is not loaded"))
+        FAIL("last_error_string is '%s'", msg ? msg : "(null)");
+    else
+        printf("  SET tokudb_backup_dir: refused without SUPER, failed without the library: '%.40s...'\n", msg);
+}
+
+int main(int argc, char **argv) {
+    if (argc != 4) { fprintf(stderr, "usage: %s ABI_FILE PLUGIN_SO SERVER_VERSION\n", argv[0]); return 2; }
+    FILE *f = fopen(argv[1], "r");
+    if (!f) { perror(argv[1]); return 2; }
+    while (nkeys < 256 && fscanf(f, "%63s %ld", keys[nkeys], &vals[nkeys]) == 2) nkeys++;
+    fclose(f);
+    snprintf(server_version, sizeof server_version, "%s", argv[3]);
+    if (getenv("HOST_DATADIR")) snprintf(mysql_real_data_home, sizeof mysql_real_data_home, "%s", getenv("HOST_DATADIR"));
+    srv_undo_dir = getenv("HOST_UNDO_DIR");
+    srv_innodb_directories = getenv("HOST_INNODB_DIRECTORIES");
+    /* The release the host plays: the one server_version names (the ABI
+     * file's structures are those of its whole series). */
+    long version_id = num("MYSQL_VERSION_ID");
+    int x, y, z;
+    if (sscanf(server_version, "%d.%d.%d", &x, &y, &z) == 3) version_id = x * 10000L + y * 100 + z;
+    long piv = num("MYSQL_PLUGIN_INTERFACE_VERSION");
+
+    void *h = dlopen(argv[2], RTLD_NOW);
+    if (!h) { FAIL("cannot open library: %s", dlerror()); return 1; }
+    int *ver = dlsym(h, "_mysql_plugin_interface_version_");
+    if (!ver) { FAIL("no _mysql_plugin_interface_version_"); return 1; }
+    if (*ver < (piv & ~0xff) || (*ver >> 8) > (piv >> 8)) { FAIL("plugin interface version mismatch (0x%x, server 0x%lx)", *ver, piv); return 1; }
+    char *decls = dlsym(h, "_mysql_plugin_declarations_");
+    if (!decls) { FAIL("no _mysql_plugin_declarations_"); return 1; }
+    long stride = num("sizeof.st_mysql_plugin");
+    if (*ver != piv) {
+        int *sz = dlsym(h, "_mysql_sizeof_struct_st_plugin_");
+        if (!sz) { FAIL("no _mysql_sizeof_struct_st_plugin_"); return 1; }
+        /* The server copies min(its size, this) bytes of each declaration. */
+        if (*sz != stride) FAIL("sizeof(st_mysql_plugin) is %d, the server's %ld", *sz, stride);
+        stride = *sz;
+    }
+    int n = 0;
+    for (char *d = decls; AT(d, void *, "st_mysql_plugin.info"); d += stride, n++) {
+        const char *name = AT(d, const char *, "st_mysql_plugin.name");
+        printf("plugin %s (server %s, MYSQL_VERSION_ID %ld)\n", name, server_version, version_id);
+        if (AT(d, int, "st_mysql_plugin.type") != num("MYSQL_DAEMON_PLUGIN")) FAIL("%s: not a daemon plugin", name);
+        if (AT(d, int, "st_mysql_plugin.license") != num("PLUGIN_LICENSE_GPL")) FAIL("%s: license", name);
+        int iv = *AT(d, int *, "st_mysql_plugin.info");
+        if (iv < (version_id << 8) || (iv >> 8) > version_id)
+            FAIL("API version for DAEMON plugin %s not supported by this version of the server (0x%x, need 0x%lx)", name, iv, version_id << 8);
+        if (num("sizeof.st_mysql_plugin") > num("st_mysql_plugin.flags") && AT(d, unsigned long, "st_mysql_plugin.flags") & ~3UL)
+            FAIL("%s: unknown flags", name);
+        void **sysvars = AT(d, void **, "st_mysql_plugin.system_vars");
+        for (; sysvars && *sysvars; sysvars++) check_sysvar(*sysvars);
+        init_func init = AT(d, init_func, "st_mysql_plugin.init");
+        if (!init || init(d) != 0) FAIL("Plugin '%s' init function returned error.", name);
+        else {
+            initialized = 1;
+            check_set();
+            check_status(AT(d, void *, "st_mysql_plugin.status_vars"));
+            for (sysvars = AT(d, void **, "st_mysql_plugin.system_vars"); *sysvars; sysvars++)
+                if (!(*(int *)*sysvars & num("PLUGIN_VAR_THDLOCAL"))) check_sysvar(*sysvars);
+            init_func deinit = AT(d, init_func, "st_mysql_plugin.deinit");
+            if (deinit) deinit(d);
+        }
+    }
+    if (n != 1) FAIL("%d declarations, expected 1", n);
+    printf(failures ? "would NOT load: %d problem(s)\n" : "loads and reads correctly\n", failures);
+    return failures ? 1 : 0;
+}
