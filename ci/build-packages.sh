@@ -39,9 +39,8 @@ PLUGIN="$TARGET_DIR/release/libtokudb_backup.so"
 # MySQL and Percona Server 5.7 / 8.0 (cargo features): one per series, for
 # the tarball and the -mysql57/-mysql80 RPMs. The default (MariaDB) build is
 # made last again, so $GLIBC_BUILD_DIR keeps it.
-zigbuild_install
 for f in mysql57 mysql80; do
-    cargo zigbuild --release -p tokudb_backup --lib --target "$GLIBC_TARGET" --no-default-features --features "$f"
+    zigbuild -p tokudb_backup --lib --no-default-features --features "$f"
     cp "$GLIBC_BUILD_DIR/libtokudb_backup.so" "$GLIBC_BUILD_DIR/tokudb_backup_$f.so"
 done
 build_glibc_floor

@@ -73,12 +73,24 @@ zigbuild_install() {
     command -v cargo-zigbuild >/dev/null || die "cargo-zigbuild is not on PATH after pip install"
 }
 
-# build_glibc_floor : release build of the workspace's shared objects against
-# glibc $GLIBC_FLOOR, into $GLIBC_BUILD_DIR.
-build_glibc_floor() {
+# zigbuild ARGS... : cargo zigbuild --release ARGS against glibc $GLIBC_FLOOR,
+# into $GLIBC_BUILD_DIR.
+zigbuild() {
     zigbuild_install
-    (cd "$REPO_ROOT" && cargo zigbuild --release --workspace --lib --target "$GLIBC_TARGET")
+    # zig's linker searches only the directories it is given, and /usr/lib
+    # holds this machine's newer glibc: programs that link libmariadb find
+    # its link name alone in a directory of its own. (Always the same flags:
+    # other ones would rebuild every crate.)
+    local link="$TARGET_DIR/glibc-floor-link" multiarch
+    multiarch="$(gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)"
+    mkdir -p "$link"
+    [ ! -e "/usr/lib/$multiarch/libmariadb.so.3" ] || ln -sfn "/usr/lib/$multiarch/libmariadb.so.3" "$link/libmariadb.so"
+    (cd "$REPO_ROOT" && CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUSTFLAGS="-L native=$link" \
+        cargo zigbuild --release --target "$GLIBC_TARGET" "$@")
 }
+
+# build_glibc_floor : the workspace's shared objects and programs.
+build_glibc_floor() { zigbuild --workspace --lib --bins; }
 
 # ---- throwaway MariaDB servers (own datadir, socket, port; never the system service)
 
