@@ -83,6 +83,7 @@ static int have_library(void) {
 static pthread_t start_backup(const char *dir, int copied) {
     static char dst[PATH_MAX];
     snprintf(dst, sizeof dst, "%s.bak", dir);
+    if (mkdir(dst, 0700) < 0) die(dst); /* the library wants it existing and empty */
     bsrc = dir;
     bdst = dst;
     throttle(copied ? ULONG_MAX : 0);
@@ -195,6 +196,7 @@ int main(int argc, char **argv) {
         bsrc = argv[2];
         bdst = argv[3];
         throttle(ULONG_MAX);
+        if (mkdir(bdst, 0700) < 0) die(bdst);
         double t0 = now_s();
         backup_thread(NULL);
         if (bresult) return 1;

@@ -37,7 +37,7 @@ int main(int argc, char **argv) {
     char src[1024], dst[1024], cmd[4096];
     snprintf(src, sizeof src, "%s/src", argv[2]);
     snprintf(dst, sizeof dst, "%s/dst", argv[2]);
-    snprintf(cmd, sizeof cmd, "rm -rf '%s' '%s' && mkdir -p '%s'", src, dst, src);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s' '%s' && mkdir -p '%s' '%s'", src, dst, src, dst);
     if (system(cmd) != 0) return 2;
     /* Found at run time: the program runs only with the library preloaded. */
     int (*create)(const char **, const char **, int, backup_poll_fun_t, void *, backup_error_fun_t, void *,

@@ -59,7 +59,7 @@ mirr="$(median <"$BENCH_DIR/mirr")"
 echo "pwrite ns median: no library $base, idle $idle, capturing $capt, capturing and mirroring $mirr"
 echo "(a) idle / no library: $(ratio "$idle" "$base") (target <= 1.03)"
 echo "(b) capturing (file not copied yet) / no library: $(ratio "$capt" "$base") (target <= 2.2)"
-echo "(b') capturing, every write mirrored / no library: $(ratio "$mirr" "$base")"
+echo "(b') capturing, every write mirrored / no library: $(ratio "$mirr" "$base") (target <= 3.0)"
 
 if command -v valgrind >/dev/null; then
     # Instruction counts of timed_loop alone: immune to machine noise.

@@ -6,6 +6,9 @@
 #   tokudb-backup-plugin-V-1.x86_64.rpm,
 #   tokudb-backup-plugin-devel-V-1.x86_64.rpm                 (cargo-generate-rpm)
 #   tokudb-backup-plugin-V-x86_64-linux.tar.gz                (tar)
+# The plugin packages and the tarball also carry the tokubackup command with
+# its man pages and bash/zsh/fish completions (made by the binary itself from
+# its argument definitions: tokubackup generate-docs).
 # The version comes from [workspace.package] in Cargo.toml, nowhere else.
 set -euo pipefail
 # shellcheck source=ci/lib.sh
@@ -34,6 +37,8 @@ LIB="$TARGET_DIR/release/libHotBackup.so"
 PLUGIN="$TARGET_DIR/release/libtokudb_backup.so"
 [ -f "$LIB" ] || die "$LIB was not built"
 [ -f "$PLUGIN" ] || die "$PLUGIN was not built"
+TOKUBACKUP="$TARGET_DIR/release/tokubackup"
+[ -f "$TOKUBACKUP" ] || die "$TOKUBACKUP was not built"
 # The RPMs and the tarball get glibc $GLIBC_FLOOR builds (README "Which
 # systems"); the .deb, for Debian 12 only, the native one. The plugin for
 # MySQL and Percona Server 5.7 / 8.0 (cargo features): one per series, for
@@ -46,6 +51,8 @@ done
 build_glibc_floor
 LIB_FLOOR="$GLIBC_BUILD_DIR/libHotBackup.so"
 PLUGIN_FLOOR="$GLIBC_BUILD_DIR/libtokudb_backup.so"
+TOKUBACKUP_FLOOR="$GLIBC_BUILD_DIR/tokubackup"
+[ -f "$TOKUBACKUP_FLOOR" ] || die "$TOKUBACKUP_FLOOR was not built"
 
 # The file name carries the full version; its major must be the SONAME's.
 soname="$(readelf -d "$LIB" | sed -n 's/.*Library soname: \[\(.*\)\]/\1/p')"
@@ -84,6 +91,21 @@ EOF
 rm -rf "$STAGE_DIR" "$PKG_DIR"
 mkdir -p "$PKG_DIR"
 
+# Man pages (gzip -9n: reproducible, policy 12.1) and completions, once.
+DOCS="$STAGE_DIR/docs"
+"$TOKUBACKUP" generate-docs --man "$DOCS/man" --completions "$DOCS/completions"
+gzip -9n "$DOCS"/man/*.1
+
+# stage_cli ROOT ZSH_DIR : the command, its man pages and completions under ROOT.
+stage_cli() {
+    install -D -m 755 "$TOKUBACKUP" "$1/usr/bin/tokubackup"
+    strip --strip-unneeded --remove-section=.comment "$1/usr/bin/tokubackup"
+    install -D -m 644 -t "$1/usr/share/man/man1" "$DOCS"/man/*.1.gz
+    install -D -m 644 "$DOCS/completions/tokubackup.bash" "$1/usr/share/bash-completion/completions/tokubackup"
+    install -D -m 644 "$DOCS/completions/_tokubackup" "$1$2/_tokubackup"
+    install -D -m 644 "$DOCS/completions/tokubackup.fish" "$1/usr/share/fish/vendor_completions.d/tokubackup.fish"
+}
+
 # ---- Debian: libhotbackup1 (the soname package), libhotbackup-dev, tokudb-backup-plugin
 LIBDIR="$DEB_LIBDIR" PLUGINDIR=/usr/lib/mysql/plugin
 SYSTEMD_DROPIN=/lib/systemd/system/mariadb.service.d/10-tokudb-backup.conf
@@ -101,6 +123,7 @@ ln -s tokudb_backup.so "$d$PLUGINDIR/tokubackup.so"
 subst packaging/mariadb/tokudb-backup.cnf.in "$d/etc/mysql/mariadb.conf.d/60-tokudb-backup.cnf"
 subst packaging/systemd/tokudb-backup.conf.in "$d$SYSTEMD_DROPIN"
 install -D -m 644 README.md "$d/usr/share/doc/tokudb-backup-plugin/README.md"
+stage_cli "$d" /usr/share/zsh/vendor-completions
 
 # shlibs (policy 8.6) and symbols files for the library package; cargo-deb
 # has no field for them, so they are added to its control archive below.
@@ -144,6 +167,9 @@ finish_deb "$PKG_DIR"/libhotbackup1_*.deb "$ctl/shlibs" "$ctl/symbols"
 finish_deb "$PKG_DIR"/libhotbackup-dev_*.deb
 finish_deb "$PKG_DIR"/tokudb-backup-plugin_*.deb
 
+# The RPMs and the tarball (below) stage the glibc $GLIBC_FLOOR tokubackup.
+TOKUBACKUP="$TOKUBACKUP_FLOOR"
+
 # ---- RPM: tokudb-backup-plugin (library + plugin + drop-ins), -devel (header)
 LIBDIR="$RPM_LIBDIR" PLUGINDIR=/usr/lib64/mysql/plugin
 SYSTEMD_DROPIN=/usr/lib/systemd/system/mariadb.service.d/10-tokudb-backup.conf
@@ -154,6 +180,7 @@ subst packaging/mariadb/tokudb-backup.cnf.in "$d/etc/my.cnf.d/tokudb-backup.cnf"
 subst packaging/systemd/tokudb-backup.conf.in "$d$SYSTEMD_DROPIN"
 install -D -m 644 README.md "$d/usr/share/doc/tokudb-backup-plugin/README.md"
 install -D -m 644 debian/copyright "$d/usr/share/licenses/tokudb-backup-plugin/COPYING"
+stage_cli "$d" /usr/share/zsh/site-functions
 subst rpm/post.sh.in "$STAGE_DIR/rpm/post.sh"
 subst rpm/postun.sh.in "$STAGE_DIR/rpm/postun.sh"
 subst rpm/devel-post.sh.in "$STAGE_DIR/rpm/devel-post.sh"
@@ -193,11 +220,17 @@ for f in mysql57 mysql80; do
 done
 install -D -m 644 include/backup.h "$t/include/backup.h"
 install -m 644 debian/copyright "$t/COPYING"
+stage_cli "$t/stage" /share/zsh/site-functions
+mv "$t/stage/usr/bin" "$t/bin"
+mv "$t/stage/usr/share" "$t/share"
+mv "$t/stage/share/zsh" "$t/share/zsh"
+rm -r "$t/stage"
 LIBDIR=/opt/$name/lib PLUGINDIR=/opt/$name/lib/mysql/plugin PREFIX=/opt/$name
 subst packaging/tarball/README.in "$t/README"
-# Every shared object the RPMs and the tarball ship loads on glibc $GLIBC_FLOOR.
-mapfile -t floor_files < <(find "$STAGE_DIR/rpm" "$t" -type f -name '*.so*' | sort)
-[ "${#floor_files[@]}" -ge 8 ] || die "expected 8 or more staged RPM/tarball .so files, found ${#floor_files[@]}"
+# Every shared object and program the RPMs and the tarball ship loads on
+# glibc $GLIBC_FLOOR.
+mapfile -t floor_files < <(find "$STAGE_DIR/rpm" "$t" -type f \( -name '*.so*' -o -name tokubackup \) | sort)
+[ "${#floor_files[@]}" -ge 12 ] || die "expected 12 or more staged RPM/tarball ELF files, found ${#floor_files[@]}"
 bash ci/check-glibc.sh "$GLIBC_FLOOR" "${floor_files[@]}"
 tar --owner=0 --group=0 --numeric-owner --sort=name -C "$STAGE_DIR/tarball" -czf "$PKG_DIR/$name.tar.gz" "$name"
 

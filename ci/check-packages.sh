@@ -26,6 +26,14 @@ RPM="$(one "$PKG_DIR"/tokudb-backup-plugin-"$VERSION"-1.x86_64.rpm)"
 DEVEL_RPM="$(one "$PKG_DIR"/tokudb-backup-plugin-devel-"$VERSION"-1.x86_64.rpm)"
 TARBALL="$(one "$PKG_DIR"/tokudb-backup-plugin-"$VERSION"-x86_64-linux.tar.gz)"
 
+# man_pages PREFIX : the tokubackup man pages, one line each after PREFIX.
+man_pages() {
+    local p
+    for p in tokubackup tokubackup-backup tokubackup-verify tokubackup-restore tokubackup-info tokubackup-replica-sql; do
+        printf '%s%s.1.gz\n' "$1" "$p"
+    done
+}
+
 # expect_lines WHAT EXPECTED ACTUAL : exact comparison of sorted line sets.
 expect_lines() {
     if ! diff -u <(printf '%s\n' "$2" | sort) <(printf '%s\n' "$3" | sort) >"$WORK/diff"; then
@@ -73,7 +81,12 @@ f -rw-r--r-- /etc/mysql/mariadb.conf.d/60-tokudb-backup.cnf
 f -rw-r--r-- /lib/systemd/system/mariadb.service.d/10-tokudb-backup.conf
 f -rw-r--r-- /usr/share/doc/tokudb-backup-plugin/README.md
 f -rw-r--r-- /usr/share/doc/tokudb-backup-plugin/changelog.Debian.gz
-f -rw-r--r-- /usr/share/doc/tokudb-backup-plugin/copyright" "$(deb_list "$PLUGIN_DEB")"
+f -rw-r--r-- /usr/share/doc/tokudb-backup-plugin/copyright
+f -rwxr-xr-x /usr/bin/tokubackup
+$(man_pages "f -rw-r--r-- /usr/share/man/man1/")
+f -rw-r--r-- /usr/share/bash-completion/completions/tokubackup
+f -rw-r--r-- /usr/share/zsh/vendor-completions/_tokubackup
+f -rw-r--r-- /usr/share/fish/vendor_completions.d/tokubackup.fish" "$(deb_list "$PLUGIN_DEB")"
 
     # Control data.
     local c="$WORK/ctl"
@@ -89,7 +102,10 @@ f -rw-r--r-- /usr/share/doc/tokudb-backup-plugin/copyright" "$(deb_list "$PLUGIN
     contains "libhotbackup1 md5sums" "$c/lib/md5sums" " usr/lib/$MA/$SOFILE$"
     dpkg-deb -e "$PLUGIN_DEB" "$c/plugin"
     contains "plugin Depends" "$c/plugin/control" '^Depends: .*libhotbackup1'
-    contains "plugin Depends" "$c/plugin/control" '^Depends: .*mariadb-server \(>= 1:10\.11\), mariadb-server \(<< 1:10\.12~\)'
+    contains "plugin Depends" "$c/plugin/control" '^Depends: .*libmariadb3 \(>= '
+    # cargo-deb sorts the list once $auto adds entries (libmariadb3 for tokubackup).
+    contains "plugin Depends" "$c/plugin/control" '^Depends: .*mariadb-server \(>= 1:10\.11\)'
+    contains "plugin Depends" "$c/plugin/control" '^Depends: .*mariadb-server \(<< 1:10\.12~\)'
     expect_lines "plugin conffiles" "/etc/mysql/mariadb.conf.d/60-tokudb-backup.cnf" "$(cat "$c/plugin/conffiles")"
     contains "plugin postinst" "$c/plugin/postinst" 'daemon-reload'
     contains "plugin postrm" "$c/plugin/postrm" 'daemon-reload'
@@ -127,13 +143,21 @@ check_rpms() {
 /usr/lib64/$SOFILE
 /usr/lib64/mysql/plugin/tokudb_backup.so
 /usr/share/doc/tokudb-backup-plugin/README.md
-/usr/share/licenses/tokudb-backup-plugin/COPYING" "$(rpm -qlp "$RPM")"
+/usr/share/licenses/tokudb-backup-plugin/COPYING
+/usr/bin/tokubackup
+$(man_pages /usr/share/man/man1/)
+/usr/share/bash-completion/completions/tokubackup
+/usr/share/zsh/site-functions/_tokubackup
+/usr/share/fish/vendor_completions.d/tokubackup.fish" "$(rpm -qlp "$RPM")"
+    contains "rpm tokubackup mode" "$WORK/rpm-list" '^-rwxr-xr-x .* /usr/bin/tokubackup$'
+    grep -qx 'libmariadb.so.3()(64bit)' <<<"$(rpm -qpR "$RPM")" || die "rpm does not require libmariadb.so.3()(64bit)"
     contains "rpm library mode" "$WORK/rpm-list" "^-rwxr-xr-x .* /usr/lib64/$SOFILE$"
     contains "rpm plugin mode" "$WORK/rpm-list" '^-rwxr-xr-x .* /usr/lib64/mysql/plugin/tokudb_backup.so$'
     expect_lines "rpm config files" "/etc/my.cnf.d/tokudb-backup.cnf" "$(rpm -qpc "$RPM")"
     expect_lines "rpm doc files" "\
 /usr/share/doc/tokudb-backup-plugin/README.md
-/usr/share/licenses/tokudb-backup-plugin/COPYING" "$(rpm -qpd "$RPM")"
+/usr/share/licenses/tokudb-backup-plugin/COPYING
+$(man_pages /usr/share/man/man1/)" "$(rpm -qpd "$RPM")"
     [ "$(rpm -qp --qf '%{NAME} %{VERSION} %{RELEASE} %{ARCH}' "$RPM")" = "tokudb-backup-plugin $VERSION 1 x86_64" ] ||
         die "rpm NAME/VERSION/RELEASE/ARCH: $(rpm -qp --qf '%{NAME} %{VERSION} %{RELEASE} %{ARCH}' "$RPM")"
     # %config(noreplace): FILEFLAGS has RPMFILE_CONFIG (1) and RPMFILE_NOREPLACE (16).
@@ -210,6 +234,21 @@ check_tarball() {
 $top/
 $top/COPYING
 $top/README
+$top/bin/
+$top/bin/tokubackup
+$top/share/
+$top/share/bash-completion/
+$top/share/bash-completion/completions/
+$top/share/bash-completion/completions/tokubackup
+$top/share/fish/
+$top/share/fish/vendor_completions.d/
+$top/share/fish/vendor_completions.d/tokubackup.fish
+$top/share/man/
+$top/share/man/man1/
+$(man_pages "$top/share/man/man1/")
+$top/share/zsh/
+$top/share/zsh/site-functions/
+$top/share/zsh/site-functions/_tokubackup
 $top/include/
 $top/include/backup.h
 $top/lib/

@@ -2,8 +2,10 @@
 # End-to-end demonstration on a fresh Debian 12 machine:
 #   build libHotBackup and the tokudb_backup plugin, start a throwaway MariaDB
 #   with the library preloaded, load a bank data set, run a write load
-#   (transfers + DDL), take a hot backup with SET tokudb_backup_dir, start a
-#   second server on the copy and verify it. Prints every check; exits non-zero
+#   (transfers + DDL), take a hot backup with `tokubackup backup` (the plugin's
+#   SET tokudb_backup_dir), check it with `tokubackup verify` and
+#   `verify --recover`, restore it with `tokubackup restore`, start a second
+#   server on the restored datadir and verify its data. Prints every check; exits non-zero
 #   on the first failed one. Never touches the system's MariaDB service.
 #
 #   ci/demo.sh            (KEEP=1 keeps the work directory)
@@ -21,11 +23,12 @@ fail() { printf '   FAIL  %s\n' "$*"; exit 1; }
 say "Installing what is missing (Debian packages)"
 "$REPO_ROOT/ci/install-deps.sh"
 
-say "Building libHotBackup.so and tokudb_backup.so (release)"
-(cd "$REPO_ROOT" && cargo build --release -p hotbackup -p tokudb_backup 2>&1 | tail -n 2)
+say "Building libHotBackup.so, tokudb_backup.so and tokubackup (release)"
+(cd "$REPO_ROOT" && cargo build --release -p hotbackup -p tokudb_backup -p tokubackup 2>&1 | tail -n 2)
 LIB="$TARGET_DIR/release/libHotBackup.so"
 PLUGIN="$TARGET_DIR/release/libtokudb_backup.so"
-[ -f "$LIB" ] && [ -f "$PLUGIN" ] || die "build did not produce $LIB and $PLUGIN"
+TB="$TARGET_DIR/release/tokubackup"
+[ -f "$LIB" ] && [ -f "$PLUGIN" ] && [ -f "$TB" ] || die "build did not produce $LIB, $PLUGIN and $TB"
 
 WORK="$(mktemp -d /tmp/tokudb-backup-demo.XXXXXX)"
 DATA="$WORK/data"
@@ -110,20 +113,9 @@ disown
 sleep 2
 pass "$(sql "SELECT COUNT(*) FROM bank.transfers") transfers committed so far"
 
-say "SET tokudb_backup_dir='$BACKUP' (throttled to 50 MB/s so that progress can be watched)"
-mariadb --no-defaults --socket="$SOCK" -uroot -N -B \
-    -e "SET tokudb_backup_throttle=50000000; SET tokudb_backup_dir='$BACKUP'; SELECT @@tokudb_backup_last_error;" \
-    >"$WORK/backup.out" 2>&1 &
-BPID=$!
-while kill -0 "$BPID" 2>/dev/null; do
-    state="$(sql "SELECT STATE FROM information_schema.PROCESSLIST WHERE INFO LIKE 'SET tokudb_backup_dir%'" || true)"
-    [ -n "$state" ] && printf '   %s | copied %s of %s bytes\n' "$state" \
-        "$(sql "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME='TOKUDB_BACKUP_BYTES_COPIED'")" \
-        "$(sql "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME='TOKUDB_BACKUP_BYTES_TOTAL'")"
-    sleep 1
-done
-wait "$BPID" || { cat "$WORK/backup.out"; fail "SET tokudb_backup_dir failed"; }
-[ "$(tail -n 1 "$WORK/backup.out")" = "0" ] || fail "tokudb_backup_last_error=$(cat "$WORK/backup.out")"
+say "tokubackup backup $BACKUP (throttled to 50 MB/s so that progress can be watched)"
+"$TB" backup "$BACKUP" --no-defaults --socket="$SOCK" --user=root --throttle=50000000 ||
+    fail "tokubackup backup failed (exit $?)"
 pass "backup done: $(sql "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME='TOKUDB_BACKUP_LAST_RESULT'")"
 for c in 1 2 3; do
     [ -s "$WORK/client$c.err" ] && fail "transfer client $c failed: $(cat "$WORK/client$c.err")"
@@ -135,13 +127,25 @@ say "What the backup holds"
 ls -l "$BACKUP"
 [ -f "$BACKUP/BACKUP-COMPLETE" ] && [ ! -e "$BACKUP/BACKUP-INCOMPLETE" ] && pass "completion marker present"
 [ ! -e "$BACKUP/mysql_data_dir/sock" ] && [ ! -e "$BACKUP/mysql_data_dir/mariadbd.pid" ] && pass "socket and pid file not copied"
-sed 's/^/   /' "$BACKUP/backup-manifest.json"
+"$TB" info "$BACKUP" | sed 's/^/   /'
 read -r BL_FILE BL_POS BL_GTID <"$BACKUP/tokubackup_binlog_info"
 pass "snapshot binlog position: $BL_FILE:$BL_POS, GTID $BL_GTID"
 
-say "Starting a server on the copy: mariadbd --datadir=$BACKUP/mysql_data_dir (crash recovery runs)"
+say "tokubackup verify: completion marker, every file's size and xxh3-128 checksum, no unlisted file"
+"$TB" verify "$BACKUP" || fail "tokubackup verify failed (exit $?)"
+pass "every file of the backup is as the manifest says"
+
+say "tokubackup verify --recover: crash recovery and CHECK TABLE on a scratch copy"
+"$TB" verify "$BACKUP" --recover || fail "tokubackup verify --recover failed (exit $?)"
+pass "the backup restores"
+
+say "tokubackup restore $BACKUP --datadir $WORK/restored"
+"$TB" restore "$BACKUP" --datadir="$WORK/restored" --user=root || fail "tokubackup restore failed (exit $?)"
+pass "restored"
+
+say "Starting a server on the restored datadir (crash recovery runs)"
 RSOCK="$WORK/restored.sock"
-mariadbd --no-defaults --datadir="$BACKUP/mysql_data_dir" --socket="$RSOCK" --skip-networking \
+mariadbd --no-defaults --datadir="$WORK/restored" --socket="$RSOCK" --skip-networking \
     --user=root --pid-file="$WORK/restored.pid" --log-error="$WORK/restored.err" \
     --log-bin=mysql-bin --server-id=1 2>/dev/null &
 PIDS+=($!)

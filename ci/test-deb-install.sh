@@ -131,7 +131,10 @@ install_plugin() {
 
 backup() {
     load_sample_data "$WORK/sock"
-    backup_and_verify "$WORK/sock" "$WORK/backup" "$WORK" --log-bin=mysql-bin --server-id=1
+    [ "$(tokubackup --version)" = "tokubackup $VERSION" ] || die "tokubackup --version is not $VERSION"
+    man -w tokubackup-restore >/dev/null 2>&1 || [ -f /usr/share/man/man1/tokubackup-restore.1.gz ] ||
+        die "no man page tokubackup-restore"
+    TOKUBACKUP=/usr/bin/tokubackup backup_and_verify "$WORK/sock" "$WORK/backup" "$WORK" --log-bin=mysql-bin --server-id=1
     [ -f "$WORK/backup/tokubackup_binlog_info" ] || die "backup has no tokubackup_binlog_info (binary log is on)"
     log "ok: backup taken, restored and verified"
 }

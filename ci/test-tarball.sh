@@ -72,7 +72,8 @@ plugin_and_backup() {
     [ "$(mariadb_client "$WORK/sock" "SELECT @@tokudb_backup_version")" = "$VERSION" ] ||
         die "tokudb_backup_version is not $VERSION"
     load_sample_data "$WORK/sock"
-    backup_and_verify "$WORK/sock" "$WORK/backup" "$WORK"
+    [ "$("$PREFIX/bin/tokubackup" --version)" = "tokubackup $VERSION" ] || die "tokubackup --version is not $VERSION"
+    TOKUBACKUP="$PREFIX/bin/tokubackup" backup_and_verify "$WORK/sock" "$WORK/backup" "$WORK"
     mariadb-admin --no-defaults --socket="$WORK/sock" -uroot shutdown
     wait "$SAFE_PID" 2>/dev/null || true
     SAFE_PID=""

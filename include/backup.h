@@ -9,12 +9,17 @@
 #define HOTBACKUP_BACKUP_H
 
 #ifdef __cplusplus
+/* As in Percona's header, C++ callers may leave out the four stop-capture
+ * arguments. */
+#define TOKUBACKUP_DEFAULT_NULL = 0
 extern "C" {
+#else
+#define TOKUBACKUP_DEFAULT_NULL
 #endif
 
 #define BACKUP_SUCCESS 0
 
-/* Called at least once a second with progress in [0.0, 1.0] and a short text
+/* Called at least once a second with progress in [0.0, 1.0) and a short text
  * (valid only during the call).  A non-zero return aborts the backup, and
  * tokubackup_create_backup() returns that value. Called on the thread that
  * called tokubackup_create_backup(). */
@@ -38,15 +43,21 @@ typedef void (*backup_after_stop_capt_fun_t)(void *extra);
 
 /* Copies source_dirs[i] to dest_dirs[i] for i < dir_count and returns when the
  * copy is complete: 0 on success, otherwise an errno value (or the poll
- * function's non-zero return).  A destination must be absent or an empty
- * directory; it is created with mode 0700.  Only one backup runs at a time in a
- * process (EBUSY otherwise).  Every callback may be NULL. */
+ * function's non-zero return).  Each destination must be an existing empty
+ * directory, as for Percona's library: ENOENT if it does not exist, EINVAL if
+ * it is not a directory or not empty (error_fun gets the path and the cause).
+ * Only one backup runs at a time in a process (EBUSY otherwise).  Every
+ * callback may be NULL. */
 int tokubackup_create_backup(const char *source_dirs[], const char *dest_dirs[], int dir_count,
                              backup_poll_fun_t poll_fun, void *poll_extra,
                              backup_error_fun_t error_fun, void *error_extra,
                              backup_exclude_copy_fun_t exclude_fun, void *exclude_extra,
-                             backup_before_stop_capt_fun_t before_stop_capture, void *bsc_extra,
-                             backup_after_stop_capt_fun_t after_stop_capture, void *asc_extra);
+                             backup_before_stop_capt_fun_t before_stop_capture
+                                 TOKUBACKUP_DEFAULT_NULL,
+                             void *bsc_extra TOKUBACKUP_DEFAULT_NULL,
+                             backup_after_stop_capt_fun_t after_stop_capture
+                                 TOKUBACKUP_DEFAULT_NULL,
+                             void *asc_extra TOKUBACKUP_DEFAULT_NULL);
 
 /* Limits how many bytes per second the copier reads from the sources, for the
  * running backup (at once) and later ones.  0 pauses copying while changes keep
@@ -59,5 +70,6 @@ extern const char *tokubackup_version_string;
 #ifdef __cplusplus
 }
 #endif
+#undef TOKUBACKUP_DEFAULT_NULL
 
 #endif /* HOTBACKUP_BACKUP_H */

@@ -7,7 +7,7 @@ use crate::namespace::Root;
 use crate::session::{self, Exclude, ExcludeFn, Session};
 use crate::sys;
 use rustix::fd::AsFd;
-use rustix::fs::{self, AtFlags, Mode};
+use rustix::fs::{self, AtFlags};
 use rustix::io::Errno;
 use std::ffi::{CStr, CString, OsStr};
 use std::os::unix::ffi::OsStrExt;
@@ -28,6 +28,10 @@ const POLL_EVERY: Duration = Duration::from_millis(250);
 /// How long capture may wait, when starting, for a file operation that
 /// began before it.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// The most progress the poll callback is shown: Percona's callers test
+/// that it stays below 1.0, which its library never reached (the largest
+/// f32 below 1.0).
+const MOST_PROGRESS: f32 = 1.0 - f32::EPSILON / 2.0;
 
 pub struct Callbacks {
     pub poll: Option<(PollFn, *mut libc::c_void)>,
@@ -44,7 +48,7 @@ impl Callbacks {
         let c = CString::new(text.replace('\0', " ")).unwrap_or_default();
         // SAFETY: the caller's callback, with its own extra pointer and a
         // string valid during the call, on the caller's thread.
-        as_application(|| unsafe { f(progress, c.as_ptr(), extra) })
+        as_application(|| unsafe { f(progress.min(MOST_PROGRESS), c.as_ptr(), extra) })
     }
 
     fn error(&self, errno: i32, text: &str) {
@@ -117,7 +121,9 @@ fn resolve_dest(dest: &Path) -> Result<PathBuf, Refusal> {
                             cur = c;
                             continue;
                         }
-                        Err(Errno::NOENT) => exists = false,
+                        // A missing part, or one that is not a directory
+                        // (open_dest says which).
+                        Err(Errno::NOENT) | Err(Errno::NOTDIR) => exists = false,
                         Err(e) => return Err(fail(e)),
                     }
                 }
@@ -132,74 +138,43 @@ fn overlaps(a: &Path, b: &Path) -> bool {
     a.starts_with(b) || b.starts_with(a)
 }
 
-/// Create the destination (and missing parents, mode 0700) or check that it
-/// is an empty directory. Returns the directories it created.
-fn prepare_dest(dest: &Path, shown: &Path) -> Result<Vec<PathBuf>, Refusal> {
-    match fs::statat(fs::CWD, dest, AtFlags::empty()) {
-        Ok(st) => {
-            if st.st_mode & libc::S_IFMT != libc::S_IFDIR {
-                return Err(refuse(
-                    Errno::NOTDIR,
-                    format!(
-                        "destination {} exists and is not a directory",
-                        shown.display()
-                    ),
-                ));
-            }
-            let dir = sys::open_dir(dest).map_err(|e| {
-                refuse(
-                    e,
-                    format!("destination {}: {}", shown.display(), sys::strerror(e)),
-                )
-            })?;
-            let entries = sys::list_dir(dir.as_fd()).map_err(|e| {
-                refuse(
-                    e,
-                    format!("destination {}: {}", shown.display(), sys::strerror(e)),
-                )
-            })?;
-            if !entries.is_empty() {
-                return Err(refuse(
-                    Errno::NOTEMPTY,
-                    format!("destination {} is not empty", shown.display()),
-                ));
-            }
-            Ok(Vec::new())
-        }
-        Err(Errno::NOENT) => {
-            let mut created = Vec::new();
-            let mut path = PathBuf::from("/");
-            for c in dest.components().skip(1) {
-                path.push(c);
-                match fs::mkdirat(fs::CWD, &path, Mode::RWXU) {
-                    Ok(()) => created.push(path.clone()),
-                    Err(Errno::EXIST) => {}
-                    Err(e) => {
-                        remove_created(&created);
-                        return Err(refuse(
-                            e,
-                            format!(
-                                "cannot create destination {}: {}",
-                                path.display(),
-                                sys::strerror(e)
-                            ),
-                        ));
-                    }
-                }
-            }
-            Ok(created)
-        }
-        Err(e) => Err(refuse(
+/// Open a destination, which must be an existing empty directory. The
+/// numbers are Percona TokuBackup's, which its callers test: the stat error
+/// (ENOENT when absent), EINVAL when it is not a directory or not empty.
+fn open_dest(dest: &Path, shown: &Path) -> Result<sys::OwnFd, Refusal> {
+    let fail = |e: Errno| {
+        refuse(
             e,
             format!("destination {}: {}", shown.display(), sys::strerror(e)),
-        )),
+        )
+    };
+    let st = fs::statat(fs::CWD, dest, AtFlags::empty()).map_err(|e| match e {
+        Errno::NOENT => refuse(
+            e,
+            format!(
+                "destination {} does not exist; create it (an empty directory) first",
+                shown.display()
+            ),
+        ),
+        e => fail(e),
+    })?;
+    if st.st_mode & libc::S_IFMT != libc::S_IFDIR {
+        return Err(Refusal(
+            libc::EINVAL,
+            format!(
+                "destination {} exists and is not a directory",
+                shown.display()
+            ),
+        ));
     }
-}
-
-fn remove_created(created: &[PathBuf]) {
-    for p in created.iter().rev() {
-        let _ = fs::unlinkat(fs::CWD, p, AtFlags::REMOVEDIR);
+    let dir = sys::open_dir(dest).map_err(fail)?;
+    if !sys::list_dir(dir.as_fd()).map_err(fail)?.is_empty() {
+        return Err(Refusal(
+            libc::EINVAL,
+            format!("destination {} is not empty", shown.display()),
+        ));
     }
+    Ok(dir)
 }
 
 /// What this process does that no hook can see, which would make a backup
@@ -254,12 +229,12 @@ fn check_invisible_io(sources: &[PathBuf]) -> Result<(), Refusal> {
     Ok(())
 }
 
-/// Validate the arguments, create the destinations, build the session.
+/// Validate the arguments and the destinations, build the session.
 fn prepare(
     sources: &[PathBuf],
     dests: &[PathBuf],
     exclude: Option<Exclude>,
-) -> Result<(Session, Vec<PathBuf>), Refusal> {
+) -> Result<Session, Refusal> {
     let mut canon_src = Vec::new();
     for s in sources {
         let c = sys::canonical_dir(fs::CWD, s).map_err(|e| {
@@ -317,30 +292,15 @@ fn prepare(
         }
     }
     check_invisible_io(&canon_src)?;
-    let mut created = Vec::new();
     let mut roots = Vec::new();
     for (i, d) in canon_dest.iter().enumerate() {
-        match prepare_dest(d, &dests[i]).and_then(|c| {
-            created.extend(c);
-            sys::open_dir(d).map_err(|e| {
-                refuse(
-                    e,
-                    format!("destination {}: {}", dests[i].display(), sys::strerror(e)),
-                )
-            })
-        }) {
-            Ok(dest_dir) => roots.push(Root {
-                src: canon_src[i].clone(),
-                dest: d.clone(),
-                dest_dir,
-            }),
-            Err(r) => {
-                remove_created(&created);
-                return Err(r);
-            }
-        }
+        roots.push(Root {
+            src: canon_src[i].clone(),
+            dest: d.clone(),
+            dest_dir: open_dest(d, &dests[i])?,
+        });
     }
-    Ok((Session::new(roots, exclude), created))
+    Ok(Session::new(roots, exclude))
 }
 
 /// Copies, then stops capture. Returns 0 or the first error number.
@@ -403,8 +363,8 @@ fn run(session_ptr: *mut Session, cb: &Callbacks, threads: usize) -> libc::c_int
         copy_done = !s.stopping();
     });
     if copy_done {
-        let (_, text) = s.progress();
-        let r = cb.poll(1.0, &format!("copy complete, stopping capture: {text}"));
+        let (frac, text) = s.progress();
+        let r = cb.poll(frac, &format!("copy complete, stopping capture: {text}"));
         if r != 0 {
             abort_code = r;
             copy_done = false;
@@ -475,7 +435,7 @@ fn create_backup(
         return report(libc::EBUSY, "a backup is already running in this process");
     }
     let result = (|| {
-        let (session, created) = match prepare(sources, dests, exclude) {
+        let session = match prepare(sources, dests, exclude) {
             Ok(x) => x,
             Err(Refusal(code, msg)) => return report(code, &msg),
         };
@@ -504,15 +464,11 @@ fn create_backup(
                 )
             })
             .and_then(|()| {
-                crate::uring::wait_native(START_TIMEOUT).map_err(|e| {
-                    gate::stop_capture();
-                    e
-                })
+                crate::uring::wait_native(START_TIMEOUT).inspect_err(|_| gate::stop_capture())
             });
         if let Err((code, msg)) = started {
             // SAFETY: capture is off (see above).
             drop(unsafe { session::uninstall(ptr) });
-            remove_created(&created);
             return report(code, &format!("capture could not start: {msg}"));
         }
         let code = run(ptr, cb, env_threads());
@@ -689,6 +645,11 @@ mod tests {
             canon.join("real/y")
         );
         std::fs::remove_dir_all(&tmp).unwrap();
+    }
+
+    #[test]
+    fn most_progress_is_the_float_just_below_one() {
+        assert_eq!(MOST_PROGRESS.to_bits(), 1.0f32.to_bits() - 1);
     }
 
     #[test]

@@ -177,10 +177,22 @@ mod tests {
 
     #[test]
     fn disjoint_ranges_do_not_block() {
-        let locks = RangeLocks::default();
+        // Ranges are half-open: ones that only touch are taken at once by
+        // another thread (a wrong overlap test would make it wait for ever).
+        let locks = Arc::new(RangeLocks::default());
         let _a = locks.lock(0, 10);
-        let _b = locks.lock(10, 20);
         let _c = locks.lock(1000, u64::MAX);
+        let l2 = locks.clone();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _b = l2.lock(10, 20);
+            let _d = l2.lock(20, 1000);
+            tx.send(()).unwrap();
+        });
+        assert!(
+            rx.recv_timeout(Duration::from_secs(30)).is_ok(),
+            "a range waited for a disjoint one"
+        );
     }
 
     #[test]

@@ -48,16 +48,18 @@ impl Default for Throttle {
 impl Throttle {
     /// A chunk size that keeps the limit smooth: about 1/20 s of transfer.
     pub fn chunk(max: u64) -> u64 {
-        let r = rate();
-        if r == u64::MAX {
-            return max;
-        }
-        (r / 20).clamp(4096, max)
+        chunk_at(rate(), max)
     }
 
     /// Wait until `bytes` more may be read. Returns false if `stop()` became
     /// true while waiting.
     pub fn acquire(&self, bytes: u64, stop: impl Fn() -> bool) -> bool {
+        self.acquire_at(bytes, rate, stop)
+    }
+
+    /// `acquire` with the limit read from `rate` (the global one, or a
+    /// test's).
+    fn acquire_at(&self, bytes: u64, rate: impl Fn() -> u64, stop: impl Fn() -> bool) -> bool {
         loop {
             if stop() {
                 return false;
@@ -102,26 +104,78 @@ impl Throttle {
     }
 }
 
+fn chunk_at(rate: u64, max: u64) -> u64 {
+    if rate == u64::MAX {
+        return max;
+    }
+    (rate / 20).clamp(4096, max)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    use std::cell::Cell;
+
     #[test]
     fn chunk_follows_rate() {
-        // RATE is global; this test only reads the pure helper's clamping.
-        assert_eq!((1_000_000u64 / 20).clamp(4096, 1 << 20), 50_000);
-        assert_eq!((10u64 / 20).clamp(4096, 1 << 20), 4096);
+        assert_eq!(chunk_at(u64::MAX, 1 << 20), 1 << 20);
+        assert_eq!(chunk_at(1_000_000, 1 << 20), 50_000);
+        assert_eq!(chunk_at(10, 1 << 20), 4096);
+        assert_eq!(chunk_at(1 << 40, 1 << 20), 1 << 20);
     }
 
     #[test]
-    fn stop_interrupts_a_paused_throttle() {
+    fn limit_spaces_reads_out() {
+        // 4 x 50 KB at 1 MB/s: the last may start 0.2 s after the window
+        // opened, never earlier.
         let t = Throttle::default();
-        {
-            let mut w = lock(&t.window);
-            w.rate = 0;
+        let began = Instant::now();
+        for _ in 0..4 {
+            assert!(t.acquire_at(50_000, || 1_000_000, || false));
         }
-        // With the global rate untouched (unlimited) acquire returns at once;
-        // with a stop condition already true it returns false first.
-        assert!(!t.acquire(1, || true));
+        assert!(
+            began.elapsed() >= Duration::from_millis(199),
+            "{:?}",
+            began.elapsed()
+        );
+    }
+
+    #[test]
+    fn paused_throttle_waits_until_stopped() {
+        // Rate 0 grants nothing: acquire keeps waiting, checking stop every
+        // step, until stop turns true.
+        let t = Throttle::default();
+        let checks = Cell::new(0);
+        let stop = || {
+            checks.set(checks.get() + 1);
+            checks.get() > 3
+        };
+        let began = Instant::now();
+        assert!(!t.acquire_at(1, || 0, stop));
+        assert_eq!(checks.get(), 4);
+        assert!(began.elapsed() >= 3 * STEP - Duration::from_millis(1));
+    }
+
+    #[test]
+    fn new_rate_applies_at_once() {
+        // Paused, then unlimited: the next check grants the read.
+        let t = Throttle::default();
+        let calls = Cell::new(0);
+        let rate = || {
+            calls.set(calls.get() + 1);
+            if calls.get() < 3 {
+                0
+            } else {
+                u64::MAX
+            }
+        };
+        let checks = Cell::new(0);
+        let stop = || {
+            checks.set(checks.get() + 1);
+            checks.get() > 50
+        };
+        assert!(t.acquire_at(1 << 20, rate, stop));
+        assert_eq!(calls.get(), 3);
     }
 }

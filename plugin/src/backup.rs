@@ -229,7 +229,11 @@ unsafe extern "C" fn poll_cb(progress: f32, text: *const c_char, extra: *mut c_v
             p.state = "copying";
             p.copied(copied);
         });
-        let line = format!("tokudb backup about {:.0}% done: {text}", fraction * 100.0);
+        let line = format!(
+            "tokudb backup about {:.0}% done: {}",
+            fraction * 100.0,
+            files_first(&text)
+        );
         let next = 1 - ctx.which;
         let buf = &mut ctx.info[next];
         let n = line.len().min(buf.len() - 1);
@@ -239,7 +243,7 @@ unsafe extern "C" fn poll_cb(progress: f32, text: *const c_char, extra: *mut c_v
         srv.set_proc_info(ctx.thd, ctx.info[next].as_ptr() as *const c_char);
         if ctx
             .last_report
-            .map_or(true, |t| t.elapsed().as_millis() >= 200)
+            .is_none_or(|t| t.elapsed().as_millis() >= 200)
         {
             srv.progress_report(ctx.thd, (fraction * 1000.0) as u64, 1000);
             ctx.last_report = Some(Instant::now());
@@ -247,6 +251,16 @@ unsafe extern "C" fn poll_cb(progress: f32, text: *const c_char, extra: *mut c_v
         0
     });
     r.unwrap_or(libc::EINVAL)
+}
+
+/// The library's "X of Y bytes copied (P%), a of b files" with the files
+/// first: information_schema.PROCESSLIST cuts State at 64 characters, and
+/// tokubackup reads the file count from there.
+fn files_first(text: &str) -> String {
+    match text.rsplit_once(", ") {
+        Some((bytes, files)) if files.ends_with(" files") => format!("{files}, {bytes}"),
+        _ => text.to_string(),
+    }
 }
 
 unsafe extern "C" fn error_cb(errno: c_int, text: *const c_char, extra: *mut c_void) {
@@ -360,9 +374,14 @@ fn copy(
         .map(|d| cstring(&d.path))
         .collect::<Result<_, _>>()
         .map_err(|e| vec![e])?;
+    // The library, like Percona's, backs up into existing empty directories.
     let dsts: Vec<CString> = dirs
         .iter()
-        .map(|d| cstring(&dest.join(&d.subdir)))
+        .map(|d| {
+            let sub = dest.join(&d.subdir);
+            destination::create(&sub)?;
+            cstring(&sub)
+        })
         .collect::<Result<_, _>>()
         .map_err(|e| vec![e])?;
     let src_ptrs: Vec<*const c_char> = srcs.iter().map(|c| c.as_ptr()).collect();
@@ -471,9 +490,20 @@ fn finish(
     } else {
         None
     };
-    let bytes: u64 = dirs
+    // After the binary log is cut at the snapshot position: the checksums
+    // are of the files exactly as the backup leaves them.
+    status::with(|p| p.state = "checksumming");
+    let subdirs: Vec<&str> = dirs.iter().map(|d| d.subdir.as_str()).collect();
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
+    let t0 = Instant::now();
+    let files = manifest::checksum_files(dest, &subdirs, threads)?;
+    let checksum_seconds = t0.elapsed().as_secs_f64();
+    let bytes: u64 = files
         .iter()
-        .map(|d| manifest::tree_bytes(&dest.join(&d.subdir)))
+        .map(|f| match f.kind {
+            manifest::FileKind::Regular { size, .. } => size,
+            manifest::FileKind::Symlink { .. } => 0,
+        })
         .sum();
     let m = Manifest {
         dirs,
@@ -485,6 +515,8 @@ fn finish(
         bytes,
         binlog: position.as_ref(),
         exclude: session.exclude.as_deref(),
+        files: &files,
+        checksum_seconds,
     };
     let text = serde_json::to_string_pretty(&m.to_json()).unwrap_or_default() + "\n";
     manifest::write_file(dest, manifest::MANIFEST, text.as_bytes())?;
@@ -520,5 +552,14 @@ mod tests {
             "backup failed: open '/b/x.ibd': No such file or directory (errno 2); \
              write '/b/y.MAD':\nNo space left on device (errno 28); sync destination /b (errno 5)"
         );
+    }
+
+    #[test]
+    fn files_come_first_in_the_state() {
+        assert_eq!(
+            super::files_first("153525229 of 327925502 bytes copied (47%), 6 of 206 files"),
+            "6 of 206 files, 153525229 of 327925502 bytes copied (47%)"
+        );
+        assert_eq!(super::files_first("starting"), "starting");
     }
 }

@@ -90,7 +90,7 @@ impl Progress {
         self.bytes_copied = bytes;
         let now = Instant::now();
         let last = self.samples[(self.next_sample + SAMPLES - 1) % SAMPLES];
-        if last.map_or(true, |(t, _)| now.duration_since(t) >= SAMPLE_EVERY) {
+        if last.is_none_or(|(t, _)| now.duration_since(t) >= SAMPLE_EVERY) {
             self.samples[self.next_sample] = Some((now, bytes));
             self.next_sample = (self.next_sample + 1) % SAMPLES;
         }

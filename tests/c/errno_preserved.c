@@ -203,6 +203,7 @@ int main(int argc, char **argv) {
     CHECK(compare_trees(d.src, d.dst) == 0, "backup differs");
     char dst2[PATH_MAX];
     path_join(dst2, d.base, "dst2");
+    SYS(mkdir(dst2, 0700));
     const char *srcs[] = {d.src}, *dsts[] = {dst2};
     struct errors er = ERRORS_INIT;
     r = tokubackup_create_backup(srcs, dsts, 1, NULL, NULL, record_error, &er, NULL, NULL,

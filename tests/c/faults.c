@@ -104,6 +104,7 @@ static int enospc(const char *work) {
     make_file(path_join(p, d.src, "big1"), 6 << 20, 1);
     make_file(path_join(p, d.src, "big2"), 6 << 20, 2);
     path_join(dst, small, "dst");
+    SYS(mkdir(dst, 0700));
     struct writer w;
     writer_start(&w, d.src);
     struct errors er = ERRORS_INIT;
@@ -180,6 +181,7 @@ static void panic_once(struct dirs *d, const char *when, int fd, off_t off, long
                        int want_errno) {
     char dst[PATH_MAX];
     fmt(dst, sizeof dst, "%s-%s", d->dst, when);
+    SYS(mkdir(dst, 0700)); /* the library requires an existing empty destination */
     SYS(setenv("HOTBACKUP_TEST_PANIC", when, 1));
     struct bg_backup b;
     bg_start(&b, d->src, dst, 0); /* capture on, copier paused */

@@ -366,6 +366,7 @@ int main(int argc, char **argv) {
         snprintf(dst_root, sizeof dst_root, "%s/dst", work);
         rm_tree(src_root);
         rm_tree(dst_root);
+        if (mkdir(dst_root, 0700) < 0) die(dst_root);
         make_tree(&s);
         if (getenv("HB_TRACE")) fprintf(stderr, "ITERATION %d\n", it);
         tokubackup_throttle_backup(throttle && it % 2 ? strtoul(throttle, NULL, 0) : ULONG_MAX);

@@ -286,7 +286,9 @@ static int ring_writes_reach_copied_file(const char *work) {
     scenario_dirs(&d, work, "ring_writes_reach_copied_file");
     char f[PATH_MAX], p[PATH_MAX];
     make_file(path_join(f, d.src, "small"), 64 << 10, 1);
-    make_file(path_join(p, d.src, "filler"), 12 << 20, 2);
+    /* 6 s of copying at 4 MiB/s, for 3 s of writes and pauses: at 12 MiB
+     * the copy ended before the last write on a loaded machine. */
+    make_file(path_join(p, d.src, "filler"), 24 << 20, 2);
     struct aio a;
     aio_init(&a);
     int fd = open(f, O_RDWR);

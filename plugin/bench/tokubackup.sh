@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# tokubackup on the sysbench dataset of BENCHMARKS.md (8 x 500000 rows,
+# 1.2 GiB datadir), each step against its baseline in the same run:
+#   - checksums: the plugin's checksum phase (manifest checksum_seconds) as a
+#     share of the backup's wall time, and tokubackup verify alone
+#   - restore: tokubackup restore (--no-verify, and with verify) vs
+#     mariabackup --copy-back of a mariabackup backup of the same data vs cp -a
+#     (both followed by sync: restore ends with syncfs)
+#   - proof of restorability: tokubackup verify --recover vs mariabackup --prepare
+# ROUNDS rounds, interleaved; medians and every run are printed. The files
+# read are in the page cache for every contender alike (no cache dropping on
+# a shared machine).
+#
+#   plugin/bench/tokubackup.sh          (TABLES, TABLE_SIZE, ROUNDS override)
+set -euo pipefail
+# shellcheck source=ci/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../../ci/lib.sh"
+
+TABLES="${TABLES:-8}"
+TABLE_SIZE="${TABLE_SIZE:-500000}"
+ROUNDS="${ROUNDS:-3}"
+
+"$REPO_ROOT/ci/install-deps.sh" --bench
+(cd "$REPO_ROOT" && cargo build --release -p hotbackup -p tokudb_backup -p tokubackup 2>&1 | tail -n 1) >&2
+LIB="$TARGET_DIR/release/libHotBackup.so"
+PLUGIN="$TARGET_DIR/release/libtokudb_backup.so"
+TB="$TARGET_DIR/release/tokubackup"
+
+WORK="${WORK:-$(mktemp -d /var/tmp/tokubackup-bench.XXXXXX)}"
+mkdir -p "$WORK/plugins"
+ln -sf "$PLUGIN" "$WORK/plugins/tokudb_backup.so"
+SERVER_PID=""
+cleanup() {
+    [ -n "$SERVER_PID" ] && kill -KILL "$SERVER_PID" 2>/dev/null
+    [ -n "${KEEP:-}" ] || rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+D="$WORK/data"
+start_server() {
+    LD_PRELOAD="$LIB" mariadbd --no-defaults --datadir="$D" --socket="$D/sock" --skip-networking \
+        --user=root --pid-file="$D/pid" --log-error="$WORK/err.log" --plugin-dir="$WORK/plugins" \
+        --plugin-load-add=tokudb_backup.so --log-bin=mysql-bin --server-id=1 \
+        --innodb-buffer-pool-size=512M 2>/dev/null &
+    SERVER_PID=$!
+    disown
+    wait_for_server "$D/sock" "" 300 || { tail -n 30 "$WORK/err.log" >&2; die "server did not start"; }
+}
+now() { date +%s.%N; }
+calc() { awk "BEGIN { printf \"%.2f\", $1 }"; }
+# timed CMD...: flushes what earlier steps left dirty (so that no step pays
+# for another's writeback), runs CMD quietly, prints its wall time.
+timed() {
+    local t0
+    sync
+    t0="$(now)"
+    "$@" >"$WORK/cmd.log" 2>&1 || { tail -n 20 "$WORK/cmd.log" >&2; die "failed: $*"; }
+    calc "$(now) - $t0"
+}
+# A copy is restored when it is on disk: tokubackup restore ends with
+# syncfs, so the others are timed with a sync too.
+durable() { "$@" && sync; }
+
+log "== preparing $TABLES x $TABLE_SIZE rows"
+init_datadir "$D"
+start_server
+mariadb_client "$D/sock" "CREATE DATABASE sbtest"
+sysbench oltp_write_only --db-driver=mysql --mysql-socket="$D/sock" --mysql-user=root \
+    --mysql-db=sbtest --tables="$TABLES" --table-size="$TABLE_SIZE" --threads=2 prepare >/dev/null
+mariadb_client "$D/sock" "RESET MASTER"
+log "datadir: $(du -sh "$D" | cut -f1)"
+
+: >"$WORK/results"
+for ((round = 1; round <= ROUNDS; round++)); do
+    rm -rf "$WORK"/bk "$WORK"/mb "$WORK"/r-*
+    backup_s="$(timed "$TB" backup "$WORK/bk" --no-defaults --socket="$D/sock" --user=root)"
+    cks="$(sed -n 's/.*"checksum_seconds": \([0-9.]*\).*/\1/p' "$WORK/bk/backup-manifest.json")"
+    verify_s="$(timed "$TB" verify "$WORK/bk")"
+    mb_s="$(timed mariabackup --backup --target-dir="$WORK/mb" --socket="$D/sock" --user=root)"
+    prepare_s="$(timed mariabackup --prepare --target-dir="$WORK/mb")"
+    recover_s="$(timed "$TB" verify "$WORK/bk" --recover --scratch="$WORK")"
+    startup_s="$(sed -n 's/.*crash recovery and start \([0-9.]*\) s.*/\1/p' "$WORK/cmd.log")"
+    cp_s="$(timed durable cp -a "$WORK/bk/mysql_data_dir" "$WORK/r-cp")"
+    tb_s="$(timed "$TB" restore "$WORK/bk" --datadir="$WORK/r-tb" --user=root --no-verify)"
+    tbv_s="$(timed "$TB" restore "$WORK/bk" --datadir="$WORK/r-tbv" --user=root)"
+    cb_s="$(timed durable mariabackup --copy-back --target-dir="$WORK/mb" --datadir="$WORK/r-mb")"
+    line="backup=$backup_s checksum=$cks verify=$verify_s mariabackup_prepare=$prepare_s verify_recover=$recover_s recover_startup=$startup_s cp_a=$cp_s restore=$tb_s restore_verified=$tbv_s copy_back=$cb_s mariabackup_backup=$mb_s"
+    log "round $round: $line"
+    echo "$line" >>"$WORK/results"
+done
+
+median() { # median KEY
+    tr ' ' '\n' <"$WORK/results" | sed -n "s/^$1=//p" | sort -g |
+        awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.2f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+echo
+echo "medians of $ROUNDS rounds, datadir $(du -sh "$D" | cut -f1):"
+for k in backup checksum verify mariabackup_backup mariabackup_prepare verify_recover recover_startup cp_a restore restore_verified copy_back; do
+    printf '  %-20s %s s\n' "$k" "$(median "$k")"
+done
+printf '  checksum / backup             %s\n' "$(calc "$(median checksum) / $(median backup)")"
+printf '  restore / cp -a               %s\n' "$(calc "$(median restore) / $(median cp_a)")"
+printf '  restore / copy-back           %s\n' "$(calc "$(median restore) / $(median copy_back)")"
+printf '  restore+verify / cp -a        %s\n' "$(calc "$(median restore_verified) / $(median cp_a)")"
+printf '  verify --recover / --prepare  %s\n' "$(calc "$(median verify_recover) / $(median mariabackup_prepare)")"
+echo "every round:"
+cat "$WORK/results"
