@@ -174,7 +174,7 @@ pub fn run(a: &BackupArgs, opts: &ConnectOptions, mut guard: Guard) -> Result<()
                 progress.note(&format!("tokubackup: KILL QUERY {id} failed: {e}"));
             }
         }
-        if last_poll.map_or(true, |t| t.elapsed() >= Duration::from_millis(500)) {
+        if last_poll.is_none_or(|t| t.elapsed() >= Duration::from_millis(500)) {
             last_poll = Some(Instant::now());
             if let Some(r) = read_progress(&mut watch, id) {
                 progress.update(&r);
