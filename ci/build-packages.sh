@@ -229,7 +229,7 @@ LIBDIR=/opt/$name/lib PLUGINDIR=/opt/$name/lib/mysql/plugin PREFIX=/opt/$name
 subst packaging/tarball/README.in "$t/README"
 # Every shared object and program the RPMs and the tarball ship loads on
 # glibc $GLIBC_FLOOR.
-mapfile -t floor_files < <(find "$STAGE_DIR/rpm" "$t" -type f \( -name '*.so*' -o -name tokubackup \) | sort)
+mapfile -t floor_files < <(find "$STAGE_DIR/rpm" "$t" -type f \( -name '*.so*' -o -path '*/bin/tokubackup' \) | sort)
 [ "${#floor_files[@]}" -ge 12 ] || die "expected 12 or more staged RPM/tarball ELF files, found ${#floor_files[@]}"
 bash ci/check-glibc.sh "$GLIBC_FLOOR" "${floor_files[@]}"
 tar --owner=0 --group=0 --numeric-owner --sort=name -C "$STAGE_DIR/tarball" -czf "$PKG_DIR/$name.tar.gz" "$name"
