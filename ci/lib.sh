@@ -70,6 +70,8 @@ zigbuild_install() {
     # Debian's own python3 refuses installs outside a venv (PEP 668).
     python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore "${pins[@]}" 2>/dev/null ||
         python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --break-system-packages "${pins[@]}"
+    # pip's scripts directory may be off PATH (a python3 without shims).
+    command -v cargo-zigbuild >/dev/null || PATH="$PATH:$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')"
     command -v cargo-zigbuild >/dev/null || die "cargo-zigbuild is not on PATH after pip install"
 }
 
