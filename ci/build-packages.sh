@@ -39,14 +39,20 @@ PLUGIN="$TARGET_DIR/release/libtokudb_backup.so"
 [ -f "$PLUGIN" ] || die "$PLUGIN was not built"
 TOKUBACKUP="$TARGET_DIR/release/tokubackup"
 [ -f "$TOKUBACKUP" ] || die "$TOKUBACKUP was not built"
-# The plugin for MySQL and Percona Server 5.7 / 8.0 (cargo features): one
-# per series, for the tarball and the -mysql57/-mysql80 RPMs. The default
-# (MariaDB) build is made last again, so target/release keeps it.
+# The RPMs and the tarball get glibc $GLIBC_FLOOR builds (README "Which
+# systems"); the .deb, for Debian 12 only, the native one. The plugin for
+# MySQL and Percona Server 5.7 / 8.0 (cargo features): one per series, for
+# the tarball and the -mysql57/-mysql80 RPMs. The default (MariaDB) build is
+# made last again, so $GLIBC_BUILD_DIR keeps it.
 for f in mysql57 mysql80; do
-    cargo build --release -p tokudb_backup --no-default-features --features "$f"
-    cp "$PLUGIN" "$TARGET_DIR/release/tokudb_backup_$f.so"
+    zigbuild -p tokudb_backup --lib --no-default-features --features "$f"
+    cp "$GLIBC_BUILD_DIR/libtokudb_backup.so" "$GLIBC_BUILD_DIR/tokudb_backup_$f.so"
 done
-cargo build --release -p tokudb_backup
+build_glibc_floor
+LIB_FLOOR="$GLIBC_BUILD_DIR/libHotBackup.so"
+PLUGIN_FLOOR="$GLIBC_BUILD_DIR/libtokudb_backup.so"
+TOKUBACKUP_FLOOR="$GLIBC_BUILD_DIR/tokubackup"
+[ -f "$TOKUBACKUP_FLOOR" ] || die "$TOKUBACKUP_FLOOR was not built"
 
 # The file name carries the full version; its major must be the SONAME's.
 soname="$(readelf -d "$LIB" | sed -n 's/.*Library soname: \[\(.*\)\]/\1/p')"
@@ -161,12 +167,15 @@ finish_deb "$PKG_DIR"/libhotbackup1_*.deb "$ctl/shlibs" "$ctl/symbols"
 finish_deb "$PKG_DIR"/libhotbackup-dev_*.deb
 finish_deb "$PKG_DIR"/tokudb-backup-plugin_*.deb
 
+# The RPMs and the tarball (below) stage the glibc $GLIBC_FLOOR tokubackup.
+TOKUBACKUP="$TOKUBACKUP_FLOOR"
+
 # ---- RPM: tokudb-backup-plugin (library + plugin + drop-ins), -devel (header)
 LIBDIR="$RPM_LIBDIR" PLUGINDIR=/usr/lib64/mysql/plugin
 SYSTEMD_DROPIN=/usr/lib/systemd/system/mariadb.service.d/10-tokudb-backup.conf
 d="$STAGE_DIR/rpm/tokudb-backup-plugin"
-install_so "$LIB" "$d$LIBDIR/$SOFILE"
-install_so "$PLUGIN" "$d$PLUGINDIR/tokudb_backup.so"
+install_so "$LIB_FLOOR" "$d$LIBDIR/$SOFILE"
+install_so "$PLUGIN_FLOOR" "$d$PLUGINDIR/tokudb_backup.so"
 subst packaging/mariadb/tokudb-backup.cnf.in "$d/etc/my.cnf.d/tokudb-backup.cnf"
 subst packaging/systemd/tokudb-backup.conf.in "$d$SYSTEMD_DROPIN"
 install -D -m 644 README.md "$d/usr/share/doc/tokudb-backup-plugin/README.md"
@@ -185,8 +194,8 @@ cargo generate-rpm -p plugin --auto-req no -o "$PKG_DIR/"
 # plugin and a drop-in for mysqld.service (Oracle's and Percona's unit).
 for f in mysql57 mysql80; do
     v="$STAGE_DIR/rpm/tokudb-backup-plugin-$f"
-    install_so "$LIB" "$v$LIBDIR/$SOFILE"
-    install_so "$TARGET_DIR/release/tokudb_backup_$f.so" "$v$PLUGINDIR/tokudb_backup.so"
+    install_so "$LIB_FLOOR" "$v$LIBDIR/$SOFILE"
+    install_so "$GLIBC_BUILD_DIR/tokudb_backup_$f.so" "$v$PLUGINDIR/tokudb_backup.so"
     mkdir -p "$v/etc" "$v/usr/share"
     cp -a "$STAGE_DIR/rpm/tokudb-backup-plugin/etc/." "$v/etc/"
     cp -a "$STAGE_DIR/rpm/tokudb-backup-plugin/usr/share/." "$v/usr/share/"
@@ -201,13 +210,13 @@ cargo generate-rpm -p . --auto-req no -o "$PKG_DIR/"
 # ---- Release tarball: a top directory with lib/, lib/mysql/plugin/, include/, README
 name="tokudb-backup-plugin-$VERSION-x86_64-linux"
 t="$STAGE_DIR/tarball/$name"
-install_so "$LIB" "$t/lib/$SOFILE"
+install_so "$LIB_FLOOR" "$t/lib/$SOFILE"
 ln -s "$SOFILE" "$t/lib/libHotBackup.so.1"
 ln -s libHotBackup.so.1 "$t/lib/libHotBackup.so"
-install_so "$PLUGIN" "$t/lib/mysql/plugin/tokudb_backup.so"
+install_so "$PLUGIN_FLOOR" "$t/lib/mysql/plugin/tokudb_backup.so"
 ln -s tokudb_backup.so "$t/lib/mysql/plugin/tokubackup.so"
 for f in mysql57 mysql80; do
-    install_so "$TARGET_DIR/release/tokudb_backup_$f.so" "$t/lib/mysql/plugin/tokudb_backup_$f.so"
+    install_so "$GLIBC_BUILD_DIR/tokudb_backup_$f.so" "$t/lib/mysql/plugin/tokudb_backup_$f.so"
 done
 install -D -m 644 include/backup.h "$t/include/backup.h"
 install -m 644 debian/copyright "$t/COPYING"
@@ -218,6 +227,11 @@ mv "$t/stage/share/zsh" "$t/share/zsh"
 rm -r "$t/stage"
 LIBDIR=/opt/$name/lib PLUGINDIR=/opt/$name/lib/mysql/plugin PREFIX=/opt/$name
 subst packaging/tarball/README.in "$t/README"
+# Every shared object and program the RPMs and the tarball ship loads on
+# glibc $GLIBC_FLOOR.
+mapfile -t floor_files < <(find "$STAGE_DIR/rpm" "$t" -type f \( -name '*.so*' -o -path '*/bin/tokubackup' \) | sort)
+[ "${#floor_files[@]}" -ge 12 ] || die "expected 12 or more staged RPM/tarball ELF files, found ${#floor_files[@]}"
+bash ci/check-glibc.sh "$GLIBC_FLOOR" "${floor_files[@]}"
 tar --owner=0 --group=0 --numeric-owner --sort=name -C "$STAGE_DIR/tarball" -czf "$PKG_DIR/$name.tar.gz" "$name"
 
 log "packages in $PKG_DIR:"

@@ -104,7 +104,7 @@ backup_in_host() { # backup_in_host HOST ABI VARIANT SERVER_VERSION
     printf 'remote' >"$fx/ext/db1/t1.ibd"
     printf '%s' "$fx/ext/db1/t1.ibd" >"$fx/data/db1/t1.isl"
     out="$(HOST_DATADIR="$fx/data" HOST_UNDO_DIR="$fx/undo" HOST_BINLOG_DIR="$fx/binlog" \
-        HOST_BACKUP_TO="$fx/backup" LD_PRELOAD="$TARGET_DIR/debug/libHotBackup.so" timeout 300 \
+        HOST_BACKUP_TO="$fx/backup" LD_PRELOAD="${HOST_LIB:-$TARGET_DIR/debug/libHotBackup.so}" timeout 300 \
         "$HOSTS/host-$1" "plugin/tests/abi/$2.txt" "$HOSTS/tokudb_backup-$3.so" "$4" 2>&1)" ||
         die "backup by tokudb_backup-$3.so in a $4 server:"$'\n'"$out"
     local b="$fx/backup" f
@@ -122,3 +122,18 @@ backup_in_host() { # backup_in_host HOST ABI VARIANT SERVER_VERSION
 }
 backup_in_host c my5741 mysql57 5.7.41-log
 backup_in_host cxx my8040 mysql80 8.0.36
+
+# The MySQL builds that the tarball and the -mysql57/-mysql80 RPMs ship are
+# glibc 2.17 builds (README "Which systems"): the same load and backup
+# checks on them, with the 2.17 library preloaded.
+build_glibc_floor
+for f in mysql57 mysql80; do
+    zigbuild -p tokudb_backup --lib --no-default-features --features "$f"
+    cp "$GLIBC_BUILD_DIR/libtokudb_backup.so" "$HOSTS/tokudb_backup-$f-glibc$GLIBC_FLOOR.so"
+done
+zigbuild -p tokudb_backup --lib # the MariaDB build back in its place
+loads c my5741 "mysql57-glibc$GLIBC_FLOOR" 5.7.44
+loads cxx my8040 "mysql80-glibc$GLIBC_FLOOR" 8.0.36
+loads bitmask ps8027 "mysql80-glibc$GLIBC_FLOOR" 8.0.44-35-log
+HOST_LIB="$GLIBC_BUILD_DIR/libHotBackup.so" backup_in_host c my5741 "mysql57-glibc$GLIBC_FLOOR" 5.7.41-log
+HOST_LIB="$GLIBC_BUILD_DIR/libHotBackup.so" backup_in_host cxx my8040 "mysql80-glibc$GLIBC_FLOOR" 8.0.36

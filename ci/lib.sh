@@ -51,6 +51,49 @@ cargo_tool_install() {
     command -v "$2" >/dev/null 2>&1 || cargo install --locked --quiet "$1"
 }
 
+# The glibc the RPM and tarball .so files are linked against (README
+# "Which systems"): cargo zigbuild's target suffix picks zig's stubs of it.
+GLIBC_FLOOR=2.17
+GLIBC_TARGET="x86_64-unknown-linux-gnu.$GLIBC_FLOOR"
+# ... and where cargo puts that build (the suffix is not part of the path).
+GLIBC_BUILD_DIR="$TARGET_DIR/x86_64-unknown-linux-gnu/release"
+export GLIBC_FLOOR GLIBC_TARGET GLIBC_BUILD_DIR
+
+# zigbuild_install : cargo-zigbuild and zig (PyPI's ziglang), pinned; a no-op
+# when these versions are installed.
+zigbuild_install() {
+    local pins=(cargo-zigbuild==0.24.0 ziglang==0.17.0) have
+    have="$(python3 -c 'import importlib.metadata as m; print(*(n + "==" + m.version(n) for n in ("cargo-zigbuild", "ziglang")))' 2>/dev/null || true)"
+    [ "$have" = "${pins[*]}" ] && command -v cargo-zigbuild >/dev/null && return 0
+    command -v python3 >/dev/null || apt_install python3 python3-pip
+    python3 -m pip --version >/dev/null 2>&1 || apt_install python3-pip
+    # Debian's own python3 refuses installs outside a venv (PEP 668).
+    python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore "${pins[@]}" 2>/dev/null ||
+        python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --break-system-packages "${pins[@]}"
+    # pip's scripts directory may be off PATH (a python3 without shims).
+    command -v cargo-zigbuild >/dev/null || PATH="$PATH:$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')"
+    command -v cargo-zigbuild >/dev/null || die "cargo-zigbuild is not on PATH after pip install"
+}
+
+# zigbuild ARGS... : cargo zigbuild --release ARGS against glibc $GLIBC_FLOOR,
+# into $GLIBC_BUILD_DIR.
+zigbuild() {
+    zigbuild_install
+    # zig's linker searches only the directories it is given, and /usr/lib
+    # holds this machine's newer glibc: programs that link libmariadb find
+    # its link name alone in a directory of its own. (Always the same flags:
+    # other ones would rebuild every crate.)
+    local link="$TARGET_DIR/glibc-floor-link" multiarch
+    multiarch="$(gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)"
+    mkdir -p "$link"
+    [ ! -e "/usr/lib/$multiarch/libmariadb.so.3" ] || ln -sfn "/usr/lib/$multiarch/libmariadb.so.3" "$link/libmariadb.so"
+    (cd "$REPO_ROOT" && CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUSTFLAGS="-L native=$link" \
+        cargo zigbuild --release --target "$GLIBC_TARGET" "$@")
+}
+
+# build_glibc_floor : the workspace's shared objects and programs.
+build_glibc_floor() { zigbuild --workspace --lib --bins; }
+
 # ---- throwaway MariaDB servers (own datadir, socket, port; never the system service)
 
 # mariadb_client SOCK SQL : run SQL, fail on any error, print tab-separated rows.

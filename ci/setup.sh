@@ -31,7 +31,9 @@ if ! grep -q "cargo:$GARAGE_VERSION " <<<"$(garage --version 2>/dev/null)"; then
     log "cargo install garage $GARAGE_VERSION"
     cargo install garage --version "$GARAGE_VERSION" --locked --quiet --no-default-features --features bundled-libs,lmdb
 fi
+# cargo zigbuild + zig from PyPI: the glibc 2.17 build of the RPMs and tarball.
+zigbuild_install
 if ! grep -q '^nightly' <<<"$(rustup toolchain list)"; then
     log "NOTE: no nightly toolchain; ci/asan.sh will use stable with RUSTC_BOOTSTRAP=1"
 fi
-log "tools: $(cargo --version); $(garage --version); $(cargo deb --version); $(cargo generate-rpm --version); $(lintian --version); $(rpm --version); $(valgrind --version)"
+log "tools: $(cargo --version); $(garage --version); $(cargo deb --version); $(cargo generate-rpm --version); zig $(python3 -m ziglang version); $(lintian --version); $(rpm --version); $(valgrind --version)"

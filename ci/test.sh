@@ -48,6 +48,7 @@ run_step setup ci/setup.sh
 step_passed setup || { echo "ci: 0 passed, 1 failed" ; exit 1; }
 run_step lint ci/lint.sh
 run_step "cargo test --workspace" ci/cargo-test.sh
+run_step "glibc 2.17 build" ci/test-glibc-floor.sh
 run_step "server ABI variants" ci/build-variants.sh
 run_step valgrind ci/valgrind.sh
 run_step asan ci/asan.sh

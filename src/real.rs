@@ -175,7 +175,7 @@ real! {
     fn close_range(first: c_uint, last: c_uint, flags: c_int) -> c_int,
         fallback: sc(libc::syscall(libc::SYS_close_range, first, last, flags));
     fn closefrom(lowfd: c_int) -> (),
-        fallback: { libc::syscall(libc::SYS_close_range, lowfd as c_uint, c_uint::MAX, 0); };
+        fallback: closefrom_fallback(lowfd);
     fn dup(fd: c_int) -> c_int,
         fallback: sc(libc::syscall(libc::SYS_dup, fd));
     fn dup2(old: c_int, new: c_int) -> c_int,
@@ -224,6 +224,38 @@ fn posix_fallocate_fallback(fd: c_int, off: i64, len: i64) -> c_int {
         0
     } else {
         crate::sys::errno()
+    }
+}
+
+/// closefrom where libc has none (glibc before 2.34): close_range(2), and on
+/// kernels without it (before 5.9) every descriptor up to the open-files
+/// limit, as glibc's own fallback does when /proc cannot be read.
+/// errno is left as it was: closefrom reports nothing.
+fn closefrom_fallback(lowfd: c_int) {
+    let saved = crate::sys::errno();
+    closefrom_each(lowfd.max(0));
+    crate::sys::set_errno(saved);
+}
+
+fn closefrom_each(first: c_int) {
+    // SAFETY: close_range(2) on the application's own descriptors, as asked.
+    if unsafe { libc::syscall(libc::SYS_close_range, first as c_uint, c_uint::MAX, 0) } == 0 {
+        return;
+    }
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit(2) writes only into `lim`.
+    let r = unsafe { libc::syscall(libc::SYS_getrlimit, libc::RLIMIT_NOFILE, &mut lim) };
+    let end = if r == 0 {
+        lim.rlim_cur.min(c_int::MAX as u64) as c_int
+    } else {
+        1024
+    };
+    for fd in first..end {
+        // SAFETY: close(2) of a descriptor the application asked to close.
+        unsafe { libc::syscall(libc::SYS_close, fd) };
     }
 }
 

@@ -275,6 +275,19 @@ fn exec_and_pipeline() {
     scenario("fork_exec", "exec_and_pipeline", 60);
 }
 
+// close_range and closefrom through the hooks (tests/c/missing_libc.c); on a
+// glibc without them ci/test-old-glibc.sh runs the same scenarios.
+#[test]
+fn close_range_forgets_the_descriptor() {
+    scenario("missing_libc", "close_range_reused", 60);
+}
+
+#[test]
+fn closefrom_closes_without_close_range_syscall() {
+    scenario("missing_libc", "closefrom_closes", 30);
+    scenario("missing_libc", "closefrom_without_close_range_syscall", 30);
+}
+
 #[test]
 fn exec_under_preload() {
     // The library in programs that never call it, including a shell that

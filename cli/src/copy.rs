@@ -160,8 +160,21 @@ fn copy_range(fi: i32, fo: i32, start: i64, len: i64) -> std::io::Result<()> {
     let (mut off_in, mut off_out, mut left) = (start, start, len);
     while left > 0 {
         let chunk = left.min(1 << 30) as usize;
+        // The system call, not libc's wrapper: glibc has that only since 2.27
+        // and the RPM/tarball build links against 2.17 (README "Which
+        // systems"); a kernel without it says ENOSYS, handled below.
         // SAFETY: open descriptors; the offsets are ours and updated by the call.
-        let n = unsafe { libc::copy_file_range(fi, &mut off_in, fo, &mut off_out, chunk, 0) };
+        let n = unsafe {
+            libc::syscall(
+                libc::SYS_copy_file_range,
+                fi,
+                &mut off_in as *mut libc::loff_t,
+                fo,
+                &mut off_out as *mut libc::loff_t,
+                chunk,
+                0u32,
+            )
+        } as isize;
         if n < 0 {
             let e = std::io::Error::last_os_error();
             match e.raw_os_error() {

@@ -11,11 +11,17 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
+/// The program under test: cargo's build, or $HOTBACKUP_TEST_BUILD/tokubackup
+/// (CI's glibc 2.17 build, the one the RPMs and the tarball ship).
+fn tokubackup_bin() -> PathBuf {
+    match std::env::var_os("HOTBACKUP_TEST_BUILD") {
+        Some(dir) => PathBuf::from(dir).join("tokubackup"),
+        None => PathBuf::from(env!("CARGO_BIN_EXE_tokubackup")),
+    }
+}
+
 fn tb(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tokubackup"))
-        .args(args)
-        .output()
-        .unwrap()
+    Command::new(tokubackup_bin()).args(args).output().unwrap()
 }
 
 fn text(o: &Output) -> String {
@@ -465,7 +471,7 @@ fn tree(d: &Path) -> Vec<(PathBuf, u64)> {
 /// Starts a throttled `tokubackup backup` and sends it `sig` once the
 /// backup is copying.
 fn slow_backup_then(s: &Server, dest: &Path, sig: i32) -> std::process::Child {
-    let child = Command::new(env!("CARGO_BIN_EXE_tokubackup"))
+    let child = Command::new(tokubackup_bin())
         .arg("backup")
         .arg(dest)
         .args(conn_args(s))

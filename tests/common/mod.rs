@@ -21,8 +21,20 @@ pub fn repo_root() -> PathBuf {
 /// The cdylib cargo built for this test run: the test binary is
 /// target/<profile>/deps/<name>-<hash>; the library is target/<profile>/
 /// after `cargo build`, or deps/ when cargo built it only as a dependency of
-/// the tests (the library target also has the rlib crate type for that).
+/// the tests (the library target also has the rlib crate type for that);
+/// or $HOTBACKUP_TEST_BUILD/libHotBackup.so when that is set.
 pub fn lib_path() -> PathBuf {
+    // CI points this at another build of the library (the glibc 2.17 one the
+    // RPM and tarball ship) to run the same tests against it.
+    if let Some(dir) = std::env::var_os("HOTBACKUP_TEST_BUILD") {
+        let p = PathBuf::from(dir).join("libHotBackup.so");
+        assert!(
+            p.is_file(),
+            "HOTBACKUP_TEST_BUILD: {} not found",
+            p.display()
+        );
+        return p;
+    }
     let exe = std::env::current_exe().expect("current_exe");
     let deps = exe.parent().expect("target/<profile>/deps");
     let candidates = [

@@ -26,8 +26,20 @@ pub fn target_dir() -> PathBuf {
 /// target/<profile>/deps/NAME, which the test build itself (re)builds (the
 /// library is a dev-dependency, the plugin's lib target is built for its
 /// tests), else target/<profile>/NAME. deps/ first: target/<profile>/ may
-/// hold a build of another server ABI (--features mysql80).
+/// hold a build of another server ABI (--features mysql80). Or
+/// $HOTBACKUP_TEST_BUILD/NAME when that is set.
 fn artifact(name: &str) -> PathBuf {
+    // CI points this at another build (the glibc 2.17 one the RPM and
+    // tarball ship) to run the same tests against it.
+    if let Some(dir) = std::env::var_os("HOTBACKUP_TEST_BUILD") {
+        let p = PathBuf::from(dir).join(name);
+        assert!(
+            p.is_file(),
+            "HOTBACKUP_TEST_BUILD: {} not found",
+            p.display()
+        );
+        return p;
+    }
     let t = target_dir();
     [t.join("deps").join(name), t.join(name)]
         .into_iter()
