@@ -72,34 +72,19 @@ fn p(x: &Path) -> &str {
 #[test]
 fn backup_verify_recover_restore_under_load() {
     let work = std::fs::canonicalize(scratch("cli-layout")).unwrap();
-    let d = |n: &str| {
-        let p = work.join(n);
-        std::fs::create_dir_all(&p).unwrap();
-        p
-    };
-    let datadir = work.join("data");
-    let (ibdata, redo, undo, binlog, arialog, ext, ext_aria) = (
-        d("ibdata"),
-        d("redo"),
-        d("undo"),
-        d("binlog"),
-        d("arialog"),
-        d("ext"),
-        d("ext_aria"),
-    );
-    let layout = |ibdata: &Path, redo: &Path, undo: &Path, arialog: &Path, binlog: &Path| {
-        vec![
-            format!("--innodb-data-home-dir={}", ibdata.display()),
-            format!("--innodb-log-group-home-dir={}", redo.display()),
-            format!("--innodb-undo-directory={}", undo.display()),
-            "--innodb-undo-tablespaces=2".to_string(),
-            format!("--aria-log-dir-path={}", arialog.display()),
-            format!("--log-bin={}/mysql-bin", binlog.display()),
-            "--server-id=1".to_string(),
-        ]
-    };
-    let extra = layout(&ibdata, &redo, &undo, &arialog, &binlog);
-    install_db(&datadir, &extra[..5]);
+    let dirs = OutsideDirs::create(&work);
+    let extra = dirs.options();
+    install_db(&dirs.datadir, &extra[..INSTALL_DB_OPTIONS]);
+    let OutsideDirs {
+        datadir,
+        ibdata,
+        redo,
+        undo,
+        binlog,
+        arialog,
+        ext,
+        ext_aria,
+    } = dirs;
     let s = Server::start(
         "cli-layout",
         Opts {
@@ -207,7 +192,7 @@ fn backup_verify_recover_restore_under_load() {
     eprintln!("{}", tb_expect(&a, 0));
     assert!(ext.join("bank/accounts.ibd").is_file());
     let n = |sub: &str| new.join(sub);
-    let extra = layout(
+    let extra = outside_options(
         &n("innodb_data_home_dir"),
         &n("innodb_log_dir"),
         &n("innodb_undo_dir"),

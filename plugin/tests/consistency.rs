@@ -59,32 +59,19 @@ fn backups_under_transfers_and_ddl_restore_consistently() {
 #[test]
 fn directories_outside_the_datadir_are_backed_up_and_restore_in_place() {
     let work = std::fs::canonicalize(scratch("layout")).unwrap();
-    let d = |n: &str| {
-        let p = work.join(n);
-        std::fs::create_dir_all(&p).unwrap();
-        p
-    };
-    let (datadir, ibdata, redo, undo, binlog, arialog, ext, ext_aria) = (
-        work.join("data"),
-        d("ibdata"),
-        d("redo"),
-        d("undo"),
-        d("binlog"),
-        d("arialog"),
-        d("ext"),
-        d("ext_aria"),
-    );
-    let layout = vec![
-        format!("--innodb-data-home-dir={}", ibdata.display()),
-        format!("--innodb-log-group-home-dir={}", redo.display()),
-        format!("--innodb-undo-directory={}", undo.display()),
-        "--innodb-undo-tablespaces=2".to_string(),
-        format!("--aria-log-dir-path={}", arialog.display()),
-    ];
-    install_db(&datadir, &layout);
-    let mut extra = layout.clone();
-    extra.push(format!("--log-bin={}/mysql-bin", binlog.display()));
-    extra.push("--server-id=1".into());
+    let dirs = OutsideDirs::create(&work);
+    let extra = dirs.options();
+    install_db(&dirs.datadir, &extra[..INSTALL_DB_OPTIONS]);
+    let OutsideDirs {
+        datadir,
+        ibdata,
+        redo,
+        undo,
+        binlog,
+        arialog,
+        ext,
+        ext_aria,
+    } = dirs;
     let opts = Opts {
         log_bin: false, // given with its own directory above
         extra,

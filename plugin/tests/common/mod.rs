@@ -165,6 +165,77 @@ fn template_datadir() -> PathBuf {
     .clone()
 }
 
+/// Every directory a server writes outside its datadir: InnoDB's data home,
+/// redo log and undo, the binary log, Aria's log, and DATA DIRECTORY
+/// tables of InnoDB (`ext`) and Aria (`ext_aria`).
+pub struct OutsideDirs {
+    pub datadir: PathBuf,
+    pub ibdata: PathBuf,
+    pub redo: PathBuf,
+    pub undo: PathBuf,
+    pub binlog: PathBuf,
+    pub arialog: PathBuf,
+    pub ext: PathBuf,
+    pub ext_aria: PathBuf,
+}
+
+impl OutsideDirs {
+    /// Under `work`; all but the datadir (which install-db makes) created.
+    pub fn create(work: &Path) -> OutsideDirs {
+        let d = |n: &str| {
+            let p = work.join(n);
+            std::fs::create_dir_all(&p).unwrap();
+            p
+        };
+        OutsideDirs {
+            datadir: work.join("data"),
+            ibdata: d("ibdata"),
+            redo: d("redo"),
+            undo: d("undo"),
+            binlog: d("binlog"),
+            arialog: d("arialog"),
+            ext: d("ext"),
+            ext_aria: d("ext_aria"),
+        }
+    }
+
+    /// The server options that place the directories; the first
+    /// `INSTALL_DB_OPTIONS` of them are also install-db's.
+    pub fn options(&self) -> Vec<String> {
+        outside_options(
+            &self.ibdata,
+            &self.redo,
+            &self.undo,
+            &self.arialog,
+            &self.binlog,
+        )
+    }
+}
+
+/// How many of [`outside_options`] mariadb-install-db needs (the binary log
+/// options come after them).
+pub const INSTALL_DB_OPTIONS: usize = 5;
+
+/// Server options for InnoDB's data home, redo log and undo, Aria's log and
+/// the binary log in the given directories.
+pub fn outside_options(
+    ibdata: &Path,
+    redo: &Path,
+    undo: &Path,
+    arialog: &Path,
+    binlog: &Path,
+) -> Vec<String> {
+    vec![
+        format!("--innodb-data-home-dir={}", ibdata.display()),
+        format!("--innodb-log-group-home-dir={}", redo.display()),
+        format!("--innodb-undo-directory={}", undo.display()),
+        "--innodb-undo-tablespaces=2".to_string(),
+        format!("--aria-log-dir-path={}", arialog.display()),
+        format!("--log-bin={}/mysql-bin", binlog.display()),
+        "--server-id=1".to_string(),
+    ]
+}
+
 /// A fresh datadir made with extra server options (e.g. an undo directory
 /// or InnoDB data home outside it, which must be set at creation).
 pub fn install_db(datadir: &Path, extra: &[String]) {
