@@ -6,7 +6,7 @@ use crate::exclude::Exclude;
 use crate::layout::SourceDir;
 use crate::library::{self, Library};
 use crate::manifest::{self, Manifest};
-use crate::{binlog, destination, layout, server, settings, status, sysvars};
+use crate::{binlog, destination, layout, server, settings, status};
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -34,28 +34,36 @@ impl Drop for RunningGuard {
     }
 }
 
-/// Runs the backup and records its outcome in the session's variables, the
-/// status variables and (on failure) the error log. Err means the SET fails.
-pub fn run(thd: Thd, dest: Option<&str>) -> Result<(), ()> {
+/// What the session asked for, from its variables (sysvars).
+pub struct Options {
+    pub exclude: Option<String>,
+    pub throttle: u64,
+    /// The global tokudb_backup_allowed_prefix, if set.
+    pub allowed_prefix: Option<String>,
+}
+
+/// Runs the backup and records its outcome in the status variables and
+/// (on failure) the error log and the statement's error. Err (the first
+/// errno, every message joined) means the SET fails; the caller keeps it in
+/// the session's variables.
+pub fn run(thd: Thd, dest: Option<&str>, options: &Options) -> Result<(), Failure> {
     let srv = server::get();
     if let Err(denied) = srv.authorize(thd) {
         server::log_line("ERROR", denied.message);
-        sysvars::set_last_error(thd, libc::EACCES, denied.message);
         // One error for the client: MySQL's check raised its own.
         if !denied.raised {
             srv.raise_access_denied(thd);
         }
-        return Err(());
+        return Err(Failure::new(libc::EACCES, denied.message));
     }
     // Before anything runs SQL through the server's sql service: that
     // resets the flag (set for SET by server::report_progress_for_set) that
     // lets thd_progress_init send the client progress packets.
     srv.progress_init(thd);
-    let outcome = run_checked(thd, dest);
+    let outcome = run_checked(thd, dest, options);
     srv.progress_end(thd);
     match outcome {
         Ok(summary) => {
-            sysvars::set_last_error(thd, 0, "");
             server::log_line("Note", &summary);
             Ok(())
         }
@@ -66,7 +74,6 @@ pub fn run(thd: Thd, dest: Option<&str>) -> Result<(), ()> {
                 .collect::<Vec<_>>()
                 .join("; ");
             server::log_line("ERROR", &failure_line(&failures));
-            sysvars::set_last_error(thd, failures[0].errno, &joined);
             srv.fail_statement(thd, &joined);
             let kind = if failures[0].errno == libc::EINTR {
                 "killed"
@@ -76,7 +83,7 @@ pub fn run(thd: Thd, dest: Option<&str>) -> Result<(), ()> {
             status::with(|p| {
                 p.last_result = format!("{kind} (errno {}): {joined}", failures[0].errno);
             });
-            Err(())
+            Err(Failure::new(failures[0].errno, joined))
         }
     }
 }
@@ -92,7 +99,7 @@ fn failure_line(failures: &[Failure]) -> String {
     format!("backup failed: {detail}")
 }
 
-fn run_checked(thd: Thd, dest: Option<&str>) -> Result<String, Vec<Failure>> {
+fn run_checked(thd: Thd, dest: Option<&str>, session: &Options) -> Result<String, Vec<Failure>> {
     let dest = dest.ok_or_else(|| {
         vec![Failure::new(
             libc::EINVAL,
@@ -110,10 +117,9 @@ fn run_checked(thd: Thd, dest: Option<&str>) -> Result<String, Vec<Failure>> {
     let settings = settings::read().map_err(|e| vec![e])?;
     let dirs = layout::plan(&settings).map_err(|e| vec![e])?;
     let sources: Vec<PathBuf> = dirs.iter().map(|d| d.path.clone()).collect();
-    let prefix = sysvars::allowed_prefix();
-    let resolved = destination::validate(dest, &sources, prefix.as_deref()).map_err(|e| vec![e])?;
+    let resolved = destination::validate(dest, &sources, session.allowed_prefix.as_deref())
+        .map_err(|e| vec![e])?;
     destination::create(&resolved).map_err(|e| vec![e])?;
-    let session = sysvars::session_settings(thd);
     let started = SystemTime::now();
     manifest::write_file(
         &resolved,
@@ -126,10 +132,10 @@ fn run_checked(thd: Thd, dest: Option<&str>) -> Result<String, Vec<Failure>> {
     )
     .map_err(|e| vec![e])?;
 
-    let outcome = copy(thd, &lib, &settings, &dirs, &resolved, &session);
+    let outcome = copy(thd, &lib, &settings, &dirs, &resolved, session);
     let result = outcome.and_then(|snapshot| {
         finish(
-            &lib, &settings, &dirs, &resolved, &session, started, snapshot,
+            &lib, &settings, &dirs, &resolved, session, started, snapshot,
         )
         .map_err(|e| vec![e])
     });
@@ -345,7 +351,7 @@ fn copy(
     s: &settings::Settings,
     dirs: &[SourceDir],
     dest: &Path,
-    session: &sysvars::SessionSettings,
+    session: &Options,
 ) -> Result<Option<SystemTime>, Vec<Failure>> {
     let regex = match &session.exclude {
         Some(p) => Some(Exclude::new(p).map_err(|e| {
@@ -455,7 +461,7 @@ fn finish(
     s: &settings::Settings,
     dirs: &[SourceDir],
     dest: &Path,
-    session: &sysvars::SessionSettings,
+    session: &Options,
     started: SystemTime,
     snapshot: Option<SystemTime>,
 ) -> Result<u64, Failure> {

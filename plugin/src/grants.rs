@@ -5,7 +5,7 @@
 
 use crate::abi::Thd;
 use crate::cstr;
-use crate::server::lookup_any;
+use crate::symbols::lookup_any;
 use std::ffi::{c_char, c_int, c_void};
 
 /// `s_mysql_registry` (components/services/registry.h): every member

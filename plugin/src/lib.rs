@@ -25,6 +25,7 @@ mod manifest;
 mod server;
 mod settings;
 mod status;
+mod symbols;
 mod sysvars;
 
 use abi::*;

@@ -110,24 +110,7 @@ const SUPER_ACL: u64 = 1 << 15;
 /// `ER_SPECIFIC_ACCESS_DENIED_ERROR`.
 const ER_SPECIFIC_ACCESS_DENIED_ERROR: c_int = 1227;
 
-/// Looks a symbol up in the whole process.
-pub fn lookup(name: &str) -> *mut c_void {
-    let Ok(c) = CString::new(name) else {
-        return std::ptr::null_mut();
-    };
-    // SAFETY: dlsym with RTLD_DEFAULT and a NUL-terminated name only reads the
-    // loaded objects' symbol tables.
-    unsafe { libc::dlsym(libc::RTLD_DEFAULT, c.as_ptr()) }
-}
-
-/// The first of `names` the process exports.
-pub fn lookup_any(names: &[&str]) -> *mut c_void {
-    names
-        .iter()
-        .map(|n| lookup(n))
-        .find(|p| !p.is_null())
-        .unwrap_or(std::ptr::null_mut())
-}
+pub use crate::symbols::{lookup, lookup_any};
 
 macro_rules! func {
     ($names:expr, $ty:ty) => {{

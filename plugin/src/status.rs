@@ -3,7 +3,9 @@
 //! `SHOW GLOBAL STATUS LIKE 'tokudb_backup%'` reads one shared record that the
 //! backup thread updates at each poll.
 
-use crate::abi::{ShowFunc, ShowVar, Thd, SHOW_BUFF_SIZE, SHOW_CHAR, SHOW_FUNC, SHOW_UNDEF};
+use crate::abi::{
+    ShowFunc, ShowVar, Thd, PERCONA57_EXTRA, SHOW_BUFF_SIZE, SHOW_CHAR, SHOW_FUNC, SHOW_UNDEF,
+};
 use crate::cstr;
 use std::ffi::{c_char, c_int, c_void};
 use std::sync::atomic::{AtomicI32, Ordering::Relaxed};
@@ -37,9 +39,6 @@ pub fn adapt_to_server(version: &str) {
         }
     }
 }
-
-/// The entries Percona Server 5.7 adds before SHOW_CHAR and SHOW_FUNC.
-pub const PERCONA57_EXTRA: c_int = 3;
 
 /// What the status variables show.
 pub struct Progress {

@@ -171,7 +171,7 @@ pub fn publish_versions() {
 }
 
 /// The global allowed_prefix, if set.
-pub fn allowed_prefix() -> Option<String> {
+fn allowed_prefix() -> Option<String> {
     // SAFETY: read-only after startup; the server owns the string it stored.
     let p = unsafe { *ALLOWED_PREFIX_VALUE.get() };
     // SAFETY: null or the server's NUL-terminated option value.
@@ -189,13 +189,9 @@ fn session_str(thd: Thd, var: &ServerShared<ThdVarStr>) -> Option<String> {
     }
 }
 
-/// Session values the backup needs.
-pub struct SessionSettings {
-    pub exclude: Option<String>,
-    pub throttle: u64,
-}
-
-pub fn session_settings(thd: Thd) -> SessionSettings {
+/// The backup's options: this session's values, or the ones checked
+/// earlier in the statement that runs it (see `Pending`).
+fn backup_options(thd: Thd) -> backup::Options {
     let pending = pending(thd);
     // SAFETY: as in session_str, for a u64 session variable.
     let throttle = pending.throttle.unwrap_or_else(|| unsafe {
@@ -208,14 +204,15 @@ pub fn session_settings(thd: Thd) -> SessionSettings {
     let exclude = pending
         .exclude
         .unwrap_or_else(|| session_str(thd, &EXCLUDE));
-    SessionSettings {
+    backup::Options {
         exclude: exclude.filter(|s| !s.is_empty()),
         throttle,
+        allowed_prefix: allowed_prefix(),
     }
 }
 
 /// Records the outcome of a backup in the session's error variables.
-pub fn set_last_error(thd: Thd, errno: i32, message: &str) {
+fn set_last_error(thd: Thd, errno: i32, message: &str) {
     // SAFETY: resolve gives this session's storage (see session_str).
     unsafe {
         let le = &*LAST_ERROR.get();
@@ -403,9 +400,16 @@ unsafe extern "C" fn check_backup_dir(
             server::get().fail_statement(thd, why);
             return 1;
         }
-        match backup::run(thd, dest.as_deref()) {
-            Ok(()) => 0,
-            Err(()) => 1,
+        let outcome = backup::run(thd, dest.as_deref(), &backup_options(thd));
+        match outcome {
+            Ok(()) => {
+                set_last_error(thd, 0, "");
+                0
+            }
+            Err(f) => {
+                set_last_error(thd, f.errno, &f.message);
+                1
+            }
         }
     });
     r.unwrap_or_else(|_| {
@@ -504,4 +508,29 @@ unsafe extern "C" fn update_throttle(
         // Any session may retune the running backup, as with Percona's plugin.
         library::throttle(v);
     });
+}
+
+#[cfg(all(test, not(feature = "mariadb")))]
+mod mysql_tests {
+    use super::*;
+    use crate::abi::mysql_layout_tests::{numbers, RELEASES};
+
+    /// Every variable's flags are ones the server knows (PLUGIN_VAR_MASK
+    /// differs between Oracle and Percona).
+    #[test]
+    fn variable_flags_are_inside_every_release_mask() {
+        let vars = SYSTEM_VARS.get();
+        for release in RELEASES {
+            let n = numbers(release);
+            let known =
+                n["PLUGIN_VAR_MASK"] | 0x7f | n["PLUGIN_VAR_UNSIGNED"] | n["PLUGIN_VAR_THDLOCAL"];
+            // SAFETY: the table is a static of null-terminated pointers to
+            // variables that start with a SysVarHeader.
+            for v in unsafe { &*vars }.iter().take_while(|v| !v.is_null()) {
+                // SAFETY: as above: every entry starts with a SysVarHeader.
+                let flags = unsafe { (*(*v as *const SysVarHeader)).flags };
+                assert_eq!(i64::from(flags) & !known, 0, "{release}: flags 0x{flags:x}");
+            }
+        }
+    }
 }
