@@ -24,6 +24,7 @@ mod library;
 mod manifest;
 mod server;
 mod settings;
+mod sql;
 mod status;
 mod symbols;
 mod sysvars;

@@ -95,6 +95,7 @@ pub struct Server {
     thd_strmake: Option<ThdStrmake>,
     thd_query_id: Option<ThdQueryId>,
     /// `sql_service_handler` (struct sql_service_st) of MariaDB >= 10.7.
+    #[cfg(feature = "mariadb")]
     pub sql_service: *const c_void,
 }
 
@@ -168,6 +169,7 @@ pub fn get() -> &'static Server {
         my_free: func!(names::MY_FREE, MyFree),
         thd_strmake: func!(names::THD_STRMAKE, ThdStrmake),
         thd_query_id: func!(names::THD_QUERY_ID, ThdQueryId),
+        #[cfg(feature = "mariadb")]
         sql_service: lookup("sql_service_handler"),
     })
 }

@@ -1,134 +1,20 @@
 //! Where the server keeps its files: read from the running server.
 //!
-//! MariaDB >= 10.7 offers plugins the SQL service (include/mysql/service_sql.h)
-//! to run queries on a local, internal connection; it answers every setting
-//! (`@@innodb_undo_directory`, `@@aria_log_dir_path`, ...) and the paths of
-//! tablespaces created with DATA DIRECTORY, through documented interfaces.
-//! Servers without it (MySQL 5.7 and 8.0) are read through their exported
-//! variables: the datadir, the binary log, the pid file, the socket and
-//! InnoDB's directories (`srv_*`, `char *` in 5.7 and 8.0), and the files
-//! that name DATA DIRECTORY tablespaces: 5.7's `.isl` files in the datadir;
-//! 8.0 only creates them in known directories (innodb_directories).
+//! MariaDB answers every setting (`@@innodb_undo_directory`,
+//! `@@aria_log_dir_path`, ...) and the paths of tablespaces created with
+//! DATA DIRECTORY in SQL (`sql`). MySQL 5.7 and 8.0 are read through their
+//! exported variables: the datadir, the binary log, the pid file, the
+//! socket and InnoDB's directories (`srv_*`, `char *` in 5.7 and 8.0); the
+//! tablespace files outside them come from SQL (INFORMATION_SCHEMA.FILES,
+//! through the srv_session and command services) and from 5.7's `.isl`
+//! files in the datadir (8.0.21 and later create DATA DIRECTORY tablespaces
+//! only in innodb_directories).
 
 use crate::error::Failure;
 use crate::server::{self, char_array, lookup};
-use std::ffi::{c_char, c_int, c_uint, c_ulong, c_void, CStr};
+use crate::sql::Local;
+use std::ffi::c_char;
 use std::path::{Path, PathBuf};
-
-/// Prefix of `struct sql_service_st` (service_sql.h, MariaDB 10.11); only the
-/// members used are named, the order is the header's.
-#[repr(C)]
-struct SqlService {
-    init: unsafe extern "C" fn(*mut c_void) -> *mut c_void,
-    connect_local: unsafe extern "C" fn(*mut c_void) -> *mut c_void,
-    _real_connect: *const c_void,
-    errno: unsafe extern "C" fn(*mut c_void) -> c_uint,
-    error: unsafe extern "C" fn(*mut c_void) -> *const c_char,
-    real_query: unsafe extern "C" fn(*mut c_void, *const c_char, c_ulong) -> c_int,
-    _affected_rows: *const c_void,
-    _num_rows: *const c_void,
-    store_result: unsafe extern "C" fn(*mut c_void) -> *mut c_void,
-    free_result: unsafe extern "C" fn(*mut c_void),
-    fetch_row: unsafe extern "C" fn(*mut c_void) -> *mut *mut c_char,
-    close: unsafe extern "C" fn(*mut c_void),
-}
-
-/// An open internal connection; closed on drop.
-struct Local {
-    svc: &'static SqlService,
-    mysql: *mut c_void,
-}
-
-impl Local {
-    fn open() -> Result<Local, Failure> {
-        let p = server::get().sql_service as *const SqlService;
-        if p.is_null() {
-            return Err(Failure::new(libc::ENOSYS, "server has no SQL service"));
-        }
-        // SAFETY: sql_service_handler is the server's static sql_service_st,
-        // alive for the process; its layout starts as declared above.
-        let svc: &'static SqlService = unsafe { &*p };
-        // SAFETY: mysql_init(NULL) allocates a handle; connect_local attaches
-        // it to a new internal session of this server.
-        unsafe {
-            let m = (svc.init)(std::ptr::null_mut());
-            if m.is_null() {
-                return Err(Failure::new(libc::ENOMEM, "SQL service: mysql_init failed"));
-            }
-            if (svc.connect_local)(m).is_null() {
-                let msg = server::c_to_string((svc.error)(m)).unwrap_or_default();
-                (svc.close)(m);
-                return Err(Failure::new(
-                    libc::EIO,
-                    format!("SQL service: cannot connect: {msg}"),
-                ));
-            }
-            Ok(Local { svc, mysql: m })
-        }
-    }
-
-    /// All rows of `sql`, NULL columns as None.
-    fn query(&self, sql: &str) -> Result<Vec<Vec<Option<String>>>, Failure> {
-        // SAFETY: self.mysql is a connected handle; the result set is freed
-        // before returning; row pointers are only read before the next fetch.
-        unsafe {
-            if (self.svc.real_query)(
-                self.mysql,
-                sql.as_ptr() as *const c_char,
-                sql.len() as c_ulong,
-            ) != 0
-            {
-                let msg = server::c_to_string((self.svc.error)(self.mysql)).unwrap_or_default();
-                let no = (self.svc.errno)(self.mysql);
-                return Err(Failure::new(
-                    libc::EIO,
-                    format!("query '{sql}' failed: {no} {msg}"),
-                ));
-            }
-            let res = (self.svc.store_result)(self.mysql);
-            if res.is_null() {
-                return Ok(Vec::new());
-            }
-            // Every query here selects one column.
-            let ncols = 1;
-            let mut rows = Vec::new();
-            loop {
-                let row = (self.svc.fetch_row)(res);
-                if row.is_null() {
-                    break;
-                }
-                let mut cols = Vec::with_capacity(ncols);
-                for i in 0..ncols {
-                    let c = *row.add(i);
-                    cols.push(if c.is_null() {
-                        None
-                    } else {
-                        Some(CStr::from_ptr(c).to_string_lossy().into_owned())
-                    });
-                }
-                rows.push(cols);
-            }
-            (self.svc.free_result)(res);
-            Ok(rows)
-        }
-    }
-
-    fn var(&self, name: &str) -> Option<String> {
-        self.query(&format!("SELECT @@{name}"))
-            .ok()?
-            .into_iter()
-            .next()?
-            .into_iter()
-            .next()?
-    }
-}
-
-impl Drop for Local {
-    fn drop(&mut self) {
-        // SAFETY: closes the handle opened in open(), once.
-        unsafe { (self.svc.close)(self.mysql) };
-    }
-}
 
 /// The server's files and identity.
 #[derive(Debug, Clone, Default)]
@@ -161,6 +47,7 @@ fn abs(datadir: &Path, v: Option<String>) -> Option<PathBuf> {
     })
 }
 
+#[cfg(feature = "mariadb")]
 pub fn read() -> Result<Settings, Failure> {
     match Local::open() {
         Ok(l) => read_sql(&l),
@@ -168,6 +55,47 @@ pub fn read() -> Result<Settings, Failure> {
     }
 }
 
+/// MySQL: the variables, and the tablespace files SQL and `.isl` files
+/// name. Without SQL the backup still runs, with a warning in the error
+/// log: tablespaces outside every known directory that no `.isl` file
+/// names (8.0.20 and earlier) would be missing from it.
+#[cfg(not(feature = "mariadb"))]
+pub fn read() -> Result<Settings, Failure> {
+    let mut s = read_symbols()?;
+    match Local::open().and_then(|l| tablespace_files(&l, &s.datadir)) {
+        Ok(files) => {
+            for f in files {
+                if !s.remote_files.contains(&f) {
+                    s.remote_files.push(f);
+                }
+            }
+        }
+        Err(e) => server::log_line(
+            "Warning",
+            &format!(
+                "cannot list the InnoDB tablespace files in SQL ({}); the backup takes \
+                 the server's directories and the tablespaces its .isl files name",
+                e.message
+            ),
+        ),
+    }
+    Ok(s)
+}
+
+/// Query of the InnoDB tablespace files outside the datadir (5.7.8 and 8.0).
+#[cfg(not(feature = "mariadb"))]
+pub const TABLESPACE_FILES: &str =
+    "SELECT FILE_NAME FROM INFORMATION_SCHEMA.FILES WHERE ENGINE = 'InnoDB' AND FILE_NAME LIKE '/%'";
+
+#[cfg(not(feature = "mariadb"))]
+fn tablespace_files(l: &Local, datadir: &Path) -> Result<Vec<PathBuf>, Failure> {
+    Ok(l.query(TABLESPACE_FILES)?
+        .into_iter()
+        .filter_map(|r| abs(datadir, r.into_iter().next().flatten()))
+        .collect())
+}
+
+#[cfg(feature = "mariadb")]
 fn read_sql(l: &Local) -> Result<Settings, Failure> {
     let datadir = l
         .var("datadir")
