@@ -91,25 +91,28 @@ refused cxx my8040 mysql80 8.4.3 "built for the 8.0 series"
 # A whole backup inside the stand-in server (5.7 and 8.0 builds), with
 # libHotBackup preloaded: the directories come from the server's variables
 # (datadir, undo directory outside it), a 5.7 DATA DIRECTORY tablespace from
-# its .isl file, and the binlog position and GTID set from a MySQL binlog the
+# its .isl file, another one (no .isl file, outside every known directory)
+# from SQL that the plugin runs through the host's srv_session and command
+# services, and the binlog position and GTID set from a MySQL binlog the
 # host writes (transaction 7 cut after its rows).
 cargo build -p hotbackup
 backup_in_host() { # backup_in_host HOST ABI VARIANT SERVER_VERSION
     local fx="$HOSTS/fixture-$3" out
     rm -rf "$fx"
-    mkdir -p "$fx/data/db1" "$fx/undo" "$fx/ext/db1" "$fx/binlog"
+    mkdir -p "$fx/data/db1" "$fx/undo" "$fx/ext/db1" "$fx/ext2/db1" "$fx/binlog"
     printf 'ibdata' >"$fx/data/ibdata1"
     printf 'rows' >"$fx/data/db1/t.ibd"
     printf 'undo' >"$fx/undo/undo_001"
     printf 'remote' >"$fx/ext/db1/t1.ibd"
     printf '%s' "$fx/ext/db1/t1.ibd" >"$fx/data/db1/t1.isl"
-    out="$(HOST_DATADIR="$fx/data" HOST_UNDO_DIR="$fx/undo" HOST_BINLOG_DIR="$fx/binlog" \
+    printf 'sql only' >"$fx/ext2/db1/t2.ibd"
+    out="$(HOST_SQL_TABLESPACES="$fx/ext2/db1/t2.ibd:$fx/ext/db1/t1.ibd" HOST_DATADIR="$fx/data" HOST_UNDO_DIR="$fx/undo" HOST_BINLOG_DIR="$fx/binlog" \
         HOST_BACKUP_TO="$fx/backup" LD_PRELOAD="${HOST_LIB:-$TARGET_DIR/debug/libHotBackup.so}" timeout 300 \
         "$HOSTS/host-$1" "plugin/tests/abi/$2.txt" "$HOSTS/tokudb_backup-$3.so" "$4" 2>&1)" ||
         die "backup by tokudb_backup-$3.so in a $4 server:"$'\n'"$out"
     local b="$fx/backup" f
     for f in mysql_data_dir/ibdata1 mysql_data_dir/db1/t.ibd innodb_undo_dir/undo_001 \
-        data_directory_1/t1.ibd mysql_log_bin/binlog.000001 BACKUP-COMPLETE; do
+        data_directory_1/t1.ibd data_directory_2/t2.ibd mysql_log_bin/binlog.000001 BACKUP-COMPLETE; do
         [ -f "$b/$f" ] || die "backup in a $4 server has no $f:"$'\n'"$(cd "$b" && find . | sort)"$'\n'"$out"
     done
     local safe want
@@ -118,10 +121,28 @@ backup_in_host() { # backup_in_host HOST ABI VARIANT SERVER_VERSION
     [ "$(cat "$b/tokubackup_binlog_info")" = "$want" ] ||
         die "binlog position in a $4 server: '$(cat "$b/tokubackup_binlog_info")', expected '$want'"
     grep -q "\"server_version\": \"$4\"" "$b/backup-manifest.json" || die "manifest of a $4 server lacks its version"
-    log "ok: tokudb_backup-$3.so backs up in a $4 server (directories from its variables, .isl, MySQL binlog position)"
+    log "ok: tokudb_backup-$3.so backs up in a $4 server (directories from its variables, .isl, SQL, MySQL binlog position)"
+}
+# sql_refused HOST ABI VARIANT SERVER_VERSION ENV WHY: the server refuses the
+# plugin's SQL (ENV=1 in the host): the backup still completes, without the
+# tablespace only SQL names, and the error log says why.
+sql_refused() {
+    local fx="$HOSTS/fixture-$3" out
+    rm -rf "$fx/backup"
+    out="$(env "$5=1" HOST_SQL_TABLESPACES="$fx/ext2/db1/t2.ibd" HOST_DATADIR="$fx/data" HOST_UNDO_DIR="$fx/undo" \
+        HOST_BACKUP_TO="$fx/backup" LD_PRELOAD="$TARGET_DIR/debug/libHotBackup.so" timeout 300 \
+        "$HOSTS/host-$1" "plugin/tests/abi/$2.txt" "$HOSTS/tokudb_backup-$3.so" "$4" 2>&1)" ||
+        die "backup by tokudb_backup-$3.so in a $4 server that refuses its SQL:"$'\n'"$out"
+    [ -f "$fx/backup/BACKUP-COMPLETE" ] && [ ! -e "$fx/backup/data_directory_2" ] ||
+        die "backup without SQL in a $4 server:"$'\n'"$(cd "$fx/backup" && find . | sort)"
+    grep -q "\[Warning\] tokudb_backup: cannot list the InnoDB tablespace files in SQL (.*$6" <<<"$out" ||
+        die "no warning naming '$6' when a $4 server refuses the plugin's SQL:"$'\n'"$out"
+    log "ok: tokudb_backup-$3.so backs up without SQL in a $4 server, warning: $6"
 }
 backup_in_host c my5741 mysql57 5.7.41-log
 backup_in_host cxx my8040 mysql80 8.0.36
+sql_refused c my5741 mysql57 5.7.41-log HOST_SQL_ERROR "error 1227 (42000): Access denied"
+sql_refused cxx my8040 mysql80 8.0.36 HOST_SQL_NO_SESSION "cannot open a server session: error 1040"
 
 # The MySQL builds that the tarball and the -mysql57/-mysql80 RPMs ship are
 # glibc 2.17 builds (README "Which systems"): the same load and backup

@@ -12,7 +12,6 @@
 use super::Rows;
 use crate::abi::ServerShared;
 use crate::error::Failure;
-use crate::symbols::lookup_any;
 use std::ffi::{c_char, c_int, c_uint, c_ulong, c_void};
 
 /// `VERSION_srv_session_service` and `VERSION_command` (service_versions.h,
@@ -314,13 +313,6 @@ unsafe extern "C" fn open_error(ctx: *mut c_void, no: c_uint, msg: *const c_char
     with(ctx, (), |c| c.error = Some(format!("error {no}: {msg}")))
 }
 
-/// The charset of the statement text: utf8 under its name in each series.
-const CLIENT_CHARSET: &[&str] = &[
-    "my_charset_utf8mb4_general_ci",
-    "my_charset_utf8mb3_general_ci",
-    "my_charset_utf8_general_ci",
-];
-
 /// An open server session; closed on drop.
 pub struct Local {
     session: *mut c_void,
@@ -372,7 +364,6 @@ impl Local {
             rest: [0; 6],
         };
         let mut c = Collector::default();
-        let cs = lookup_any(CLIENT_CHARSET);
         // SAFETY: the session is open; data, CALLBACKS and c outlive the
         // call, which invokes the callbacks on this thread before returning.
         let rc = unsafe {
@@ -380,7 +371,9 @@ impl Local {
                 self.session,
                 COM_QUERY,
                 &data,
-                cs,
+                // No client charset: the session keeps the utf8 it was
+                // opened with (Srv_session::execute_command, 5.7 and 8.0).
+                std::ptr::null(),
                 &CALLBACKS,
                 CS_TEXT_REPRESENTATION,
                 &mut c as *mut Collector as *mut c_void,
@@ -399,5 +392,93 @@ impl Drop for Local {
     fn drop(&mut self) {
         // SAFETY: closes the session opened in open(), once.
         unsafe { (self.close)(self.session) };
+    }
+}
+
+/// The service structures against each release's numbers
+/// (plugin/tests/abi/, read from service_srv_session.h, service_command.h,
+/// com_data.h and service_versions.h of the series).
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::abi::mysql_layout_tests::{numbers, RELEASES};
+    use std::mem::{offset_of, size_of};
+
+    #[test]
+    fn service_layouts_match_every_measured_release_of_the_series() {
+        let cbs = [
+            "start_result_metadata",
+            "field_metadata",
+            "end_result_metadata",
+            "start_row",
+            "end_row",
+            "abort_row",
+            "get_client_capabilities",
+            "get_null",
+            "get_integer",
+            "get_longlong",
+            "get_decimal",
+            "get_double",
+            "get_date",
+            "get_time",
+            "get_datetime",
+            "get_string",
+            "handle_ok",
+            "handle_error",
+            "shutdown",
+        ];
+        for release in RELEASES {
+            let n = numbers(release);
+            let ours = [
+                ("VERSION_srv_session_service", VERSION_SRV_SESSION),
+                ("VERSION_command", VERSION_COMMAND),
+                ("COM_QUERY", COM_QUERY as usize),
+                ("CS_TEXT_REPRESENTATION", CS_TEXT_REPRESENTATION as usize),
+                (
+                    "srv_session_service_st.open_session",
+                    offset_of!(SrvSessionService, open_session),
+                ),
+                (
+                    "srv_session_service_st.close_session",
+                    offset_of!(SrvSessionService, close_session),
+                ),
+                (
+                    "srv_session_service_st.server_is_available",
+                    offset_of!(SrvSessionService, server_is_available),
+                ),
+                (
+                    "command_service_st.run_command",
+                    offset_of!(CommandService, run_command),
+                ),
+                ("COM_QUERY_DATA.query", offset_of!(ComData, query)),
+                ("COM_QUERY_DATA.length", offset_of!(ComData, length)),
+                ("sizeof.st_send_field", size_of::<SendField>()),
+                ("st_send_field.col_name", offset_of!(SendField, col_name)),
+                (
+                    "st_command_service_cbs.shutdown",
+                    offset_of!(Callbacks, shutdown),
+                ),
+            ];
+            for (key, value) in ours {
+                assert_eq!(Some(&(value as i64)), n.get(key), "{release}: {key}");
+            }
+            // The server reads no further than its own structures.
+            assert!(size_of::<SrvSessionService>() as i64 <= n["sizeof.srv_session_service_st"]);
+            assert!(size_of::<CommandService>() as i64 <= n["sizeof.command_service_st"]);
+            assert!(size_of::<Callbacks>() as i64 >= n["sizeof.st_command_service_cbs"]);
+            // 8.0's query attributes, zero: none.
+            if let Some(&p) = n.get("COM_QUERY_DATA.parameter_count") {
+                assert!(p as usize + 8 <= size_of::<ComData>(), "{release}");
+            }
+            for (i, name) in cbs.iter().enumerate() {
+                let key = format!("st_command_service_cbs.{name}");
+                assert_eq!(Some(&(i as i64 * 8)), n.get(&key), "{release}: {key}");
+            }
+            assert_eq!(
+                offset_of!(Callbacks, absent) as i64,
+                n["sizeof.st_command_service_cbs"],
+                "{release}: the callbacks end where the server's structure does"
+            );
+        }
     }
 }

@@ -17,6 +17,7 @@
  * check_global_access, -DNO_CHECK_GLOBAL_ACCESS for a server without it).
  * Exit status 0: the server would load and read the plugin correctly.
  */
+#define _GNU_SOURCE
 #include <dlfcn.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -102,6 +103,12 @@ static long num(const char *key) {
         if (!strcmp(keys[i], key)) return vals[i];
     fprintf(stderr, "host: the ABI file has no '%s'\n", key);
     exit(2);
+}
+
+static int has(const char *key) {
+    for (int i = 0; i < nkeys; i++)
+        if (!strcmp(keys[i], key)) return 1;
+    return 0;
 }
 
 static int failures;
@@ -196,6 +203,110 @@ static void check_status(void *vars) {
         free(buff);
     }
     if (n == 0) FAIL("no status variables");
+}
+
+
+/* ---- the srv_session and command services (SQL inside the server) ----
+ * As plugin_dl_add binds them: the plugin exports a pointer named after
+ * each service holding the version it was built for; the server checks it
+ * and stores its service structure there. run_command answers the
+ * plugin's query of the tablespace files with HOST_SQL_TABLESPACES
+ * (paths separated by ':'), through the callbacks in the order the
+ * server calls them; HOST_SQL_ERROR makes it fail as a refused query does,
+ * HOST_SQL_NO_SESSION makes open_session fail. */
+static int sessions_open, sessions_opened, queries_run;
+static char the_session;
+typedef void (*session_error_cb)(void *ctx, unsigned sql_errno, const char *msg);
+static void *open_session(session_error_cb cb, void *ctx) {
+    if (getenv("HOST_SQL_NO_SESSION")) { cb(ctx, 1040, "Too many connections"); return NULL; }
+    sessions_open++;
+    sessions_opened++;
+    return &the_session;
+}
+static int close_session(void *s) {
+    if (s != &the_session || sessions_open <= 0) FAIL("close_session of a session that is not open");
+    else sessions_open--;
+    return 0;
+}
+static int server_is_available(void) { return 1; }
+static void not_called(void) { FAIL("the plugin called a srv_session function it does not need"); }
+static char *srv_session_handler, *command_handler;
+
+#define CB(name) AT(cbs, void *, "st_command_service_cbs." #name)
+typedef int (*start_md_f)(void *, unsigned, unsigned, const void *);
+typedef int (*field_md_f)(void *, void *, const void *);
+typedef int (*end_md_f)(void *, unsigned, unsigned);
+typedef int (*ctx_f)(void *);
+typedef int (*get_string_f)(void *, const char *, size_t, const void *);
+typedef void (*ok_f)(void *, unsigned, unsigned, unsigned long long, unsigned long long, const char *);
+typedef void (*error_f)(void *, unsigned, const char *, const char *);
+
+static const char *cb_names[] = {"start_result_metadata", "field_metadata", "end_result_metadata", "start_row",
+    "end_row", "abort_row", "get_client_capabilities", "get_null", "get_integer", "get_longlong", "get_decimal",
+    "get_double", "get_date", "get_time", "get_datetime", "get_string", "handle_ok", "handle_error", "shutdown"};
+
+static int run_command(void *session, int command, const char *data, const void *cs, const char *cbs,
+                       int text_or_binary, void *ctx) {
+    queries_run++;
+    if (session != &the_session || sessions_open <= 0) { FAIL("run_command on a session that is not open"); return 1; }
+    if (command != num("COM_QUERY")) { FAIL("run_command: command %d is not COM_QUERY", command); return 1; }
+    if (text_or_binary != num("CS_TEXT_REPRESENTATION")) FAIL("run_command: not the text representation");
+    char k[80];
+    for (size_t i = 0; i < sizeof cb_names / sizeof *cb_names; i++) {
+        snprintf(k, sizeof k, "st_command_service_cbs.%s", cb_names[i]);
+        if (!AT(cbs, void *, k)) FAIL("run_command: callback %s is NULL", cb_names[i]);
+    }
+    const char *q = AT(data, const char *, "COM_QUERY_DATA.query");
+    unsigned len = AT(data, unsigned, "COM_QUERY_DATA.length");
+    if (has("COM_QUERY_DATA.parameters") && (AT(data, void *, "COM_QUERY_DATA.parameters") || AT(data, unsigned long, "COM_QUERY_DATA.parameter_count")))
+        FAIL("run_command: COM_QUERY with query attributes the plugin did not set");
+    printf("  SQL: %.*s\n", (int)len, q);
+    if (getenv("HOST_SQL_ERROR") || !memmem(q, len, "INFORMATION_SCHEMA.FILES", 24)) {
+        ((error_f)CB(handle_error))(ctx, 1227, "Access denied; you need (at least one of) the PROCESS privilege(s) for this operation", "42000");
+        return 0; /* the command ran; its outcome is the error */
+    }
+    if (((start_md_f)CB(start_result_metadata))(ctx, 1, 0, cs)) return 1;
+    char field[256] = {0};
+    AT(field, const char *, "st_send_field.col_name") = "FILE_NAME";
+    if (((field_md_f)CB(field_metadata))(ctx, field, cs)) return 1;
+    if (((end_md_f)CB(end_result_metadata))(ctx, 0, 0)) return 1;
+    char paths[2048];
+    snprintf(paths, sizeof paths, "%s", getenv("HOST_SQL_TABLESPACES") ? getenv("HOST_SQL_TABLESPACES") : "");
+    for (char *save, *p = strtok_r(paths, ":", &save); p; p = strtok_r(NULL, ":", &save)) {
+        if (((ctx_f)CB(start_row))(ctx)) return 1;
+        if (((get_string_f)CB(get_string))(ctx, p, strlen(p), cs)) return 1;
+        if (((ctx_f)CB(end_row))(ctx)) return 1;
+    }
+    ((ok_f)CB(handle_ok))(ctx, 0, 0, 0, 0, "");
+    return 0;
+}
+
+/* Binds the plugin's service pointers as plugin_dl_add does. */
+static int bind_services(void *h) {
+    srv_session_handler = calloc(1, num("sizeof.srv_session_service_st"));
+    for (long off = 0; off < num("sizeof.srv_session_service_st"); off += sizeof(void *))
+        *(void **)(srv_session_handler + off) = (void *)not_called;
+    AT(srv_session_handler, void *, "srv_session_service_st.open_session") = (void *)open_session;
+    AT(srv_session_handler, void *, "srv_session_service_st.close_session") = (void *)close_session;
+    AT(srv_session_handler, void *, "srv_session_service_st.server_is_available") = (void *)server_is_available;
+    command_handler = calloc(1, num("sizeof.command_service_st"));
+    AT(command_handler, void *, "command_service_st.run_command") = (void *)run_command;
+    struct { const char *name; long version; void *service; } services[] = {
+        {"srv_session_service", num("VERSION_srv_session_service"), srv_session_handler},
+        {"command_service", num("VERSION_command"), command_handler},
+    };
+    for (size_t i = 0; i < 2; i++) {
+        void **sym = dlsym(h, services[i].name);
+        if (!sym) { printf("  service %s: not used by the plugin\n", services[i].name); continue; }
+        long ver = (long)(intptr_t)*sym;
+        if (ver > services[i].version || (ver >> 8) < (services[i].version >> 8)) {
+            FAIL("Can't open shared library: service '%s' interface version mismatch (0x%lx, server 0x%lx)",
+                 services[i].name, ver, services[i].version);
+            return 1;
+        }
+        *sym = services[i].service;
+    }
+    return 0;
 }
 
 /* st_mysql_value holding one string, as the server passes a SET value. */
@@ -310,6 +421,10 @@ static void backup_scenario(const char *to) {
         FAIL("SET tokudb_backup_dir='%s' failed (%d errors): %s", to, errors_raised, msg ? msg : "");
     else
         printf("  SET tokudb_backup_dir='%s': backup complete\n", to);
+    if (sessions_open != 0) FAIL("the plugin left %d server session(s) open", sessions_open);
+    if (!getenv("HOST_SQL_NO_SESSION") && (sessions_opened == 0 || queries_run == 0))
+        FAIL("the plugin ran no SQL (%d sessions, %d queries)", sessions_opened, queries_run);
+    printf("  SQL: %d session(s) opened and closed, %d queries\n", sessions_opened, queries_run);
 }
 
 static void *session(void *var, const char *kind) {
@@ -375,6 +490,7 @@ int main(int argc, char **argv) {
 
     void *h = dlopen(argv[2], RTLD_NOW);
     if (!h) { FAIL("cannot open library: %s", dlerror()); return 1; }
+    if (bind_services(h)) return 1;
     int *ver = dlsym(h, "_mysql_plugin_interface_version_");
     if (!ver) { FAIL("no _mysql_plugin_interface_version_"); return 1; }
     if (*ver < (piv & ~0xff) || (*ver >> 8) > (piv >> 8)) { FAIL("plugin interface version mismatch (0x%x, server 0x%lx)", *ver, piv); return 1; }
