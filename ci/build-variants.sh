@@ -51,6 +51,7 @@ host c
 host cxx -DMYSQL80
 host bitmask -DMYSQL80 -DACCESS_BITMASK
 host nocga -DNO_CHECK_GLOBAL_ACCESS
+host noqtext -DNO_QUERY_TEXT
 
 # loads HOST ABI VARIANT SERVER_VERSION: the release would load and read it.
 loads() {
@@ -141,6 +142,29 @@ sql_refused() {
 }
 backup_in_host c my5741 mysql57 5.7.41-log
 backup_in_host cxx my8040 mysql80 8.0.36
+# exclude_in_host HOST ABI VARIANT SERVER_VERSION ENV COPIED: a backup
+# with tokudb_backup_exclude='/db1/t\.ibd$' checked in the same SET
+# (HOST_EXCLUDE) or in an earlier, failed one (HOST_STALE_EXCLUDE);
+# COPIED says whether db1/t.ibd must be in the backup.
+exclude_in_host() {
+    local fx="$HOSTS/fixture-$3" out
+    rm -rf "$fx/backup"
+    out="$(env "$5=/db1/t\.ibd$" HOST_DATADIR="$fx/data" HOST_UNDO_DIR="$fx/undo" HOST_BACKUP_TO="$fx/backup" \
+        LD_PRELOAD="$TARGET_DIR/debug/libHotBackup.so" timeout 300 \
+        "$HOSTS/host-$1" "plugin/tests/abi/$2.txt" "$HOSTS/tokudb_backup-$3.so" "$4" 2>&1)" ||
+        die "backup by tokudb_backup-$3.so in a $4 server ($5):"$'\n'"$out"
+    [ -f "$fx/backup/mysql_data_dir/db1/t.ibd" ] && copied=yes || copied=no
+    [ -f "$fx/backup/BACKUP-COMPLETE" ] && [ "$copied" = "$6" ] ||
+        die "$5 in a $4 server ($1 names): db1/t.ibd copied: $copied, expected $6:"$'\n'"$out"
+    log "ok: tokudb_backup-$3.so in a $4 server ($1 names), $5: db1/t.ibd copied: $6"
+}
+exclude_in_host c my5741 mysql57 5.7.41-log HOST_EXCLUDE no
+exclude_in_host c my5741 mysql57 5.7.41-log HOST_STALE_EXCLUDE yes
+exclude_in_host cxx my8040 mysql80 8.0.36 HOST_EXCLUDE no
+exclude_in_host cxx my8040 mysql80 8.0.36 HOST_STALE_EXCLUDE yes
+# Without thd_query_safe the statement cannot be told apart: the backup
+# takes the session's values (the exclude checked in its SET is not used).
+exclude_in_host noqtext my5741 mysql57 5.7.41-log HOST_EXCLUDE yes
 sql_refused c my5741 mysql57 5.7.41-log HOST_SQL_ERROR "error 1227 (42000): Access denied"
 sql_refused cxx my8040 mysql80 8.0.36 HOST_SQL_NO_SESSION "cannot open a server session: error 1040"
 

@@ -22,6 +22,7 @@ mod grants;
 mod layout;
 mod library;
 mod manifest;
+mod pending;
 mod server;
 mod settings;
 mod sql;

@@ -33,6 +33,7 @@ type MyStrdup = unsafe extern "C" fn(c_uint, *const c_char, Myf) -> *mut c_char;
 type MyFree = unsafe extern "C" fn(*mut c_void);
 type ThdStrmake = unsafe extern "C" fn(Thd, *const c_char, usize) -> *mut c_char;
 type ThdQueryId = unsafe extern "C" fn(Thd) -> c_ulonglong;
+type ThdQuerySafe = unsafe extern "C" fn(Thd, *mut c_char, usize) -> usize;
 
 /// `check_global_access` under each of its signatures; true = denied.
 #[derive(Clone, Copy)]
@@ -76,6 +77,8 @@ pub mod names {
     /// it C++.
     pub const THD_STRMAKE: &[&str] = &["thd_strmake", "_Z11thd_strmakeP3THDPKcm"];
     pub const THD_QUERY_ID: &[&str] = &["thd_query_id"];
+    /// C in 5.7 (sql_class.h); 8.0 declares it outside `extern "C"`.
+    pub const THD_QUERY_SAFE: &[&str] = &["thd_query_safe", "_Z14thd_query_safeP3THDPcm"];
 }
 
 /// Server functions; each is None when this server does not export it.
@@ -94,6 +97,7 @@ pub struct Server {
     pub my_free: Option<MyFree>,
     thd_strmake: Option<ThdStrmake>,
     thd_query_id: Option<ThdQueryId>,
+    thd_query_safe: Option<ThdQuerySafe>,
     /// `sql_service_handler` (struct sql_service_st) of MariaDB >= 10.7.
     #[cfg(feature = "mariadb")]
     pub sql_service: *const c_void,
@@ -169,6 +173,7 @@ pub fn get() -> &'static Server {
         my_free: func!(names::MY_FREE, MyFree),
         thd_strmake: func!(names::THD_STRMAKE, ThdStrmake),
         thd_query_id: func!(names::THD_QUERY_ID, ThdQueryId),
+        thd_query_safe: func!(names::THD_QUERY_SAFE, ThdQuerySafe),
         #[cfg(feature = "mariadb")]
         sql_service: lookup("sql_service_handler"),
     })
@@ -214,6 +219,13 @@ pub fn missing() -> Vec<String> {
         .filter(|(found, ..)| !found)
         .map(|(_, what, tried)| format!("{what} (tried {})", tried.join(", ")))
         .collect()
+}
+
+/// Identity of a statement (see [`Server::statement`]).
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum Statement {
+    QueryId(u64),
+    Text(Vec<u8>),
 }
 
 /// Why a session may not run a backup.
@@ -316,10 +328,23 @@ impl Server {
         (!p.is_null()).then_some(p as *const c_char)
     }
 
-    /// Id of the statement `thd` runs (a new one for every statement).
-    pub fn query_id(&self, thd: Thd) -> Option<u64> {
-        // SAFETY: thd is the live THD of the running statement.
-        self.thd_query_id.map(|f| unsafe { f(thd) })
+    /// What tells the statement `thd` runs from the ones before it:
+    /// MariaDB's query id (a new one for every statement), else (MySQL,
+    /// which exports none) its text, the same for a statement repeated
+    /// word for word.
+    pub fn statement(&self, thd: Thd) -> Option<Statement> {
+        if let Some(f) = self.thd_query_id {
+            // SAFETY: thd is the live THD of the running statement.
+            return Some(Statement::QueryId(unsafe { f(thd) }));
+        }
+        let f = self.thd_query_safe?;
+        let mut buf = vec![0u8; 4096];
+        // SAFETY: thd_query_safe copies at most len - 1 bytes of the
+        // statement's text into buf (under the THD's query lock), adds a
+        // NUL and returns the number copied.
+        let n = unsafe { f(thd, buf.as_mut_ptr() as *mut c_char, buf.len()) };
+        buf.truncate(n.min(buf.len()));
+        Some(Statement::Text(buf))
     }
 
     /// Raises "Access denied; you need the SUPER privilege" on the statement.

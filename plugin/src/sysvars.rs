@@ -7,8 +7,8 @@
 
 use crate::abi::*;
 use crate::cstr;
+use crate::pending;
 use crate::{backup, exclude, library, server};
-use std::cell::RefCell;
 use std::ffi::{c_char, c_int, c_longlong, c_void, CString};
 
 const SESSION_STR: c_int = PLUGIN_VAR_STR
@@ -190,9 +190,9 @@ fn session_str(thd: Thd, var: &ServerShared<ThdVarStr>) -> Option<String> {
 }
 
 /// The backup's options: this session's values, or the ones checked
-/// earlier in the statement that runs it (see `Pending`).
+/// earlier in the statement that runs it (see `pending`).
 fn backup_options(thd: Thd) -> backup::Options {
-    let pending = pending(thd);
+    let pending = pending::get(thd);
     // SAFETY: as in session_str, for a u64 session variable.
     let throttle = pending.throttle.unwrap_or_else(|| unsafe {
         let v = &*THROTTLE.get();
@@ -298,51 +298,6 @@ mod owned {
     }
 }
 
-/// Values checked earlier in the statement that runs on this thread. The
-/// server runs every check of a SET before any update, so in
-/// `SET tokudb_backup_exclude='x', tokudb_backup_dir='/b'` the backup (run by
-/// the check of dir) must take 'x' from here: the session variable gets it
-/// only after the backup.
-#[derive(Clone, Default)]
-struct Pending {
-    exclude: Option<Option<String>>,
-    throttle: Option<u64>,
-}
-
-thread_local! {
-    /// (THD, thd_query_id) of the statement, and what it checked.
-    static PENDING: RefCell<(usize, u64, Pending)> = RefCell::new((0, 0, Pending::default()));
-}
-
-/// Records a value checked by the statement `thd` runs now.
-fn set_pending(thd: Thd, f: impl FnOnce(&mut Pending)) {
-    let Some(query_id) = server::get().query_id(thd) else {
-        return;
-    };
-    PENDING.with(|p| {
-        let mut p = p.borrow_mut();
-        if (p.0, p.1) != (thd as usize, query_id) {
-            *p = (thd as usize, query_id, Pending::default());
-        }
-        f(&mut p.2);
-    });
-}
-
-/// What the statement `thd` runs now has checked so far.
-fn pending(thd: Thd) -> Pending {
-    let Some(query_id) = server::get().query_id(thd) else {
-        return Pending::default();
-    };
-    PENDING.with(|p| {
-        let p = p.borrow();
-        if (p.0, p.1) == (thd as usize, query_id) {
-            p.2.clone()
-        } else {
-            Pending::default()
-        }
-    })
-}
-
 /// Reads a SET value as a string.
 ///
 /// # Safety
@@ -400,7 +355,9 @@ unsafe extern "C" fn check_backup_dir(
             server::get().fail_statement(thd, why);
             return 1;
         }
-        let outcome = backup::run(thd, dest.as_deref(), &backup_options(thd));
+        let options = backup_options(thd);
+        pending::used(thd);
+        let outcome = backup::run(thd, dest.as_deref(), &options);
         match outcome {
             Ok(()) => {
                 set_last_error(thd, 0, "");
@@ -444,7 +401,7 @@ unsafe extern "C" fn check_exclude(
             server::get().fail_statement(thd, &format!("tokudb_backup_exclude: {why}"));
             return 1;
         }
-        set_pending(thd, |p| p.exclude = Some(pattern));
+        pending::set(thd, |p| p.exclude = Some(pattern));
         0
     });
     r.unwrap_or(1)
@@ -485,7 +442,7 @@ unsafe extern "C" fn check_throttle(
         // SAFETY: for an unsigned long long variable the save area holds a
         // u64 (plugin.h contract).
         unsafe { *(save as *mut u64) = n };
-        set_pending(thd, |p| p.throttle = Some(n));
+        pending::set(thd, |p| p.throttle = Some(n));
         0
     });
     r.unwrap_or(1)

@@ -42,6 +42,23 @@ static int errors_raised;
 static int deny_super;
 int thd_killed(const void *thd) { (void)thd; return 0; }
 char *thd_strmake(void *thd, const char *s, size_t n) { (void)thd; return strndup(s, n); }
+/* The text of the statement running (the plugin tells statements apart by
+ * it: MySQL exports no query id). -DNO_QUERY_TEXT: a server without it. */
+static const char *statement_text = "";
+#ifndef NO_QUERY_TEXT
+#ifdef MYSQL80
+#define THD_QUERY_SAFE _Z14thd_query_safeP3THDPcm
+#else
+#define THD_QUERY_SAFE thd_query_safe
+#endif
+size_t THD_QUERY_SAFE(void *thd, char *buf, size_t len) {
+    (void)thd;
+    size_t n = strlen(statement_text) < len - 1 ? strlen(statement_text) : len - 1;
+    memcpy(buf, statement_text, n);
+    buf[n] = 0;
+    return n;
+}
+#endif
 #ifdef MYSQL80
 void _Z8my_erroriiz(int nr, int flags, ...) { errors_raised++; fprintf(stderr, "host: my_error %d %d\n", nr, flags); }
 void _Z15my_printf_errorjPKciz(unsigned nr, const char *fmt, int flags, ...) {
@@ -121,7 +138,7 @@ static char session_block[4096] __attribute__((aligned(16)));
 static void *resolve(void *thd, int offset) { (void)thd; return session_block + offset; }
 
 static int initialized;
-static void *var_dir, *var_last_error, *var_last_error_string;
+static void *var_dir, *var_last_error, *var_last_error_string, *var_exclude;
 
 static void check_sysvar(void *v) {
     int flags = *(int *)v;
@@ -129,6 +146,7 @@ static void check_sysvar(void *v) {
     if (!strcmp(name, "dir")) var_dir = v;
     if (!strcmp(name, "last_error")) var_last_error = v;
     if (!strcmp(name, "last_error_string")) var_last_error_string = v;
+    if (!strcmp(name, "exclude")) var_exclude = v;
     long mask = num("PLUGIN_VAR_MASK") | 0x7f | num("PLUGIN_VAR_UNSIGNED") | num("PLUGIN_VAR_THDLOCAL");
     if (flags & ~mask) FAIL("variable %s: flags 0x%x outside the server's PLUGIN_VAR_MASK", name, flags);
     int type = flags & 0x7f;
@@ -319,14 +337,45 @@ static const char *val_str(struct value *v, char *buf, int *len) { (void)v; (voi
 
 typedef int (*check_func)(void *thd, void *var, void *save, struct value *value);
 
+/* The check of session string variable VAR for VALUE, as the server runs
+ * it for one variable of a SET. */
+static int check_str(void *var, const char *value) {
+    struct value v = {value_type, val_str, NULL, NULL, NULL};
+    set_to = value;
+    char save[64];
+    return AT(var, check_func, "thdvar_str.check")(&the_thd, var, save, &v);
+}
+
 /* SET tokudb_backup_dir = DEST as the server runs it: the check, then
  * (on success) the update. Returns the check's result. */
 static int set_dir(const char *dest) {
-    struct value v = {value_type, val_str, NULL, NULL, NULL};
-    set_to = dest;
+    static char text[700];
+    snprintf(text, sizeof text, "SET tokudb_backup_dir='%s'", dest);
+    statement_text = text;
     errors_raised = 0;
-    char save[64];
-    return AT(var_dir, check_func, "thdvar_str.check")(&the_thd, var_dir, save, &v);
+    return check_str(var_dir, dest);
+}
+
+/* HOST_EXCLUDE: SET tokudb_backup_exclude=..., tokudb_backup_dir=... in
+ * one statement (every check before any update). HOST_STALE_EXCLUDE: a
+ * statement that checks the exclude and then fails on another variable
+ * (no update), before a SET of the directory alone. */
+static int set_dir_with_exclude(const char *dest) {
+    static char text[1400];
+    const char *ex = getenv("HOST_EXCLUDE"), *stale = getenv("HOST_STALE_EXCLUDE");
+    if (stale) {
+        snprintf(text, sizeof text, "SET tokudb_backup_exclude='%s', sql_mode='no such mode'", stale);
+        statement_text = text;
+        if (check_str(var_exclude, stale) != 0) FAIL("tokudb_backup_exclude='%s' refused", stale);
+        printf("  %s: fails after the exclude's check\n", text);
+    }
+    if (!ex) return set_dir(dest);
+    snprintf(text, sizeof text, "SET tokudb_backup_exclude='%s', tokudb_backup_dir='%s'", ex, dest);
+    statement_text = text;
+    errors_raised = 0;
+    printf("  %s\n", text);
+    if (check_str(var_exclude, ex) != 0) { FAIL("tokudb_backup_exclude='%s' refused", ex); return 1; }
+    return check_str(var_dir, dest);
 }
 
 static void *session(void *var, const char *kind);
@@ -415,7 +464,7 @@ static void backup_scenario(const char *to) {
         printf("  binlog: transaction 6 ends at %zu, 7 is cut\n", safe);
     }
     deny_super = 0;
-    int rc = set_dir(to);
+    int rc = set_dir_with_exclude(to);
     const char *msg = *(char **)session(var_last_error_string, "str");
     if (rc != 0 || errors_raised != 0)
         FAIL("SET tokudb_backup_dir='%s' failed (%d errors): %s", to, errors_raised, msg ? msg : "");
