@@ -77,7 +77,8 @@ pub mod names {
     /// it C++.
     pub const THD_STRMAKE: &[&str] = &["thd_strmake", "_Z11thd_strmakeP3THDPKcm"];
     pub const THD_QUERY_ID: &[&str] = &["thd_query_id"];
-    /// C in 5.7 (sql_class.h); 8.0 declares it outside `extern "C"`.
+    /// C in 5.7 (sql_class.h); 8.0 declares it outside `extern "C"`
+    /// (ha_innodb.h), so both names are tried.
     pub const THD_QUERY_SAFE: &[&str] = &["thd_query_safe", "_Z14thd_query_safeP3THDPcm"];
 }
 
