@@ -167,6 +167,7 @@ exclude_in_host cxx my8040 mysql80 8.0.36 HOST_STALE_EXCLUDE yes
 exclude_in_host noqtext my5741 mysql57 5.7.41-log HOST_EXCLUDE yes
 sql_refused c my5741 mysql57 5.7.41-log HOST_SQL_ERROR "error 1227 (42000): Access denied"
 sql_refused cxx my8040 mysql80 8.0.36 HOST_SQL_NO_SESSION "cannot open a server session: error 1040"
+sql_refused cxx my8040 mysql80 8.0.36 HOST_NO_ACCOUNT 'cannot run as "backup_admin"@"localhost": no such account'
 
 # The MySQL builds that the tarball and the -mysql57/-mysql80 RPMs ship are
 # glibc 2.17 builds (README "Which systems"): the same load and backup

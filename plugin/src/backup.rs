@@ -114,7 +114,7 @@ fn run_checked(thd: Thd, dest: Option<&str>, session: &Options) -> Result<String
             format!("another backup is already running (into '{other}'); wait for it to end or KILL QUERY it"),
         )]
     })?;
-    let settings = settings::read().map_err(|e| vec![e])?;
+    let settings = settings::read(thd).map_err(|e| vec![e])?;
     let dirs = layout::plan(&settings).map_err(|e| vec![e])?;
     let sources: Vec<PathBuf> = dirs.iter().map(|d| d.path.clone()).collect();
     let resolved = destination::validate(dest, &sources, session.allowed_prefix.as_deref())

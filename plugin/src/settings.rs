@@ -10,6 +10,7 @@
 //! files in the datadir (8.0.21 and later create DATA DIRECTORY tablespaces
 //! only in innodb_directories).
 
+use crate::abi::Thd;
 use crate::error::Failure;
 use crate::server::{self, char_array, lookup};
 use crate::sql::Local;
@@ -48,7 +49,7 @@ fn abs(datadir: &Path, v: Option<String>) -> Option<PathBuf> {
 }
 
 #[cfg(feature = "mariadb")]
-pub fn read() -> Result<Settings, Failure> {
+pub fn read(_thd: Thd) -> Result<Settings, Failure> {
     match Local::open() {
         Ok(l) => read_sql(&l),
         Err(_) => read_symbols(),
@@ -60,9 +61,9 @@ pub fn read() -> Result<Settings, Failure> {
 /// log: tablespaces outside every known directory that no `.isl` file
 /// names (8.0.20 and earlier) would be missing from it.
 #[cfg(not(feature = "mariadb"))]
-pub fn read() -> Result<Settings, Failure> {
+pub fn read(thd: Thd) -> Result<Settings, Failure> {
     let mut s = read_symbols()?;
-    match Local::open().and_then(|l| tablespace_files(&l, &s.datadir)) {
+    match Local::open(thd).and_then(|l| tablespace_files(&l, &s.datadir)) {
         Ok(files) => {
             for f in files {
                 if !s.remote_files.contains(&f) {

@@ -1,5 +1,5 @@
 //! SQL inside the server, for what only SQL answers (settings, the paths of
-//! tablespaces created with DATA DIRECTORY): `Local::open(thd)` opens an
+//! tablespaces created with DATA DIRECTORY): `Local::open` opens an
 //! internal session, `query` returns every row of a statement (NULL as
 //! None), and the session closes on drop.
 //!
@@ -12,6 +12,8 @@ mod mariadb;
 #[cfg(feature = "mariadb")]
 pub use mariadb::Local;
 
+#[cfg(not(feature = "mariadb"))]
+mod invoker;
 #[cfg(not(feature = "mariadb"))]
 pub mod mysql;
 #[cfg(not(feature = "mariadb"))]

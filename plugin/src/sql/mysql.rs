@@ -10,7 +10,7 @@
 //! service structure (sql_plugin.cc, plugin_dl_add).
 
 use super::Rows;
-use crate::abi::ServerShared;
+use crate::abi::{ServerShared, Thd};
 use crate::error::Failure;
 use std::ffi::{c_char, c_int, c_uint, c_ulong, c_void};
 
@@ -120,7 +120,7 @@ pub static command_service: ServerShared<*const CommandService> =
 
 /// The service structure the server bound to `slot`, None while it still
 /// holds the version number (a host that binds no services).
-fn bound<T>(slot: &ServerShared<*const T>) -> Option<&'static T> {
+pub fn bound<T>(slot: &ServerShared<*const T>) -> Option<&'static T> {
     // SAFETY: the server writes the slot while loading the plugin, before
     // any of its code runs; afterwards it is only read.
     let p = unsafe { *slot.get() };
@@ -322,8 +322,9 @@ pub struct Local {
 
 impl Local {
     /// Opens a session of its own (the SET's session is busy running the
-    /// statement); the command service restores it as current afterwards.
-    pub fn open() -> Result<Local, Failure> {
+    /// statement; the command service restores it as current afterwards),
+    /// running as the user who runs `thd`'s statement.
+    pub fn open(thd: Thd) -> Result<Local, Failure> {
         let unavailable = |what: &str| {
             Failure::new(
                 libc::ENOSYS,
@@ -348,11 +349,14 @@ impl Local {
                 format!("cannot open a server session: {why}"),
             ));
         }
-        Ok(Local {
+        let local = Local {
             session,
             close,
             run,
-        })
+        };
+        super::invoker::run_as_invoker(thd, session)
+            .map_err(|why| Failure::new(libc::EACCES, format!("server session: {why}")))?;
+        Ok(local)
     }
 
     /// All rows of `sql`.

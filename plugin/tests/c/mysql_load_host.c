@@ -230,15 +230,20 @@ static void check_status(void *vars) {
  * and stores its service structure there. run_command answers the
  * plugin's query of the tablespace files with HOST_SQL_TABLESPACES
  * (paths separated by ':'), through the callbacks in the order the
- * server calls them; HOST_SQL_ERROR makes it fail as a refused query does,
- * HOST_SQL_NO_SESSION makes open_session fail. */
+ * server calls them, if the session runs as the SET's account (security
+ * context and srv_session_info services); HOST_SQL_ERROR makes it fail as
+ * a refused query does, HOST_SQL_NO_SESSION makes open_session fail,
+ * HOST_NO_ACCOUNT the account lookup. */
 static int sessions_open, sessions_opened, queries_run;
+/* The account the open session runs as (none until security_context_lookup). */
+static const char *session_account;
 static char the_session;
 typedef void (*session_error_cb)(void *ctx, unsigned sql_errno, const char *msg);
 static void *open_session(session_error_cb cb, void *ctx) {
     if (getenv("HOST_SQL_NO_SESSION")) { cb(ctx, 1040, "Too many connections"); return NULL; }
     sessions_open++;
     sessions_opened++;
+    session_account = NULL;
     return &the_session;
 }
 static int close_session(void *s) {
@@ -247,8 +252,42 @@ static int close_session(void *s) {
     return 0;
 }
 static int server_is_available(void) { return 1; }
-static void not_called(void) { FAIL("the plugin called a srv_session function it does not need"); }
-static char *srv_session_handler, *command_handler;
+static void not_called(void) { FAIL("the plugin called a service function it does not need"); }
+static char *srv_session_handler, *command_handler, *security_context_handler, *srv_session_info_handler;
+
+/* Security contexts: the SET's (the invoking account) and the server
+ * session's, which starts with none; security_context_lookup gives it an
+ * account. run_command refuses the query unless the session runs as the
+ * invoker (as INFORMATION_SCHEMA.FILES may need PROCESS). */
+static THD session_thd;
+static char invoker_ctx, session_ctx;
+static char sc_get(void *thd, void **ctx) {
+    if (thd == &the_thd) *ctx = &invoker_ctx;
+    else if (thd == &session_thd && sessions_open) *ctx = &session_ctx;
+    else { FAIL("thd_get_security_context of an unknown THD"); return 1; }
+    return 0;
+}
+struct lex_cstring { const char *str; size_t length; };
+static char sc_get_option(void *ctx, const char *name, void *out) {
+    struct lex_cstring *v = out;
+    if (ctx != &invoker_ctx) { FAIL("security_context_get_option of a context other than the SET's"); return 1; }
+    if (!strcmp(name, "priv_user")) { v->str = "backup_admin"; v->length = 12; return 0; }
+    if (!strcmp(name, "priv_host")) { v->str = "localhost"; v->length = 9; return 0; }
+    FAIL("security_context_get_option(%s)", name);
+    return 1;
+}
+static char sc_lookup(void *ctx, const char *user, const char *host, const char *ip, const char *db) {
+    (void)ip; (void)db;
+    if (ctx != &session_ctx) { FAIL("security_context_lookup on a context other than the session's"); return 1; }
+    /* HOST_NO_ACCOUNT: the invoker's account is gone (DROP USER meanwhile). */
+    if (getenv("HOST_NO_ACCOUNT") || strcmp(user, "backup_admin") || strcmp(host, "localhost")) return 1;
+    session_account = "backup_admin@localhost";
+    return 0;
+}
+static void *session_info_get_thd(void *session) {
+    if (session != &the_session || !sessions_open) { FAIL("srv_session_info_get_thd of a session that is not open"); return NULL; }
+    return &session_thd;
+}
 
 #define CB(name) AT(cbs, void *, "st_command_service_cbs." #name)
 typedef int (*start_md_f)(void *, unsigned, unsigned, const void *);
@@ -279,7 +318,7 @@ static int run_command(void *session, int command, const char *data, const void 
     if (has("COM_QUERY_DATA.parameters") && (AT(data, void *, "COM_QUERY_DATA.parameters") || AT(data, unsigned long, "COM_QUERY_DATA.parameter_count")))
         FAIL("run_command: COM_QUERY with query attributes the plugin did not set");
     printf("  SQL: %.*s\n", (int)len, q);
-    if (getenv("HOST_SQL_ERROR") || !memmem(q, len, "INFORMATION_SCHEMA.FILES", 24)) {
+    if (!session_account || getenv("HOST_SQL_ERROR") || !memmem(q, len, "INFORMATION_SCHEMA.FILES", 24)) {
         ((error_f)CB(handle_error))(ctx, 1227, "Access denied; you need (at least one of) the PROCESS privilege(s) for this operation", "42000");
         return 0; /* the command ran; its outcome is the error */
     }
@@ -309,11 +348,23 @@ static int bind_services(void *h) {
     AT(srv_session_handler, void *, "srv_session_service_st.server_is_available") = (void *)server_is_available;
     command_handler = calloc(1, num("sizeof.command_service_st"));
     AT(command_handler, void *, "command_service_st.run_command") = (void *)run_command;
+    security_context_handler = calloc(1, num("sizeof.security_context_service_st"));
+    for (long off = 0; off < num("sizeof.security_context_service_st"); off += sizeof(void *))
+        *(void **)(security_context_handler + off) = (void *)not_called;
+    AT(security_context_handler, void *, "security_context_service_st.thd_get_security_context") = (void *)sc_get;
+    AT(security_context_handler, void *, "security_context_service_st.security_context_lookup") = (void *)sc_lookup;
+    AT(security_context_handler, void *, "security_context_service_st.security_context_get_option") = (void *)sc_get_option;
+    srv_session_info_handler = calloc(1, num("sizeof.srv_session_info_service_st"));
+    for (long off = 0; off < num("sizeof.srv_session_info_service_st"); off += sizeof(void *))
+        *(void **)(srv_session_info_handler + off) = (void *)not_called;
+    AT(srv_session_info_handler, void *, "srv_session_info_service_st.get_thd") = (void *)session_info_get_thd;
     struct { const char *name; long version; void *service; } services[] = {
         {"srv_session_service", num("VERSION_srv_session_service"), srv_session_handler},
         {"command_service", num("VERSION_command"), command_handler},
+        {"security_context_service", num("VERSION_security_context_service"), security_context_handler},
+        {"srv_session_info_service", num("VERSION_srv_session_info_service"), srv_session_info_handler},
     };
-    for (size_t i = 0; i < 2; i++) {
+    for (size_t i = 0; i < sizeof services / sizeof *services; i++) {
         void **sym = dlsym(h, services[i].name);
         if (!sym) { printf("  service %s: not used by the plugin\n", services[i].name); continue; }
         long ver = (long)(intptr_t)*sym;
@@ -471,7 +522,7 @@ static void backup_scenario(const char *to) {
     else
         printf("  SET tokudb_backup_dir='%s': backup complete\n", to);
     if (sessions_open != 0) FAIL("the plugin left %d server session(s) open", sessions_open);
-    if (!getenv("HOST_SQL_NO_SESSION") && (sessions_opened == 0 || queries_run == 0))
+    if (!getenv("HOST_SQL_NO_SESSION") && !getenv("HOST_NO_ACCOUNT") && (sessions_opened == 0 || queries_run == 0))
         FAIL("the plugin ran no SQL (%d sessions, %d queries)", sessions_opened, queries_run);
     printf("  SQL: %d session(s) opened and closed, %d queries\n", sessions_opened, queries_run);
 }
