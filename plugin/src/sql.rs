@@ -17,6 +17,8 @@ mod invoker;
 #[cfg(not(feature = "mariadb"))]
 pub mod mysql;
 #[cfg(not(feature = "mariadb"))]
+mod service;
+#[cfg(not(feature = "mariadb"))]
 pub use mysql::Local;
 
 /// Rows of a result set, each value as text or None for NULL.

@@ -7,6 +7,7 @@
 //! for their sessions); the srv_session_info service gives the session's
 //! THD. Both are bound by the server like the other services.
 
+use super::service::bound;
 use crate::abi::{ServerShared, Thd};
 use std::ffi::{c_char, c_void, CString};
 
@@ -85,9 +86,9 @@ type GetOption = unsafe extern "C" fn(Ctx, *const c_char, *mut c_void) -> c_char
 
 /// Gives `session` the account of the user running `thd`'s statement.
 pub fn run_as_invoker(thd: Thd, session: *mut c_void) -> Result<(), String> {
-    let sc = super::mysql::bound(&security_context_service)
+    let sc = bound(&security_context_service)
         .ok_or("the security_context service is not bound to the plugin")?;
-    let info = super::mysql::bound(&srv_session_info_service)
+    let info = bound(&srv_session_info_service)
         .ok_or("the srv_session_info service is not bound to the plugin")?;
     let (Some(get_ctx), Some(lookup), Some(get), Some(get_thd)) = (
         sc.thd_get_security_context,
