@@ -256,10 +256,12 @@ impl Garage {
         let all = up.len() == self.nodes.len();
         let t0 = Instant::now();
         loop {
-            let connected = up
-                .iter()
-                .filter(|n| n.id != self.nodes[i].id)
-                .all(|n| try_garage(&self.nodes[i].config, &["node", "connect", &n.id]).is_ok());
+            // Both ways: each side otherwise waits for its own retry timer.
+            let me = &self.nodes[i];
+            let connected = up.iter().filter(|n| n.id != me.id).all(|n| {
+                try_garage(&me.config, &["node", "connect", &n.id]).is_ok()
+                    && try_garage(&n.config, &["node", "connect", &me.id]).is_ok()
+            });
             let healthy = || {
                 up.iter().all(|n| {
                     try_garage(&n.config, &["status"]).is_ok_and(|s| !s.contains("FAILED NODES"))
