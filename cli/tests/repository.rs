@@ -1,7 +1,8 @@
 //! tokubackup with a repository on a real three-node Garage cluster (the
 //! harness of tokubackup-repo's tests): `backup --push` under the bank load,
 //! `list --json`, `verify REPO:latest`, `restore REPO:latest` and a server on
-//! the restored datadir that keeps the bank's invariants; a wrong key; expire.
+//! the restored datadir that keeps the bank's invariants; `list` with the
+//! store's settings in ~/.aws only; a wrong key; expire.
 
 #[path = "../../plugin/tests/common/mod.rs"]
 mod common;
@@ -79,6 +80,39 @@ fn backup_push_list_verify_restore_from_garage() {
     let list: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
     let id = list[0]["id"].as_str().unwrap().to_string();
+
+    // Endpoint, region and keys from ~/.aws instead of the environment.
+    let home = work.join("home");
+    std::fs::create_dir_all(home.join(".aws")).unwrap();
+    std::fs::write(
+        home.join(".aws/credentials"),
+        format!(
+            "[default]\naws_access_key_id = {}\naws_secret_access_key = {}\n",
+            g.key_id, g.secret
+        ),
+    )
+    .unwrap();
+    let config = format!(
+        "[default]\nregion = garage\nendpoint_url = {}\n",
+        g.endpoint(1)
+    );
+    std::fs::write(home.join(".aws/config"), config).unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tokubackup"));
+    for (k, _) in g.env(0) {
+        cmd.env_remove(k);
+    }
+    let o = cmd
+        .args(["list", repo])
+        .env("HOME", &home)
+        .env("TOKUBACKUP_KEY_FILE", &key)
+        .output()
+        .unwrap();
+    let t = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success() && t.contains(&id),
+        "list with ~/.aws: {t}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let v = tb_expect(&g, &key, &["verify", &format!("{repo}:latest")], 0);
     assert!(v.contains("present and authentic"), "{v}");
 

@@ -2,6 +2,7 @@
 //! client-side encrypted chunks on S3-compatible object storage (or a local
 //! directory), each restorable on its own. See repository.rs for the layout.
 
+mod aws_profile;
 mod crypto;
 mod error;
 mod expire;

@@ -59,11 +59,13 @@ pub(crate) fn object_name(id: &str) -> String {
     format!("snapshots/{id}")
 }
 
-/// Sortable by time, unique across hosts: `20261129T171500Z-1a2b3c4d`.
+/// Sortable by time, unique across hosts: `20261129T171500.123Z-1a2b3c4d`.
 pub(crate) fn new_id() -> String {
     format!(
         "{}-{}",
-        chrono::Utc::now().format("%Y%m%dT%H%M%SZ"),
+        // Milliseconds: `latest` is the last in this order, and two pushes
+        // a second apart are common (a rerun, a script).
+        chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ"),
         crate::crypto::random_hex(4)
     )
 }

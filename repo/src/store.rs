@@ -1,5 +1,6 @@
 //! Where a repository lives: `s3://bucket/prefix` (AWS_* environment
-//! variables, path-style requests for self-hosted stores), `gs://` and
+//! variables or the AWS shared files, see aws_profile.rs; path-style
+//! requests for self-hosted stores), `gs://` and
 //! `az://` (object_store's own environment settings; not tested here: no
 //! such store is reachable from CI) or a local directory, behind
 //! object_store with its retries and backoff.
@@ -16,6 +17,7 @@ use object_store::{
     ClientOptions, ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutOptions, RetryConfig,
 };
 
+use crate::aws_profile;
 use crate::error::{io, Error, Result};
 
 /// The objects of one repository, under its prefix.
@@ -25,10 +27,13 @@ pub(crate) struct Objects {
     prefix: String,
     /// The repository address as the user wrote it, for messages.
     pub(crate) url: String,
+    /// The S3 endpoint requests go to, when not the provider's default.
+    endpoint: Option<String>,
 }
 
 impl Objects {
     pub(crate) fn open(url: &str) -> Result<Objects> {
+        let mut endpoint = None;
         let (store, prefix): (Arc<dyn ObjectStore>, String) =
             if let Some(rest) = url.strip_prefix("s3://") {
                 let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
@@ -37,10 +42,9 @@ impl Objects {
                         "{url}: no bucket name (s3://BUCKET/PREFIX)"
                     )));
                 }
-                (
-                    Arc::new(s3(url, bucket)?),
-                    prefix.trim_matches('/').to_string(),
-                )
+                let (store, ep) = s3(url, bucket)?;
+                endpoint = ep;
+                (Arc::new(store), prefix.trim_matches('/').to_string())
             } else if let Some((scheme, rest)) = url
                 .split_once("://")
                 .filter(|(s, _)| ["gs", "az", "azure"].contains(s))
@@ -65,6 +69,7 @@ impl Objects {
             store,
             prefix,
             url: url.to_string(),
+            endpoint,
         })
     }
 
@@ -77,7 +82,10 @@ impl Objects {
     }
 
     fn err(&self, name: &str) -> impl FnOnce(object_store::Error) -> Error + '_ {
-        let what = format!("{}: object {name}", self.url);
+        let what = match &self.endpoint {
+            Some(ep) => format!("{} (endpoint {ep}): object {name}", self.url),
+            None => format!("{}: object {name}", self.url),
+        };
         move |e| Error::Store(what, e)
     }
 
@@ -143,7 +151,7 @@ impl Objects {
     }
 }
 
-fn s3(url: &str, bucket: &str) -> Result<object_store::aws::AmazonS3> {
+fn s3(url: &str, bucket: &str) -> Result<(object_store::aws::AmazonS3, Option<String>)> {
     // A store that stays down fails the command within about a minute.
     let retry = RetryConfig {
         max_retries: 6,
@@ -154,21 +162,26 @@ fn s3(url: &str, bucket: &str) -> Result<object_store::aws::AmazonS3> {
         .with_bucket_name(bucket)
         .with_retry(retry)
         .with_client_options(ClientOptions::new().with_timeout(Duration::from_secs(120)));
-    // AWS_ENDPOINT_URL (the AWS CLI's name) as well as object_store's AWS_ENDPOINT.
-    if let Ok(endpoint) = std::env::var("AWS_ENDPOINT_URL") {
-        b = b.with_endpoint(&endpoint);
+    let s = aws_profile::settings()?;
+    if let Some(endpoint) = &s.endpoint {
+        b = b.with_endpoint(endpoint);
         if endpoint.starts_with("http://") {
             b = b.with_allow_http(true);
         }
         // Self-hosted stores (Garage, MinIO) are addressed path-style.
         b = b.with_virtual_hosted_style_request(false);
     }
-    if std::env::var_os("AWS_REGION").is_none() && std::env::var_os("AWS_DEFAULT_REGION").is_none()
-    {
-        b = b.with_region("us-east-1");
+    b = b.with_region(s.region.as_deref().unwrap_or("us-east-1"));
+    if let (Some(id), Some(secret)) = (&s.access_key_id, &s.secret_access_key) {
+        b = b.with_access_key_id(id).with_secret_access_key(secret);
+        if let Some(token) = &s.session_token {
+            b = b.with_token(token);
+        }
     }
-    b.build()
-        .map_err(|e| Error::Location(format!("{url}: {e}")))
+    let store = b
+        .build()
+        .map_err(|e| Error::Location(format!("{url}: {e}")))?;
+    Ok((store, s.endpoint))
 }
 
 /// Google Cloud Storage (`gs://`, GOOGLE_SERVICE_ACCOUNT and the like) and

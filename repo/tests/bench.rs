@@ -5,6 +5,8 @@
 //! (`pip install awscli`), bytes stored by a second push after scattered
 //! 16 KiB pages changed, restore against a local copy, and peak memory.
 //! BENCH_MIB (per file, 8 files; 64) and BENCH_CHUNK_KIB (1024) set the sizes.
+//! `with_garage` runs the command in GARAGE_RUN under a cluster (for
+//! repo/bench/sysbench-repo.sh, which benchmarks the tokubackup commands).
 
 #[allow(dead_code)] // the harness serves the repository tests too
 mod common;
@@ -163,4 +165,20 @@ fn push_restore_against_aws_cli() {
     );
     println!("restore: {restore_s:.1} s, peak RSS {restore_peak:.0} MiB; cp -a + sync: {cp_s:.1} s; restore / cp = {:.2}", restore_s / cp_s);
     std::fs::remove_dir_all(&work).unwrap();
+}
+
+/// Runs `sh -c "$GARAGE_RUN"` with the AWS_* variables of node 0 and
+/// GARAGE_BUCKET set, and fails when it fails.
+#[test]
+#[ignore]
+fn with_garage() {
+    let cmd = std::env::var("GARAGE_RUN").expect("GARAGE_RUN: the command to run");
+    let g = Garage::start("bench");
+    let st = Command::new("sh")
+        .args(["-c", &cmd])
+        .envs(g.env(0))
+        .env("GARAGE_BUCKET", &g.bucket)
+        .status()
+        .unwrap();
+    assert!(st.success(), "{cmd}: {st}");
 }

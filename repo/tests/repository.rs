@@ -1,7 +1,8 @@
 //! The repository against a real three-node Garage cluster (and a local
 //! directory): push, list, verify, restore, wrong key, an object changed in
-//! the store, a node killed during a push, a restore with a node down,
-//! two pushes at once, expire during a push, an interrupted push resumed.
+//! the store, a node killed during a push (another node, then the one the
+//! client talks to), a restore with a node down, two pushes at once, expire
+//! during a push, an interrupted push resumed, settings from the AWS files.
 //! One cluster serves every scenario, in order (they share its nodes).
 
 mod common;
@@ -116,32 +117,43 @@ fn wrong_key(url: &str, work: &Path) {
     );
 }
 
-/// Overwrite one chunk object of the repository `prefix` with `f` applied to it.
-fn tamper(g: &Garage, prefix: &str, f: impl Fn(&mut Vec<u8>)) -> String {
-    use futures::TryStreamExt;
-    use object_store::{aws::AmazonS3Builder, path::Path as OPath, ObjectStore, ObjectStoreExt};
-    let s3 = AmazonS3Builder::new()
-        .with_endpoint(g.endpoint(0))
+/// A client of node `node`'s S3 API, outside the repository code.
+fn s3_client(g: &Garage, node: usize) -> object_store::aws::AmazonS3 {
+    object_store::aws::AmazonS3Builder::new()
+        .with_endpoint(g.endpoint(node))
         .with_allow_http(true)
         .with_region("garage")
         .with_bucket_name(&g.bucket)
         .with_access_key_id(&g.key_id)
         .with_secret_access_key(&g.secret)
         .build()
-        .unwrap();
+        .unwrap()
+}
+
+/// The chunk objects of the repository `prefix`, as node `node` lists them.
+fn chunk_objects(g: &Garage, node: usize, prefix: &str) -> Vec<object_store::ObjectMeta> {
+    use futures::TryStreamExt;
+    use object_store::{path::Path as OPath, ObjectStore};
+    let s3 = s3_client(g, node);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(
+        s3.list(Some(&OPath::from(format!("{prefix}/chunks"))))
+            .try_collect(),
+    )
+    .unwrap()
+}
+
+/// Overwrite one chunk object of the repository `prefix` with `f` applied to it.
+fn tamper(g: &Garage, prefix: &str, f: impl Fn(&mut Vec<u8>)) -> String {
+    use object_store::ObjectStoreExt;
+    let victim = chunk_objects(g, 0, prefix)
+        .into_iter()
+        .max_by_key(|m| m.size)
+        .unwrap()
+        .location;
+    let s3 = s3_client(g, 0);
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let chunks: Vec<_> = s3
-            .list(Some(&OPath::from(format!("{prefix}/chunks"))))
-            .try_collect()
-            .await
-            .unwrap();
-        let victim = chunks
-            .iter()
-            .max_by_key(|m| m.size)
-            .unwrap()
-            .location
-            .clone();
         let mut data = s3
             .get(&victim)
             .await
@@ -206,6 +218,146 @@ fn node_killed_during_push(g: &Garage, url: &str, work: &Path) {
     // A second push of the same tree finds every chunk stored.
     let again = repo.push(&src, &NoProgress).unwrap();
     assert_eq!(again.chunks_uploaded, 0, "{again:?}");
+}
+
+/// Sets environment variables for a scenario and puts the old values back
+/// when dropped (also when the scenario panics).
+struct EnvGuard(Vec<(&'static str, Option<std::ffi::OsString>)>);
+impl EnvGuard {
+    fn set(vars: &[(&'static str, Option<String>)]) -> EnvGuard {
+        let old = vars
+            .iter()
+            .map(|(k, _)| (*k, std::env::var_os(k)))
+            .collect();
+        for (k, v) in vars {
+            match v {
+                Some(v) => std::env::set_var(k, v),
+                None => std::env::remove_var(k),
+            }
+        }
+        EnvGuard(old)
+    }
+}
+impl Drop for EnvGuard {
+    fn drop(&mut self) {
+        for (k, v) in &self.0 {
+            match v {
+                Some(v) => std::env::set_var(k, v),
+                None => std::env::remove_var(k),
+            }
+        }
+    }
+}
+
+/// The endpoint node (node 0) dies during a push: the push fails, naming
+/// the endpoint; run again against node 1's endpoint, it uploads only the
+/// chunks that were not stored; a restore through node 1 with node 0 down.
+fn endpoint_killed_during_push(g: &Garage, url: &str, prefix: &str, work: &Path) {
+    let src = work.join("src");
+    tree::make(&src, 8);
+    let e = open(url)
+        .push(&src, &at(2_000_000, || g.kill(0)))
+        .expect_err("a push whose endpoint died must fail");
+    assert!(
+        matches!(e, Error::Store(..))
+            && e.to_string()
+                .contains(&format!("(endpoint {})", g.endpoint(0))),
+        "{e}"
+    );
+    let stored = chunk_objects(g, 1, prefix).len();
+    assert!(stored > 0, "some chunks were stored before the node died");
+    let _env = EnvGuard::set(&[("AWS_ENDPOINT_URL", Some(g.endpoint(1)))]);
+    let repo = open(url);
+    assert!(
+        repo.list().unwrap().is_empty(),
+        "a failed push leaves no backup"
+    );
+    let resumed = repo.push(&src, &NoProgress).unwrap();
+    let after = chunk_objects(g, 1, prefix).len();
+    assert_eq!(
+        after,
+        stored + resumed.chunks_uploaded,
+        "the rerun uploaded chunks already stored: {resumed:?}"
+    );
+    let out = work.join("restored");
+    repo.restore("latest", &out, &NoProgress).unwrap();
+    tree::assert_same(&src, &out);
+    g.restart(0);
+}
+
+/// Endpoint, region and keys from the AWS shared files instead of the
+/// environment: a named profile in files named by AWS_CONFIG_FILE and
+/// AWS_SHARED_CREDENTIALS_FILE (endpoint in a nested `s3 =` section), then
+/// the default profile in ~/.aws.
+fn aws_config_files(g: &Garage, url: &str, work: &Path) {
+    let creds = work.join("credentials");
+    let config = work.join("config");
+    std::fs::write(
+        &creds,
+        format!(
+            "[default]\naws_access_key_id = GKwrong\naws_secret_access_key = wrong\n\
+             [garage]\naws_access_key_id = {}\naws_secret_access_key = {}\n",
+            g.key_id, g.secret
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        &config,
+        format!(
+            "[default]\nregion = us-east-1\n[profile garage]\nregion = garage\ns3 =\n  endpoint_url = {}\n",
+            g.endpoint(1)
+        ),
+    )
+    .unwrap();
+    let none = |k| (k, None);
+    let path = |k, p: &Path| (k, Some(p.display().to_string()));
+    let _env = EnvGuard::set(&[
+        none("AWS_ENDPOINT_URL"),
+        none("AWS_REGION"),
+        none("AWS_ACCESS_KEY_ID"),
+        none("AWS_SECRET_ACCESS_KEY"),
+        ("AWS_PROFILE", Some("garage".into())),
+        path("AWS_CONFIG_FILE", &config),
+        path("AWS_SHARED_CREDENTIALS_FILE", &creds),
+    ]);
+    let src = work.join("src");
+    tree::make(&src, 9);
+    let id = open(url).push(&src, &NoProgress).unwrap().id;
+    {
+        let _p = EnvGuard::set(&[("AWS_PROFILE", Some("nosuch".into()))]);
+        let e = Repo::open(url, KEY, false, opts())
+            .err()
+            .expect("no profile");
+        let m = e.to_string();
+        assert!(
+            m.contains("nosuch") && m.contains(&creds.display().to_string()),
+            "{m}"
+        );
+    }
+    let home = work.join("home");
+    std::fs::create_dir_all(home.join(".aws")).unwrap();
+    std::fs::write(
+        home.join(".aws/credentials"),
+        format!(
+            "[default]\naws_access_key_id={}\naws_secret_access_key={}\n",
+            g.key_id, g.secret
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        home.join(".aws/config"),
+        format!("[default]\nregion=garage\nendpoint_url={}\n", g.endpoint(2)),
+    )
+    .unwrap();
+    let _home = EnvGuard::set(&[
+        none("AWS_PROFILE"),
+        none("AWS_CONFIG_FILE"),
+        none("AWS_SHARED_CREDENTIALS_FILE"),
+        path("HOME", &home),
+    ]);
+    let list = open(url).list().unwrap();
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0].id, id);
 }
 
 fn interrupted_push_resumes(url: &str, work: &Path) {
@@ -358,8 +510,16 @@ fn garage_cluster() {
             Box::new(|w| expire_during_push("s3://backups/expire", w)),
         ),
         (
+            "aws_config_files",
+            Box::new(|w| aws_config_files(&g, "s3://backups/profile", w)),
+        ),
+        (
             "node_killed_during_push",
             Box::new(|w| node_killed_during_push(&g, "s3://backups/kill", w)),
+        ),
+        (
+            "endpoint_killed_during_push",
+            Box::new(|w| endpoint_killed_during_push(&g, "s3://backups/kill0", "kill0", w)),
         ),
     ];
     for (name, f) in &scenarios {

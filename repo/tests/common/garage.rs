@@ -20,6 +20,8 @@ pub struct Garage {
 
 struct Node {
     config: PathBuf,
+    /// `ID@ADDR` as `garage node id` prints it.
+    id: String,
     s3_port: u16,
     child: Mutex<Option<Child>>,
 }
@@ -45,6 +47,11 @@ fn free_port() -> u16 {
 }
 
 fn garage(config: &Path, args: &[&str]) -> String {
+    try_garage(config, args).unwrap_or_else(|e| panic!("garage {args:?} failed: {e}"))
+}
+
+/// The output of the garage CLI, or its error output.
+fn try_garage(config: &Path, args: &[&str]) -> Result<String, String> {
     let out = Command::new(garage_bin())
         .arg("-c")
         .arg(config)
@@ -58,12 +65,11 @@ fn garage(config: &Path, args: &[&str]) -> String {
             )
         });
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "garage {args:?} failed: {text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    text
+    if out.status.success() {
+        Ok(text)
+    } else {
+        Err(format!("{text}{}", String::from_utf8_lossy(&out.stderr)))
+    }
 }
 
 impl Garage {
@@ -98,6 +104,7 @@ impl Garage {
             .unwrap();
             nodes.push(Node {
                 config,
+                id: String::new(),
                 s3_port: s3,
                 child: Mutex::new(None),
             });
@@ -182,6 +189,9 @@ impl Garage {
         for id in &ids[1..] {
             garage(&c0, &["node", "connect", id]);
         }
+        for (n, id) in self.nodes.iter_mut().zip(&ids) {
+            n.id = id.clone();
+        }
         for id in &ids {
             let short = &id[..16];
             garage(&c0, &["layout", "assign", "-z", "dc1", "-c", "1G", short]);
@@ -233,10 +243,40 @@ impl Garage {
         }
     }
 
+    /// Kill and start node `i` again; returns once it serves and is
+    /// connected to the other running nodes (a peer that saw it die may
+    /// otherwise take a while to reconnect, failing quorum through it).
     pub fn restart(&self, i: usize) {
         self.kill(i);
         self.start_node(i);
-        self.wait_rpc();
+        let up: Vec<&Node> = (0..self.nodes.len())
+            .filter(|&j| self.nodes[j].child.lock().unwrap().is_some())
+            .map(|j| &self.nodes[j])
+            .collect();
+        let all = up.len() == self.nodes.len();
+        let t0 = Instant::now();
+        loop {
+            // Both ways: each side otherwise waits for its own retry timer.
+            let me = &self.nodes[i];
+            let connected = up.iter().filter(|n| n.id != me.id).all(|n| {
+                try_garage(&me.config, &["node", "connect", &n.id]).is_ok()
+                    && try_garage(&n.config, &["node", "connect", &me.id]).is_ok()
+            });
+            let healthy = || {
+                up.iter().all(|n| {
+                    try_garage(&n.config, &["status"]).is_ok_and(|s| !s.contains("FAILED NODES"))
+                })
+            };
+            if connected && (!all || healthy()) {
+                return;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(60),
+                "garage node {i} did not rejoin the cluster (logs in {})",
+                self.dir.display()
+            );
+            std::thread::sleep(Duration::from_millis(300));
+        }
     }
 }
 
