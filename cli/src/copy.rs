@@ -1,7 +1,9 @@
 //! Copies a directory tree fast: a reflink (FICLONE) where the filesystem
 //! shares extents, else copy_file_range over the data segments only (holes
 //! stay holes, bytes stay in the kernel), else read/write; files in
-//! parallel, largest first.
+//! parallel, largest first. A durable copy starts each chunk's writeback as
+//! soon as it is copied (sync_file_range), so the disk writes while the
+//! copy goes on instead of all at the final syncfs.
 
 use crate::error::{Error, Exit, Result};
 use crate::manifest::parallel;
@@ -41,23 +43,30 @@ fn fail(what: &str, p: &Path, e: &std::io::Error) -> Error {
 }
 
 /// Copies the tree `src` to `dst` (which must not exist). Symbolic links
-/// get their target through `relink`. Returns the bytes copied.
+/// get their target through `relink`. `writeback`: start writing each copied
+/// chunk to disk at once (for a copy that is synced at the end). Returns the
+/// bytes copied.
 pub fn copy_tree(
     src: &Path,
     dst: &Path,
     owner: Option<Owner>,
     threads: usize,
+    writeback: bool,
     relink: &(dyn Fn(&Path) -> PathBuf + Sync),
 ) -> Result<u64> {
     let mut files = Vec::new();
     let mut dirs = Vec::new();
     mirror_dirs(src, dst, &mut dirs, &mut files, relink, owner)?;
     files.sort_by_key(|(_, _, n)| std::cmp::Reverse(*n));
+    let delay = test_delay();
     let results = parallel(&files, threads, |(s, d, _)| {
-        if signals::interrupted() {
-            return Err(Error::new(Exit::Interrupted, "interrupted"));
+        if let Some(t) = delay {
+            std::thread::sleep(t);
         }
-        copy_file(s, d, owner)
+        if signals::interrupted() {
+            return Err(interrupted());
+        }
+        copy_file(s, d, owner, writeback)
     });
     let mut total = 0;
     for r in results {
@@ -72,6 +81,21 @@ pub fn copy_tree(
 }
 
 type FileJob = (PathBuf, PathBuf, u64);
+
+fn interrupted() -> Error {
+    Error::new(Exit::Interrupted, "interrupted")
+}
+
+/// For tests only: `TOKUBACKUP_TEST_COPY_DELAY_MS` makes every file copy
+/// wait that long first, so that a test can interrupt a copy surely
+/// mid-way (README "The tokubackup command").
+fn test_delay() -> Option<std::time::Duration> {
+    std::env::var("TOKUBACKUP_TEST_COPY_DELAY_MS")
+        .ok()?
+        .parse()
+        .ok()
+        .map(std::time::Duration::from_millis)
+}
 
 fn mirror_dirs(
     src: &Path,
@@ -112,7 +136,7 @@ fn chown(p: &Path, owner: Option<Owner>) -> Result<()> {
 }
 
 /// Copies one file's bytes, holes and mode; returns its size.
-pub fn copy_file(src: &Path, dst: &Path, owner: Option<Owner>) -> Result<u64> {
+pub fn copy_file(src: &Path, dst: &Path, owner: Option<Owner>, writeback: bool) -> Result<u64> {
     let from = std::fs::File::open(src).map_err(|e| fail("cannot open", src, &e))?;
     let md = from.metadata().map_err(|e| fail("cannot stat", src, &e))?;
     let to = std::fs::OpenOptions::new()
@@ -124,7 +148,10 @@ pub fn copy_file(src: &Path, dst: &Path, owner: Option<Owner>) -> Result<u64> {
     // SAFETY: both descriptors are open; FICLONE takes the source fd.
     let cloned = unsafe { libc::ioctl(to.as_raw_fd(), FICLONE, from.as_raw_fd()) } == 0;
     if !cloned {
-        copy_data(&from, &to, md.len()).map_err(|e| fail("cannot copy to", dst, &e))?;
+        copy_data(&from, &to, md.len(), writeback).map_err(|e| match e.kind() {
+            std::io::ErrorKind::Interrupted => interrupted(),
+            _ => fail("cannot copy to", dst, &e),
+        })?;
     }
     to.set_permissions(std::fs::Permissions::from_mode(md.mode() & 0o7777))
         .map_err(|e| fail("cannot set the mode of", dst, &e))?;
@@ -134,7 +161,12 @@ pub fn copy_file(src: &Path, dst: &Path, owner: Option<Owner>) -> Result<u64> {
 
 /// The data segments (SEEK_DATA/SEEK_HOLE) with copy_file_range, then the
 /// length (a hole at the end).
-fn copy_data(from: &std::fs::File, to: &std::fs::File, len: u64) -> std::io::Result<()> {
+fn copy_data(
+    from: &std::fs::File,
+    to: &std::fs::File,
+    len: u64,
+    writeback: bool,
+) -> std::io::Result<()> {
     let (fi, fo) = (from.as_raw_fd(), to.as_raw_fd());
     let mut pos: i64 = 0;
     let end = len as i64;
@@ -150,16 +182,20 @@ fn copy_data(from: &std::fs::File, to: &std::fs::File, len: u64) -> std::io::Res
         }
         // SAFETY: as above.
         let hole = unsafe { libc::lseek(fi, data, libc::SEEK_HOLE) }.min(end);
-        copy_range(fi, fo, data, hole - data)?;
+        copy_range(fi, fo, data, hole - data, writeback)?;
         pos = hole;
     }
     to.set_len(len)
 }
 
-fn copy_range(fi: i32, fo: i32, start: i64, len: i64) -> std::io::Result<()> {
+fn copy_range(fi: i32, fo: i32, start: i64, len: i64, writeback: bool) -> std::io::Result<()> {
     let (mut off_in, mut off_out, mut left) = (start, start, len);
     while left > 0 {
-        let chunk = left.min(1 << 30) as usize;
+        // Chunks of 64 MiB: a signal stops a large file's copy within one.
+        if signals::interrupted() {
+            return Err(std::io::ErrorKind::Interrupted.into());
+        }
+        let chunk = left.min(1 << 26) as usize;
         // The system call, not libc's wrapper: glibc has that only since 2.27
         // and the RPM/tarball build links against 2.17 (README "Which
         // systems"); a kernel without it says ENOSYS, handled below.
@@ -192,6 +228,19 @@ fn copy_range(fi: i32, fo: i32, start: i64, len: i64) -> std::io::Result<()> {
             ));
         }
         left -= n as i64;
+        if writeback {
+            // Asynchronous: queues the chunk's pages for writing; errors
+            // surface at the final syncfs.
+            // SAFETY: an open descriptor and a range just written.
+            unsafe {
+                libc::sync_file_range(
+                    fo,
+                    off_out - n as i64,
+                    n as i64,
+                    libc::SYNC_FILE_RANGE_WRITE,
+                )
+            };
+        }
     }
     Ok(())
 }

@@ -190,7 +190,7 @@ fn wait_ready(s: &mut Scratch, sock: &Path, err_log: &Path) -> Result<Conn> {
     let opts = ConnectOptions {
         socket: Some(sock.display().to_string()),
         user: Some("root".into()),
-        no_defaults: true,
+        // No option file: option_lines stays empty.
         ..ConnectOptions::default()
     };
     let deadline = Instant::now() + Duration::from_secs(900);
