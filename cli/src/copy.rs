@@ -1,9 +1,7 @@
 //! Copies a directory tree fast: a reflink (FICLONE) where the filesystem
 //! shares extents, else copy_file_range over the data segments only (holes
 //! stay holes, bytes stay in the kernel), else read/write; files in
-//! parallel, largest first. A durable copy starts each chunk's writeback as
-//! soon as it is copied (sync_file_range), so the disk writes while the
-//! copy goes on instead of all at the final syncfs.
+//! parallel, largest first.
 
 use crate::error::{Error, Exit, Result};
 use crate::manifest::parallel;
@@ -43,15 +41,12 @@ fn fail(what: &str, p: &Path, e: &std::io::Error) -> Error {
 }
 
 /// Copies the tree `src` to `dst` (which must not exist). Symbolic links
-/// get their target through `relink`. `writeback`: start writing each copied
-/// chunk to disk at once (for a copy that is synced at the end). Returns the
-/// bytes copied.
+/// get their target through `relink`. Returns the bytes copied.
 pub fn copy_tree(
     src: &Path,
     dst: &Path,
     owner: Option<Owner>,
     threads: usize,
-    writeback: bool,
     relink: &(dyn Fn(&Path) -> PathBuf + Sync),
 ) -> Result<u64> {
     let mut files = Vec::new();
@@ -66,7 +61,7 @@ pub fn copy_tree(
         if signals::interrupted() {
             return Err(interrupted());
         }
-        copy_file(s, d, owner, writeback)
+        copy_file(s, d, owner)
     });
     let mut total = 0;
     for r in results {
@@ -136,7 +131,7 @@ fn chown(p: &Path, owner: Option<Owner>) -> Result<()> {
 }
 
 /// Copies one file's bytes, holes and mode; returns its size.
-pub fn copy_file(src: &Path, dst: &Path, owner: Option<Owner>, writeback: bool) -> Result<u64> {
+pub fn copy_file(src: &Path, dst: &Path, owner: Option<Owner>) -> Result<u64> {
     let from = std::fs::File::open(src).map_err(|e| fail("cannot open", src, &e))?;
     let md = from.metadata().map_err(|e| fail("cannot stat", src, &e))?;
     let to = std::fs::OpenOptions::new()
@@ -148,8 +143,8 @@ pub fn copy_file(src: &Path, dst: &Path, owner: Option<Owner>, writeback: bool) 
     // SAFETY: both descriptors are open; FICLONE takes the source fd.
     let cloned = unsafe { libc::ioctl(to.as_raw_fd(), FICLONE, from.as_raw_fd()) } == 0;
     if !cloned {
-        copy_data(&from, &to, md.len(), writeback).map_err(|e| match e.kind() {
-            std::io::ErrorKind::Interrupted => interrupted(),
+        copy_data(&from, &to, md.len()).map_err(|e| match e.kind() {
+            std::io::ErrorKind::Interrupted if signals::interrupted() => interrupted(),
             _ => fail("cannot copy to", dst, &e),
         })?;
     }
@@ -161,12 +156,7 @@ pub fn copy_file(src: &Path, dst: &Path, owner: Option<Owner>, writeback: bool) 
 
 /// The data segments (SEEK_DATA/SEEK_HOLE) with copy_file_range, then the
 /// length (a hole at the end).
-fn copy_data(
-    from: &std::fs::File,
-    to: &std::fs::File,
-    len: u64,
-    writeback: bool,
-) -> std::io::Result<()> {
+fn copy_data(from: &std::fs::File, to: &std::fs::File, len: u64) -> std::io::Result<()> {
     let (fi, fo) = (from.as_raw_fd(), to.as_raw_fd());
     let mut pos: i64 = 0;
     let end = len as i64;
@@ -182,13 +172,13 @@ fn copy_data(
         }
         // SAFETY: as above.
         let hole = unsafe { libc::lseek(fi, data, libc::SEEK_HOLE) }.min(end);
-        copy_range(fi, fo, data, hole - data, writeback)?;
+        copy_range(fi, fo, data, hole - data)?;
         pos = hole;
     }
     to.set_len(len)
 }
 
-fn copy_range(fi: i32, fo: i32, start: i64, len: i64, writeback: bool) -> std::io::Result<()> {
+fn copy_range(fi: i32, fo: i32, start: i64, len: i64) -> std::io::Result<()> {
     let (mut off_in, mut off_out, mut left) = (start, start, len);
     while left > 0 {
         // Chunks of 64 MiB: a signal stops a large file's copy within one.
@@ -228,19 +218,6 @@ fn copy_range(fi: i32, fo: i32, start: i64, len: i64, writeback: bool) -> std::i
             ));
         }
         left -= n as i64;
-        if writeback {
-            // Asynchronous: queues the chunk's pages for writing; errors
-            // surface at the final syncfs.
-            // SAFETY: an open descriptor and a range just written.
-            unsafe {
-                libc::sync_file_range(
-                    fo,
-                    off_out - n as i64,
-                    n as i64,
-                    libc::SYNC_FILE_RANGE_WRITE,
-                )
-            };
-        }
     }
     Ok(())
 }

@@ -353,7 +353,7 @@ fn stage(
         if moved {
             bytes += chown_tree(s, how.owner)?;
         } else {
-            bytes += copy::copy_tree(&src, s, how.owner, how.threads, how.durable, &relink)?;
+            bytes += copy::copy_tree(&src, s, how.owner, how.threads, &relink)?;
         }
         rewrite_paths(s, targets)?;
     }
