@@ -64,11 +64,14 @@ pub struct ConnArgs {
     /// Password; prompted for on the terminal when given without a value
     #[arg(short = 'p', long, num_args = 0..=1, require_equals = true, default_missing_value = "")]
     pub password: Option<String>,
-    /// Read only this option file
+    /// Read only this option file (groups [client], [client-server], [client-mariadb], [tokubackup])
     #[arg(long, value_name = "FILE")]
     pub defaults_file: Option<PathBuf>,
-    /// Read no option file
-    #[arg(long, conflicts_with = "defaults_file")]
+    /// Read this option file after the global ones, before ~/.my.cnf
+    #[arg(long, value_name = "FILE", conflicts_with = "defaults_file")]
+    pub defaults_extra_file: Option<PathBuf>,
+    /// Read no option file (default: /etc/my.cnf, /etc/mysql/my.cnf, $MARIADB_HOME/my.cnf, ~/.my.cnf)
+    #[arg(long, conflicts_with_all = ["defaults_file", "defaults_extra_file"])]
     pub no_defaults: bool,
 }
 

@@ -7,7 +7,7 @@ use crate::error::{Error, Exit, Result};
 use crate::guard::Guard;
 use crate::mariadb::{quote, Conn, ConnectOptions, SqlError};
 use crate::progress::{files_in, Progress, Reading};
-use crate::{password, signals};
+use crate::{options, password, signals};
 use std::time::{Duration, Instant};
 
 /// errno values with which the plugin refuses a backup before it begins.
@@ -38,8 +38,11 @@ pub fn connect_options(c: &ConnArgs) -> Result<ConnectOptions> {
         port: c.port,
         user: c.user.clone(),
         password,
-        defaults_file: c.defaults_file.as_ref().map(|p| p.display().to_string()),
-        no_defaults: c.no_defaults,
+        option_lines: options::collect(&options::Sources {
+            defaults_file: c.defaults_file.clone(),
+            extra_file: c.defaults_extra_file.clone(),
+            no_defaults: c.no_defaults,
+        })?,
     })
 }
 

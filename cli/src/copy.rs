@@ -53,9 +53,13 @@ pub fn copy_tree(
     let mut dirs = Vec::new();
     mirror_dirs(src, dst, &mut dirs, &mut files, relink, owner)?;
     files.sort_by_key(|(_, _, n)| std::cmp::Reverse(*n));
+    let delay = test_delay();
     let results = parallel(&files, threads, |(s, d, _)| {
+        if let Some(t) = delay {
+            std::thread::sleep(t);
+        }
         if signals::interrupted() {
-            return Err(Error::new(Exit::Interrupted, "interrupted"));
+            return Err(interrupted());
         }
         copy_file(s, d, owner)
     });
@@ -72,6 +76,21 @@ pub fn copy_tree(
 }
 
 type FileJob = (PathBuf, PathBuf, u64);
+
+fn interrupted() -> Error {
+    Error::new(Exit::Interrupted, "interrupted")
+}
+
+/// For tests only: `TOKUBACKUP_TEST_COPY_DELAY_MS` makes every file copy
+/// wait that long first, so that a test can interrupt a copy surely
+/// mid-way (README "The tokubackup command").
+fn test_delay() -> Option<std::time::Duration> {
+    std::env::var("TOKUBACKUP_TEST_COPY_DELAY_MS")
+        .ok()?
+        .parse()
+        .ok()
+        .map(std::time::Duration::from_millis)
+}
 
 fn mirror_dirs(
     src: &Path,
@@ -124,7 +143,10 @@ pub fn copy_file(src: &Path, dst: &Path, owner: Option<Owner>) -> Result<u64> {
     // SAFETY: both descriptors are open; FICLONE takes the source fd.
     let cloned = unsafe { libc::ioctl(to.as_raw_fd(), FICLONE, from.as_raw_fd()) } == 0;
     if !cloned {
-        copy_data(&from, &to, md.len()).map_err(|e| fail("cannot copy to", dst, &e))?;
+        copy_data(&from, &to, md.len()).map_err(|e| match e.kind() {
+            std::io::ErrorKind::Interrupted if signals::interrupted() => interrupted(),
+            _ => fail("cannot copy to", dst, &e),
+        })?;
     }
     to.set_permissions(std::fs::Permissions::from_mode(md.mode() & 0o7777))
         .map_err(|e| fail("cannot set the mode of", dst, &e))?;
@@ -159,7 +181,11 @@ fn copy_data(from: &std::fs::File, to: &std::fs::File, len: u64) -> std::io::Res
 fn copy_range(fi: i32, fo: i32, start: i64, len: i64) -> std::io::Result<()> {
     let (mut off_in, mut off_out, mut left) = (start, start, len);
     while left > 0 {
-        let chunk = left.min(1 << 30) as usize;
+        // Chunks of 64 MiB: a signal stops a large file's copy within one.
+        if signals::interrupted() {
+            return Err(std::io::ErrorKind::Interrupted.into());
+        }
+        let chunk = left.min(1 << 26) as usize;
         // The system call, not libc's wrapper: glibc has that only since 2.27
         // and the RPM/tarball build links against 2.17 (README "Which
         // systems"); a kernel without it says ENOSYS, handled below.

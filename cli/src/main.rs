@@ -14,6 +14,7 @@ mod guard;
 mod info;
 mod manifest;
 mod mariadb;
+mod options;
 mod password;
 mod progress;
 mod recover;

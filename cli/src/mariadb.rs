@@ -1,8 +1,7 @@
 //! A connection to the server through libmariadb, the library of the
-//! `mariadb` client: it reads the same option files ([client],
-//! [client-server], [client-mariadb] and [tokubackup] of /etc/my.cnf,
-//! /etc/mysql/my.cnf, ~/.my.cnf, with !include/!includedir), speaks the
-//! same protocols and authentication plugins.
+//! `mariadb` client: it takes the option-file lines `options` collected
+//! (as libmariadb options), speaks the same protocols and authentication
+//! plugins.
 
 use crate::error::{Error, Exit, Result};
 use std::ffi::{c_char, c_int, c_uint, c_ulong, c_void, CStr, CString};
@@ -18,7 +17,6 @@ struct MysqlRes {
 
 const OPT_CONNECT_TIMEOUT: c_int = 0;
 const READ_DEFAULT_FILE: c_int = 4;
-const READ_DEFAULT_GROUP: c_int = 5;
 const OPT_PROTOCOL: c_int = 9;
 const PROTOCOL_TCP: c_uint = 1;
 
@@ -58,10 +56,8 @@ pub struct ConnectOptions {
     pub port: Option<u16>,
     pub user: Option<String>,
     pub password: Option<String>,
-    /// Read only this option file.
-    pub defaults_file: Option<String>,
-    /// Read no option file.
-    pub no_defaults: bool,
+    /// Lines of the option files' client groups (`options::collect`).
+    pub option_lines: Vec<String>,
 }
 
 /// libmariadb must be initialised once before threads use it.
@@ -116,8 +112,14 @@ impl Conn {
             return Err(Error::new(Exit::Connect, "mysql_init: out of memory"));
         }
         let conn = Conn { m };
-        let file = cstr("--defaults-file", &o.defaults_file)?;
-        let group = CString::new("tokubackup").unwrap_or_default();
+        // Kept open until the connect has read it.
+        let (_memfd, file) = match o.option_lines.is_empty() {
+            true => (None, None),
+            false => {
+                let (f, path) = option_file(&o.option_lines)?;
+                (Some(f), Some(path))
+            }
+        };
         let timeout: c_uint = 10;
         // SAFETY: m is a valid handle; each argument points to a value of the
         // type the option takes, alive during the call (libmariadb copies it).
@@ -127,11 +129,8 @@ impl Conn {
                 OPT_CONNECT_TIMEOUT,
                 &timeout as *const c_uint as *const c_void,
             );
-            if !o.no_defaults {
-                if let Some(f) = &file {
-                    mysql_options(m, READ_DEFAULT_FILE, f.as_ptr() as *const c_void);
-                }
-                mysql_options(m, READ_DEFAULT_GROUP, group.as_ptr() as *const c_void);
+            if let Some(f) = &file {
+                mysql_options(m, READ_DEFAULT_FILE, f.as_ptr() as *const c_void);
             }
             if o.host.is_some() && o.socket.is_none() {
                 let tcp = PROTOCOL_TCP;
@@ -245,6 +244,38 @@ impl Drop for Conn {
         // SAFETY: the handle came from mysql_init and is closed once.
         unsafe { mysql_close(self.m) };
     }
+}
+
+/// An anonymous file (memfd) holding `lines` under [client], and its
+/// /proc/self/fd path for MYSQL_READ_DEFAULT_FILE: nothing on disk holds the
+/// password it may contain.
+fn option_file(lines: &[String]) -> Result<(std::fs::File, CString)> {
+    use std::io::Write;
+    use std::os::unix::io::{AsRawFd, FromRawFd};
+    let fail = |e: std::io::Error| {
+        Error::new(
+            Exit::Usage,
+            format!("cannot pass the option files' settings to libmariadb: {e}"),
+        )
+    };
+    let name = c"tokubackup-options";
+    // The system call: glibc has memfd_create only since 2.27 (the
+    // tarball's build links against 2.17).
+    // SAFETY: name is NUL-terminated; the returned descriptor is ours.
+    let fd = unsafe { libc::syscall(libc::SYS_memfd_create, name.as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(fail(std::io::Error::last_os_error()));
+    }
+    // SAFETY: fd was just created and is owned by nothing else.
+    let mut f = unsafe { std::fs::File::from_raw_fd(fd as i32) };
+    let mut text = String::from("[client]\n");
+    for l in lines {
+        text.push_str(l);
+        text.push('\n');
+    }
+    f.write_all(text.as_bytes()).map_err(fail)?;
+    let path = CString::new(format!("/proc/self/fd/{}", f.as_raw_fd())).unwrap_or_default();
+    Ok((f, path))
 }
 
 /// A string literal for SQL ('...' with quotes and backslashes escaped).

@@ -104,35 +104,8 @@ pub fn run(b: &Backup, a: &VerifyArgs) -> Result<()> {
     };
     restore::place(b, &targets, how)?;
     let copy_secs = t0.elapsed().as_secs_f64();
-    let sock = dir.join("sock");
-    let err_log = dir.join("err.log");
-    let mut cmd = isolated_command(&targets, &a.mariadbd)?;
-    cmd.arg("--no-defaults")
-        .args(targets.iter().filter_map(|t| option_for(t, b)))
-        .args(bin_log_option(b, &targets))
-        .arg(format!("--socket={}", sock.display()))
-        .arg(format!("--pid-file={}", dir.join("pid").display()))
-        .arg(format!("--log-error={}", err_log.display()))
-        .arg(format!("--tmpdir={}", dir.display()))
-        .args([
-            "--skip-networking",
-            "--skip-grant-tables",
-            "--skip-slave-start",
-        ]);
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } == 0 {
-        cmd.arg("--user=root");
-    }
-    cmd.env_remove("LD_PRELOAD")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
     let t1 = Instant::now();
-    let child = cmd
-        .spawn()
-        .map_err(|e| recovery_failed(format!("cannot start '{}': {e}", a.mariadbd)))?;
-    scratch.child = Some(child);
-    let mut conn = wait_ready(&mut scratch, &sock, &err_log)?;
+    let mut conn = start(b, &targets, &mut scratch, &a.mariadbd, &a.mariadbd_args)?;
     let recovery = t1.elapsed().as_secs_f64();
     let (tables, bad) = check_tables(&mut conn)?;
     if !bad.is_empty() {
@@ -145,6 +118,48 @@ pub fn run(b: &Backup, a: &VerifyArgs) -> Result<()> {
         "verify --recover: copy {copy_secs:.1} s, crash recovery and start {recovery:.1} s, CHECK TABLE: all {tables} tables OK"
     );
     Ok(())
+}
+
+/// Starts `mariadbd` on the directories of `targets` (in place), with its
+/// socket, pid file, error log and tmpdir in `s.dir` and the options of
+/// --mariadbd-arg (which were not passed before); waits for crash recovery.
+fn start(
+    b: &Backup,
+    targets: &[Target],
+    s: &mut Scratch,
+    mariadbd: &str,
+    extra: &[String],
+) -> Result<Conn> {
+    let dir = s.dir.clone();
+    let sock = dir.join("sock");
+    let err_log = dir.join("err.log");
+    let mut cmd = isolated_command(targets, mariadbd)?;
+    cmd.arg("--no-defaults")
+        .args(targets.iter().filter_map(|t| option_for(t, b)))
+        .args(bin_log_option(b, targets))
+        .arg(format!("--socket={}", sock.display()))
+        .arg(format!("--pid-file={}", dir.join("pid").display()))
+        .arg(format!("--log-error={}", err_log.display()))
+        .arg(format!("--tmpdir={}", dir.display()))
+        .args([
+            "--skip-networking",
+            "--skip-grant-tables",
+            "--skip-slave-start",
+        ])
+        .args(extra);
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        cmd.arg("--user=root");
+    }
+    cmd.env_remove("LD_PRELOAD")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let child = cmd
+        .spawn()
+        .map_err(|e| recovery_failed(format!("cannot start '{mariadbd}': {e}")))?;
+    s.child = Some(child);
+    wait_ready(s, &sock, &err_log)
 }
 
 /// InnoDB's redo log names DATA DIRECTORY tablespaces by their absolute
@@ -190,7 +205,7 @@ fn wait_ready(s: &mut Scratch, sock: &Path, err_log: &Path) -> Result<Conn> {
     let opts = ConnectOptions {
         socket: Some(sock.display().to_string()),
         user: Some("root".into()),
-        no_defaults: true,
+        // No option file: option_lines stays empty.
         ..ConnectOptions::default()
     };
     let deadline = Instant::now() + Duration::from_secs(900);

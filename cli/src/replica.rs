@@ -1,5 +1,6 @@
 //! `tokubackup replica-sql`: the statements that make a server restored
-//! from the backup replicate from its source, from the snapshot on.
+//! from the backup replicate from its source, from the snapshot on, whatever
+//! the restored server's recovery wrote into its own binary log.
 
 use crate::args::ReplicaArgs;
 use crate::error::{Error, Exit, Result};
@@ -17,8 +18,15 @@ pub fn statements(b: &Backup, host: &str, port: u16, user: &str, pass: &str) -> 
             ),
         )
     })?;
+    // RESET MASTER: the restored server's binary logs are the source's
+    // copies plus the GTIDs its own crash (DDL) recovery may have written;
+    // with gtid_strict_mode those make SET gtid_slave_pos fail, and with
+    // log_slave_updates the replicated events would be out of order after
+    // them. A replica without log-bin has none (RESET MASTER would fail).
     Ok(format!(
-        "-- snapshot of {}: binlog {}:{}\nSET GLOBAL gtid_slave_pos={};\nCHANGE MASTER TO MASTER_HOST={}, MASTER_PORT={port}, MASTER_USER={}, MASTER_PASSWORD={}, MASTER_USE_GTID=slave_pos;\nSTART SLAVE;\n",
+        "-- snapshot of {}: binlog {}:{}\n\
+         EXECUTE IMMEDIATE IF(@@GLOBAL.log_bin, 'RESET MASTER', 'DO 0');\n\
+         SET GLOBAL gtid_slave_pos={};\nCHANGE MASTER TO MASTER_HOST={}, MASTER_PORT={port}, MASTER_USER={}, MASTER_PASSWORD={}, MASTER_USE_GTID=slave_pos;\nSTART SLAVE;\n",
         b.dir.display(),
         bl.file,
         bl.position,

@@ -3,9 +3,10 @@
 //!
 //! Nothing is written at a target until all of them are complete: each
 //! directory is copied into a hidden sibling `.NAME.tokubackup-partial-PID`,
-//! all are synced (syncfs), then each is renamed onto its target. A failed
-//! or interrupted restore removes its partial copies; one killed outright
-//! leaves them under that name, which no server setting names.
+//! all are synced (syncfs), then each is renamed onto its target, the
+//! datadir last. A failed or interrupted restore removes its partial
+//! copies; one killed outright leaves them under that name, which no server
+//! setting names, and the next restore to that target removes them.
 
 use crate::args::RestoreArgs;
 use crate::copy::{self, Owner};
@@ -115,6 +116,50 @@ pub fn remap(targets: &[Target], p: &Path) -> PathBuf {
         }
     }
     p.to_path_buf()
+}
+
+/// Partial copies `.NAME.tokubackup-partial-PID` of `target` left by
+/// restores that were killed (SIGKILL, power loss) are removed; one whose
+/// process still runs is a restore in progress: refused.
+fn clear_leftovers(target: &Path) -> Result<()> {
+    let (Some(parent), Some(name)) = (target.parent(), target.file_name()) else {
+        return Ok(());
+    };
+    let prefix = format!(".{}.tokubackup-partial-", name.to_string_lossy());
+    let Ok(rd) = std::fs::read_dir(parent) else {
+        return Ok(());
+    };
+    for e in rd.flatten() {
+        let n = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = n.strip_prefix(&prefix).and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        let p = e.path();
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        if comm.trim_end() == "tokubackup" {
+            return Err(Error::new(
+                Exit::RestoreRefused,
+                format!(
+                    "another restore (pid {pid}) is writing '{}' into '{}'",
+                    target.display(),
+                    p.display()
+                ),
+            ));
+        }
+        std::fs::remove_dir_all(&p).map_err(|e| {
+            Error::io(
+                Exit::RestoreRefused,
+                "cannot remove the partial copy",
+                &p,
+                &e,
+            )
+        })?;
+        eprintln!(
+            "restore: removed '{}', the partial copy of a restore (pid {pid}) that did not finish",
+            p.display()
+        );
+    }
+    Ok(())
 }
 
 /// Refuses a target that is not empty or that a running server uses.
@@ -232,18 +277,39 @@ pub fn place(b: &Backup, targets: &[Target], how: Placing) -> Result<u64> {
         .iter()
         .map(|t| (copy::partial_name(&t.path), t))
         .collect();
-    let r = stage(b, &staged, targets, how);
-    if r.is_err() {
-        for (s, t) in &staged {
-            // A directory --move renamed out of the backup goes back there.
-            let src = b.dir.join(&t.dir.subdir);
-            if !(how.move_files && !src.exists() && std::fs::rename(s, &src).is_ok()) {
-                let _ = std::fs::remove_dir_all(s);
-            }
+    let e = match stage(b, &staged, targets, how) {
+        Ok(bytes) => return rename_into_place(b, &staged, targets, how, bytes),
+        Err(e) => e,
+    };
+    for (s, t) in &staged {
+        // A directory --move renamed out of the backup goes back there.
+        let src = b.dir.join(&t.dir.subdir);
+        if !(how.move_files && !src.exists() && std::fs::rename(s, &src).is_ok()) {
+            let _ = std::fs::remove_dir_all(s);
         }
     }
-    let bytes = r?;
-    for (s, t) in &staged {
+    Err(match e.exit {
+        Exit::Interrupted => Error::new(
+            Exit::Interrupted,
+            "restore interrupted: no target was written, the partial copies were removed",
+        ),
+        _ => e,
+    })
+}
+
+/// The staged copies onto their targets, then synced.
+fn rename_into_place(
+    b: &Backup,
+    staged: &[(PathBuf, &Target)],
+    targets: &[Target],
+    how: Placing,
+    bytes: u64,
+) -> Result<u64> {
+    // The datadir last: until it is in place nothing looks like a server's
+    // data, even if the renames are cut short.
+    let mut order: Vec<&(PathBuf, &Target)> = staged.iter().collect();
+    order.sort_by_key(|(_, t)| t.dir.setting == "datadir");
+    for (s, t) in order {
         if t.path.exists() {
             std::fs::remove_dir(&t.path)
                 .map_err(|e| Error::io(Exit::RestoreFailed, "cannot replace", &t.path, &e))?;
@@ -327,6 +393,7 @@ pub fn run(a: &RestoreArgs) -> Result<()> {
     let owner = copy::lookup_user(&a.user)?;
     for t in &targets {
         check_target(&t.path)?;
+        clear_leftovers(&t.path)?;
     }
     if !a.ignore_version {
         check_version(&b, &a.mariadbd)?;

@@ -544,11 +544,24 @@ fn replica_from_a_backup_catches_up() {
             preload: None,
             install_plugin: false,
             log_bin: false,
-            extra: vec!["--log-bin=mysql-bin".into(), "--server-id=2".into()],
+            extra: vec![
+                "--log-bin=mysql-bin".into(),
+                "--server-id=2".into(),
+                "--gtid-strict-mode=1".into(),
+                "--log-slave-updates".into(),
+            ],
             datadir: Some(data),
             env: Vec::new(),
         },
     );
+    // What the restored server wrote itself (DDL recovery can binlog an
+    // interrupted ALTER anew); one such GTID is written here for sure.
+    eprintln!(
+        "restored: gtid_binlog_pos {}, snapshot {}",
+        r.sql("SELECT @@gtid_binlog_pos"),
+        read_manifest(&bk)["binlog"]["gtid_position"]
+    );
+    r.sql("CREATE DATABASE replica_own; DROP DATABASE replica_own");
     let pw = work.join("pw");
     std::fs::write(&pw, "repl-pw\n").unwrap();
     let stmts = tb_expect(
@@ -609,5 +622,278 @@ fn replica_from_a_backup_catches_up() {
     assert_eq!(s.sql(&q), r.sql(&q), "source and replica differ");
     eprintln!("replica caught up at {target}; {} tables equal", list.len());
     verify_bank(&r);
+    std::fs::remove_dir_all(&work).unwrap();
+}
+
+/// `tokubackup ARGS` on a pseudo-terminal of its own (its controlling
+/// terminal, so /dev/tty is it), typing `typed` once "Enter password: "
+/// shows; returns the exit status and all it wrote there.
+fn on_terminal(args: &[String], env: &[(&str, &Path)], typed: &str) -> (Option<i32>, String) {
+    use std::io::{Read, Write};
+    use std::os::unix::io::FromRawFd;
+    use std::os::unix::process::CommandExt;
+    let (mut master, mut slave) = (0, 0);
+    // SAFETY: openpty fills the two descriptors; no name, default settings.
+    let rc = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            std::ptr::null(),
+        )
+    };
+    assert_eq!(rc, 0, "openpty: {}", std::io::Error::last_os_error());
+    // SAFETY: each is a fresh descriptor owned by one File.
+    let (mut m, s) = unsafe {
+        (
+            std::fs::File::from_raw_fd(master),
+            std::fs::File::from_raw_fd(slave),
+        )
+    };
+    let mut cmd = Command::new(tokubackup_bin());
+    cmd.args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(s.try_clone().unwrap())
+        .stdout(s.try_clone().unwrap())
+        .stderr(s.try_clone().unwrap());
+    // SAFETY: only async-signal-safe calls between fork and exec: a new
+    // session whose controlling terminal is the pty (fd 0).
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setsid();
+            libc::ioctl(0, libc::TIOCSCTTY as _, 0);
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().unwrap();
+    drop(cmd);
+    drop(s);
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    let mut sent = false;
+    // Reads until every holder of the pty's other side is gone (EIO).
+    while let Ok(n) = m.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n]);
+        if !sent && String::from_utf8_lossy(&out).contains("Enter password: ") {
+            m.write_all(typed.as_bytes()).unwrap();
+            sent = true;
+        }
+    }
+    let st = child.wait().unwrap();
+    (st.code(), String::from_utf8_lossy(&out).into_owned())
+}
+
+/// Connection settings from the usual option files and the password
+/// prompt: ~/.my.cnf, $MARIADB_HOME/my.cnf with `!includedir` (every
+/// *.cnf), groups [client], [client-server], [client-mariadb] and
+/// [tokubackup]; --defaults-extra-file, --defaults-file, --no-defaults;
+/// `--password` without a value prompts on the terminal, echo off.
+#[test]
+fn option_files_and_password_prompt() {
+    let s = Server::start("cli-options", Opts::default());
+    load_bank(&s, 256);
+    s.sql("CREATE USER tb@localhost IDENTIFIED BY 'right'; GRANT ALL ON *.* TO tb@localhost");
+    let work = std::fs::canonicalize(scratch("cli-options-work")).unwrap();
+    let (home, mhome) = (work.join("home"), work.join("mhome"));
+    std::fs::create_dir_all(mhome.join("conf.d")).unwrap();
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::write(
+        mhome.join("my.cnf"),
+        format!(
+            "[mysqld]\nuser=nobody\n!includedir {}\n",
+            mhome.join("conf.d").display()
+        ),
+    )
+    .unwrap();
+    // Not my.cnf: libmariadb's own reader would read only conf.d/my.cnf.
+    std::fs::write(
+        mhome.join("conf.d/50-client.cnf"),
+        "[client-server]\nuser=tb\n[mysql]\nuser=mysql-only\n",
+    )
+    .unwrap();
+    std::fs::write(
+        home.join(".my.cnf"),
+        format!(
+            "[client-mariadb]\nsocket={}\n[tokubackup]\npassword = right\n",
+            s.sock.display()
+        ),
+    )
+    .unwrap();
+    let env = [("HOME", home.as_path()), ("MARIADB_HOME", mhome.as_path())];
+    let run = |n: &str, more: &[String]| {
+        let dest = work.join(n);
+        let o = Command::new(tokubackup_bin())
+            .arg("backup")
+            .arg(&dest)
+            .args(more)
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .output()
+            .unwrap();
+        (o.status.code(), text(&o), dest)
+    };
+    let (code, out, dest) = run("b-usual", &[]);
+    assert_eq!(code, Some(0), "{out}");
+    tb_expect(&["verify", p(&dest)], 0);
+    // --no-defaults: the password of ~/.my.cnf is not read.
+    let sock = format!("--socket={}", s.sock.display());
+    let (code, out, _) = run(
+        "b-none",
+        &["--no-defaults".into(), sock.clone(), "--user=tb".into()],
+    );
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("Access denied for user 'tb'"), "{out}");
+    // --defaults-extra-file: read after $MARIADB_HOME/my.cnf (its user wins),
+    // before ~/.my.cnf (whose password wins).
+    let extra = work.join("extra.cnf");
+    std::fs::write(&extra, "[client]\nuser=nouser\npassword=wrong\n").unwrap();
+    let (code, out, _) = run(
+        "b-extra",
+        &[format!("--defaults-extra-file={}", extra.display())],
+    );
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("Access denied for user 'nouser'"), "{out}");
+    std::fs::write(&extra, "[client]\npassword=wrong\n").unwrap();
+    let (code, out, _) = run(
+        "b-extra2",
+        &[format!("--defaults-extra-file={}", extra.display())],
+    );
+    assert_eq!(code, Some(0), "{out}");
+    // --defaults-file: that file only (not ~/.my.cnf's password).
+    let only = work.join("only.cnf");
+    std::fs::write(
+        &only,
+        format!("[client]\nsocket={}\nuser=tb\n", s.sock.display()),
+    )
+    .unwrap();
+    let df = format!("--defaults-file={}", only.display());
+    let (code, out, _) = run("b-only", std::slice::from_ref(&df));
+    assert_eq!(code, Some(2), "{out}");
+    std::fs::write(
+        &only,
+        format!(
+            "[client]\nsocket={}\nuser=tb\npassword=right\n",
+            s.sock.display()
+        ),
+    )
+    .unwrap();
+    let (code, out, _) = run("b-only2", std::slice::from_ref(&df));
+    assert_eq!(code, Some(0), "{out}");
+    let missing = format!("--defaults-file={}", work.join("none.cnf").display());
+    let (code, out, _) = run("b-missing", &[missing]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("none.cnf"), "{out}");
+
+    // The prompt: the right password backs up, a wrong one is refused.
+    let prompted = |n: &str| {
+        vec![
+            "backup".to_string(),
+            work.join(n).display().to_string(),
+            "--no-defaults".into(),
+            sock.clone(),
+            "--user=tb".into(),
+            "--password".into(),
+        ]
+    };
+    let (code, out) = on_terminal(&prompted("b-prompt"), &[], "right\n");
+    assert_eq!(code, Some(0), "{out}");
+    assert!(!out.contains("right"), "the password was echoed: {out}");
+    tb_expect(&["verify", p(&work.join("b-prompt"))], 0);
+    let (code, out) = on_terminal(&prompted("b-prompt-wrong"), &[], "wrong\n");
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("Access denied for user 'tb'"), "{out}");
+    assert!(!work.join("b-prompt-wrong").exists());
+    drop(s);
+    std::fs::remove_dir_all(&work).unwrap();
+}
+
+/// A restore interrupted mid-copy (SIGINT, SIGTERM) exits 5 and leaves
+/// neither a target nor a partial copy; one killed (SIGKILL) leaves only a
+/// hidden `.NAME.tokubackup-partial-PID`, which the next restore removes
+/// before it succeeds. TOKUBACKUP_TEST_COPY_DELAY_MS makes each file copy
+/// wait, so the signals surely land mid-copy.
+#[test]
+fn interrupted_restore_leaves_nothing_usable() {
+    let s = Server::start("cli-intr", Opts::default());
+    load_bank(&s, 1024);
+    let work = std::fs::canonicalize(scratch("cli-intr-work")).unwrap();
+    let bk = work.join("backup");
+    let o = backup_with(&s, &bk, &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    drop(s);
+    let target = work.join("rdata");
+    let restore_args = [
+        "restore".to_string(),
+        bk.display().to_string(),
+        format!("--datadir={}", target.display()),
+        "--user=root".into(),
+        "--mariadbd=/usr/sbin/mariadbd".into(),
+        "--threads=1".into(),
+    ];
+    let partials = || -> Vec<PathBuf> {
+        std::fs::read_dir(&work)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.to_string_lossy().contains(".rdata.tokubackup-partial-"))
+            .collect()
+    };
+    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGKILL] {
+        let child = Command::new(tokubackup_bin())
+            .args(&restore_args)
+            .env("TOKUBACKUP_TEST_COPY_DELAY_MS", "100")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Mid-copy: the partial datadir holds a file.
+        let partial = work.join(format!(".rdata.tokubackup-partial-{}", child.id()));
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while !partial.exists() || tree(&partial).is_empty() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no partial copy appeared"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(child.id() as i32, sig) };
+        let o = child.wait_with_output().unwrap();
+        assert!(
+            !target.exists(),
+            "signal {sig}: {} exists",
+            target.display()
+        );
+        if sig == libc::SIGKILL {
+            assert_eq!(o.status.code(), None);
+            assert_eq!(partials(), vec![partial]);
+        } else {
+            assert_eq!(o.status.code(), Some(5), "signal {sig}: {}", text(&o));
+            assert!(text(&o).contains("restore interrupted"), "{}", text(&o));
+            assert!(partials().is_empty(), "signal {sig} left {:?}", partials());
+        }
+    }
+    let a: Vec<&str> = restore_args.iter().map(String::as_str).collect();
+    let out = tb_expect(&a, 0);
+    assert!(out.contains("the partial copy of a restore"), "{out}");
+    assert!(partials().is_empty(), "left {:?}", partials());
+    let strip = |root: &Path| -> Vec<(PathBuf, Vec<u8>)> {
+        tree(root)
+            .into_iter()
+            .map(|(f, _)| {
+                (
+                    f.strip_prefix(root).unwrap().to_path_buf(),
+                    std::fs::read(&f).unwrap(),
+                )
+            })
+            .collect()
+    };
+    assert!(
+        strip(&target) == strip(&bk.join("mysql_data_dir")),
+        "restored files differ from the backup"
+    );
     std::fs::remove_dir_all(&work).unwrap();
 }
