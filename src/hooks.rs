@@ -483,30 +483,83 @@ fd_hook!(fn dup2(old: c_int, new: c_int) -> c_int, gate: new,
     |g, m, r| { let _ = old; forget_after(g, m, r, r) });
 fd_hook!(fn dup3(old: c_int, new: c_int, flags: c_int) -> c_int, gate: new,
     |g, m, r| { let _ = (old, flags); forget_after(g, m, r, r) });
-fd_hook!(fn close_range(first: c_uint, last: c_uint, flags: c_int) -> c_int, gate: KIND_NO_CHANGE,
-|g: &Gate, m: &Made<c_int>, r| {
-    if r == 0 && g.capturing() && flags & libc::CLOSE_RANGE_CLOEXEC as c_int == 0 {
-        m.note(r);
-        capture::forget_range(g, first, last);
+// An application that closes its descriptors wholesale closes around the
+// library's own (see `own_fds`): its mirror, copy and io_uring descriptors
+// outlive the call.
+
+/// close_range flags this hook closes around the library's descriptors
+/// with: none, or CLOSE_RANGE_UNSHARE (the calling thread's new table keeps
+/// them, close-on-exec). CLOSE_RANGE_CLOEXEC closes nothing and marks ours
+/// as they are already; unknown flags are the kernel's to refuse.
+const CLOSE_RANGE_AROUND: c_uint = libc::CLOSE_RANGE_UNSHARE;
+
+/// The application's close_range, around the library's descriptors when
+/// it closes some.
+fn close_range_around(first: c_uint, last: c_uint, flags: c_int) -> c_int {
+    // SAFETY: close_range only closes or marks descriptors, with the
+    // application's own arguments; the kernel validates them.
+    let real = || unsafe { real::close_range(first, last, flags) };
+    if flags as c_uint & !CLOSE_RANGE_AROUND != 0 || first > last {
+        return real();
     }
-    r
-});
+    crate::own_fds::close_around(first, last, real, |a, b| {
+        // SAFETY: the application's flags on [a, b], a part of the range it
+        // asked to close that holds none of the library's descriptors.
+        unsafe { real::close_range(a, b, flags) }
+    })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn close_range(first: c_uint, last: c_uint, flags: c_int) -> c_int {
+    boundary!(
+        "close_range",
+        |made| {
+            let gate = Gate::enter(KIND_NO_CHANGE);
+            let r = made.call(|| close_range_around(first, last, flags));
+            let closed = flags as c_uint & libc::CLOSE_RANGE_CLOEXEC == 0;
+            if r == 0 && closed && gate.capturing() {
+                capture::forget_range(&gate, first, last);
+            }
+            r
+        },
+        close_range_around(first, last, flags)
+    )
+}
+
+/// The application's closefrom, around the library's descriptors; errno
+/// is left as it was (closefrom reports nothing).
+fn closefrom_around(first: c_uint) {
+    let saved = sys::errno();
+    // SAFETY: the application's call, with its argument.
+    let whole = || unsafe { real::closefrom(first as c_int) };
+    crate::own_fds::close_around(
+        first,
+        c_uint::MAX,
+        || {
+            whole();
+            0
+        },
+        |a, b| {
+            real::close_each(a, b);
+            0
+        },
+    );
+    sys::set_errno(saved);
+}
 
 #[no_mangle]
 pub unsafe extern "C" fn closefrom(lowfd: c_int) {
-    // SAFETY: forwarding the application's call.
-    let real = move || unsafe { real::closefrom(lowfd) };
+    let first = lowfd.max(0) as c_uint;
     boundary!(
         "closefrom",
         |made| {
             let gate = Gate::enter(KIND_NO_CHANGE);
-            real();
+            made.call(|| closefrom_around(first));
             if gate.capturing() {
-                made.note(());
-                capture::forget_range(&gate, lowfd.max(0) as u32, u32::MAX);
+                capture::forget_range(&gate, first, c_uint::MAX);
             }
         },
-        real()
+        closefrom_around(first)
     )
 }
 

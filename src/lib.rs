@@ -7,7 +7,7 @@
 //! Module map: `gate` (the idle path), `hooks` (interposed symbols),
 //! `boundary` (the panic boundary of every exported function), `real`
 //! (the libc functions behind them), `capture` (what a hook does during a
-//! backup), `staging` (copies of the bytes being written), `session` (a running backup), `fd_table`, `fd_cache` (the library's own descriptors, bounded), `source_file` (and its
+//! backup), `staging` (copies of the bytes being written), `session` (a running backup), `fd_table`, `fd_cache` (the library's own descriptors, bounded), `own_fds` (their numbers, which closefrom spares), `source_file` (and its
 //! range locks), `namespace` (names and paths), `copier`, `throttle`, `uring` (io_uring rings), `api`
 //! (the C API), `verify` (the snapshot check), `sys` (the library's own
 //! raw I/O).
@@ -26,6 +26,7 @@ mod gate;
 mod hooks;
 mod logging;
 mod namespace;
+mod own_fds;
 mod real;
 mod session;
 mod source_file;
@@ -43,6 +44,7 @@ extern "C" fn after_fork_child() {
     boundary::boundary!(
         "after_fork_child",
         |_made| {
+            own_fds::after_fork_child();
             gate::after_fork_child();
             session::forget_after_fork();
             api::after_fork_child();

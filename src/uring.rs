@@ -150,6 +150,9 @@ fn kernel_can_capture() -> bool {
         2 => true,
         _ => {
             let _lib = LibraryScope::enter();
+            // The probe's ring is open only inside this hold: an
+            // application's closefrom waits for it.
+            let _changing = crate::own_fds::changing();
             let ok = (|| {
                 let ring = io_uring::IoUring::new(2).ok()?;
                 let mut probe = io_uring::Probe::new();
@@ -632,17 +635,23 @@ fn pool_running() -> bool {
     let mut running = 0;
     for fd in &WORKER_RING_FDS {
         // Each thread posts from a small ring of its own, set up here so
-        // that a failure leaves no operation waiting for it.
-        let ring = {
-            let _lib = LibraryScope::enter();
-            io_uring::IoUring::new(2)
+        // that a failure leaves no operation waiting for it. Its descriptor
+        // is the library's for good (the thread never ends): recorded, so
+        // that an application's closefrom leaves it open.
+        let _lib = LibraryScope::enter();
+        let changing = crate::own_fds::changing();
+        let Ok(ring) = io_uring::IoUring::new(2) else {
+            continue;
         };
-        let Ok(ring) = ring else { continue };
         let ring_fd = std::os::fd::AsRawFd::as_raw_fd(&ring);
         let spawned = std::thread::Builder::new()
             .name("hotbackup-uring".into())
             .spawn(move || worker(ring));
+        // Recorded once the thread has it (a failed spawn closed it), still
+        // inside the hold; a ring beyond the table (a process with two
+        // million descriptors) is used unrecorded.
         if spawned.is_ok() {
+            changing.record(ring_fd);
             fd.store(ring_fd, Relaxed);
             running += 1;
         }
