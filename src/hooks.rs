@@ -10,6 +10,7 @@
 
 #![allow(clippy::missing_safety_doc)]
 
+use crate::aio;
 use crate::boundary::{boundary, Made};
 use crate::capture::{self, At, Bytes, NameOp};
 use crate::gate::{Gate, KIND_NO_CHANGE, KIND_PATH};
@@ -628,62 +629,7 @@ macro_rules! mmap_hook {
 mmap_hook!(mmap, off_t);
 mmap_hook!(mmap64, off64_t);
 
-// ---- asynchronous I/O ----
-// Rings set up through liburing are followed (see `uring`); Linux native AIO
-// (libaio) is turned off, so that its writes go through pwrite.
-
-/// Whether the process asked to keep io_uring/libaio unfollowed (backups are
-/// then refused while a ring or context exists).
-fn native_aio_allowed() -> bool {
-    env_flag(c"HOTBACKUP_NATIVE_AIO", b"1")
-}
-
-/// Whether io_uring is to be turned off (the process then falls back to
-/// its synchronous writes), as before rings could be followed.
-fn io_uring_off() -> bool {
-    env_flag(c"HOTBACKUP_IO_URING", b"off")
-}
-
-fn env_flag(name: &'static core::ffi::CStr, value: &[u8]) -> bool {
-    // SAFETY: getenv with a NUL-terminated name; it returns NULL or a
-    // NUL-terminated string that lives as long as the environment is not
-    // changed, which processes do not do while setting up I/O.
-    let v = unsafe { libc::getenv(name.as_ptr()) };
-    // SAFETY: as above.
-    !v.is_null() && unsafe { std::ffi::CStr::from_ptr(v) }.to_bytes() == value
-}
-
-fn refuse_native_aio(what: &str, why: &str) {
-    sys::say(&format!("{what} refused so that every write can be captured for hot backups: {why} (set HOTBACKUP_NATIVE_AIO=1 to keep it and disable backups)"));
-}
-
-/// Set a ring up and follow it, or refuse it (liburing's callers then fall
-/// back to synchronous I/O) when it could not be captured.
-unsafe fn init_ring(ring: *mut c_void, setup_flags: c_uint, init: impl FnOnce() -> c_int) -> c_int {
-    if native_aio_allowed() {
-        return init();
-    }
-    if io_uring_off() {
-        refuse_native_aio("io_uring", "HOTBACKUP_IO_URING=off");
-        return -libc::ENOSYS;
-    }
-    if let Err(why) = crate::uring::capturable(setup_flags) {
-        refuse_native_aio("io_uring", &why);
-        return -libc::ENOSYS;
-    }
-    let r = init();
-    // SAFETY: liburing set the ring up (r == 0).
-    if r == 0 && !unsafe { crate::uring::register(ring) } {
-        // SAFETY: the ring liburing just set up, not yet used.
-        unsafe { real::io_uring_queue_exit(ring) };
-        refuse_native_aio(
-            "io_uring",
-            &format!("more than {} rings", crate::uring::MAX_RINGS),
-        );
-        return -libc::ENOSYS;
-    }
-    r
-}
+// ---- asynchronous I/O (the policy is in aio.rs) ----
 
 #[no_mangle]
 pub unsafe extern "C" fn io_uring_queue_init(
@@ -696,7 +642,7 @@ pub unsafe extern "C" fn io_uring_queue_init(
     boundary!(
         "io_uring_queue_init",
         // SAFETY: the application's ring, set up by its own call.
-        |made| unsafe { init_ring(ring, flags, || made.call(real)) },
+        |made| unsafe { aio::init_ring(ring, flags, || made.call(real)) },
         real()
     )
 }
@@ -712,16 +658,10 @@ pub unsafe extern "C" fn io_uring_queue_init_params(
     boundary!(
         "io_uring_queue_init_params",
         |made| {
-            // struct io_uring_params starts with sq_entries, cq_entries, flags.
-            let flags = if params.is_null() {
-                0
-            } else {
-                // SAFETY: liburing requires a valid io_uring_params (and
-                // reads it itself before any system call).
-                unsafe { *params.cast::<c_uint>().add(2) }
-            };
-            // SAFETY: the application's ring, set up by its own call.
-            unsafe { init_ring(ring, flags, || made.call(real)) }
+            // SAFETY: liburing's contract: `params` is a valid
+            // io_uring_params, and `ring` the application's ring, which its
+            // own call sets up.
+            unsafe { aio::init_ring(ring, aio::setup_flags(params), || made.call(real)) }
         },
         real()
     )
@@ -763,36 +703,17 @@ macro_rules! uring_submit_hook {
 uring_submit_hook!(io_uring_submit);
 uring_submit_hook!(io_uring_submit_and_get_events);
 
-/// Submit what a followed ring has queued through `io_uring_submit` (inside
-/// the gate), then make the application's waiting call outside it, which
-/// finds nothing more to submit. `counts`: the call returns how many
-/// entries it submitted, to which ours are added.
-unsafe fn submit_then_wait(ring: *mut c_void, counts: bool, wait: impl FnOnce() -> c_int) -> c_int {
-    let first = if crate::uring::queued(ring) == 0 {
-        0
-    } else {
-        // SAFETY: the application's ring, from its submitting thread.
-        unsafe { io_uring_submit(ring) }
-    };
-    if first < 0 {
-        return first;
-    }
-    let r = wait();
-    if counts && r >= 0 {
-        first + r
-    } else {
-        r
-    }
-}
-
 #[no_mangle]
 pub unsafe extern "C" fn io_uring_submit_and_wait(ring: *mut c_void, wait_nr: c_uint) -> c_int {
     // SAFETY: the application's ring and call, forwarded.
     let real = move || unsafe { real::io_uring_submit_and_wait(ring, wait_nr) };
     boundary!(
         "io_uring_submit_and_wait",
-        // SAFETY: the application's ring, from its submitting thread.
-        |made| unsafe { submit_then_wait(ring, true, || made.call(real)) },
+        |made| {
+            // SAFETY: the application's ring, from its submitting thread.
+            let submit = || unsafe { io_uring_submit(ring) };
+            aio::submit_then_wait(ring, true, submit, || made.call(real))
+        },
         real()
     )
 }
@@ -810,8 +731,11 @@ pub unsafe extern "C" fn io_uring_submit_and_wait_timeout(
         || unsafe { real::io_uring_submit_and_wait_timeout(ring, cqe, wait_nr, ts, sigmask) };
     boundary!(
         "io_uring_submit_and_wait_timeout",
-        // SAFETY: the application's ring, from its submitting thread.
-        |made| unsafe { submit_then_wait(ring, true, || made.call(real)) },
+        |made| {
+            // SAFETY: the application's ring, from its submitting thread.
+            let submit = || unsafe { io_uring_submit(ring) };
+            aio::submit_then_wait(ring, true, submit, || made.call(real))
+        },
         real()
     )
 }
@@ -828,8 +752,11 @@ pub unsafe extern "C" fn io_uring_wait_cqes(
     let real = move || unsafe { real::io_uring_wait_cqes(ring, cqe, wait_nr, ts, sigmask) };
     boundary!(
         "io_uring_wait_cqes",
-        // SAFETY: the application's ring, from its submitting thread.
-        |made| unsafe { submit_then_wait(ring, false, || made.call(real)) },
+        |made| {
+            // SAFETY: the application's ring, from its submitting thread.
+            let submit = || unsafe { io_uring_submit(ring) };
+            aio::submit_then_wait(ring, false, submit, || made.call(real))
+        },
         real()
     )
 }
@@ -844,8 +771,11 @@ pub unsafe extern "C" fn io_uring_wait_cqe_timeout(
     let real = move || unsafe { real::io_uring_wait_cqe_timeout(ring, cqe, ts) };
     boundary!(
         "io_uring_wait_cqe_timeout",
-        // SAFETY: the application's ring, from its submitting thread.
-        |made| unsafe { submit_then_wait(ring, false, || made.call(real)) },
+        |made| {
+            // SAFETY: the application's ring, from its submitting thread.
+            let submit = || unsafe { io_uring_submit(ring) };
+            aio::submit_then_wait(ring, false, submit, || made.call(real))
+        },
         real()
     )
 }
@@ -856,17 +786,8 @@ pub unsafe extern "C" fn io_setup(nr: c_int, ctx: *mut c_void) -> c_int {
     // unless HOTBACKUP_NATIVE_AIO=1.
     boundary!(
         "io_setup",
-        |made| {
-            if native_aio_allowed() {
-                // SAFETY: forwarding the application's call.
-                return made.call(|| unsafe { real::io_setup(nr, ctx) });
-            }
-            refuse_native_aio(
-                "Linux native AIO (io_setup)",
-                "its writes are invisible to the library",
-            );
-            -libc::ENOSYS
-        },
+        // SAFETY: forwarding the application's call.
+        |made| aio::io_setup(|| made.call(|| unsafe { real::io_setup(nr, ctx) })),
         -libc::ENOSYS
     )
 }
