@@ -25,7 +25,9 @@ use rustix::fd::AsFd;
 
 #[no_mangle]
 pub unsafe extern "C" fn write(fd: c_int, buf: *const c_void, n: size_t) -> ssize_t {
-    // SAFETY: the application's call, with its buffer or a staged copy.
+    // SAFETY: `b` is the application's `buf` or the library's staged copy
+    // of its `n` bytes, alive until the call returns (see `capture`); the
+    // kernel validates the rest as for the application's own call.
     let real = move |b: *const c_void| unsafe { real::write(fd, b, n) };
     boundary!(
         "write",
@@ -49,7 +51,9 @@ macro_rules! pwrite_hook {
             n: size_t,
             off: $off,
         ) -> ssize_t {
-            // SAFETY: the application's call, with its buffer or a staged copy.
+            // SAFETY: `b` is the application's `buf` or the library's
+            // staged copy of its `n` bytes, alive until the call returns;
+            // the kernel validates the rest (a negative offset: EINVAL).
             let real = move |b: *const c_void| unsafe { real::$name(fd, b, n, off) };
             boundary!(
                 stringify!($name),
@@ -71,7 +75,9 @@ pwrite_hook!(pwrite64, off64_t);
 
 #[no_mangle]
 pub unsafe extern "C" fn writev(fd: c_int, iov: *const iovec, cnt: c_int) -> ssize_t {
-    // SAFETY: the application's call, with its iovecs or staged ones.
+    // SAFETY: `v` is the application's iovec array or a staged array of
+    // `cnt` entries into the library's own buffers, alive until the call
+    // returns; an invalid application array is the kernel's EFAULT.
     let real = move |v: *const iovec| unsafe { real::writev(fd, v, cnt) };
     boundary!(
         "writev",
@@ -95,7 +101,9 @@ macro_rules! pwritev_hook {
             cnt: c_int,
             off: $off,
         ) -> ssize_t {
-            // SAFETY: the application's call, with its iovecs or staged ones.
+            // SAFETY: `v` is the application's iovec array or a staged
+            // array of `cnt` entries into the library's own buffers, alive
+            // until the call returns; the kernel validates the rest.
             let real = move |v: *const iovec| unsafe { real::$name(fd, v, cnt, off) };
             boundary!(
                 stringify!($name),
@@ -125,7 +133,9 @@ macro_rules! pwritev2_hook {
             off: $off,
             flags: c_int,
         ) -> ssize_t {
-            // SAFETY: the application's call, with its iovecs or staged ones.
+            // SAFETY: as for pwritev: `v` is the application's array or a
+            // staged one alive until the call returns; `flags` go to the
+            // kernel, which refuses unknown ones.
             let real = move |v: *const iovec| unsafe { real::$name(fd, v, cnt, off, flags) };
             boundary!(
                 stringify!($name),
@@ -159,7 +169,8 @@ pub unsafe extern "C" fn copy_file_range(
     len: size_t,
     flags: c_uint,
 ) -> ssize_t {
-    // SAFETY: forwarding the application's call with its own arguments.
+    // SAFETY: the application's six arguments, unchanged: the offset
+    // pointers are dereferenced by the kernel only, which validates them.
     let real = move || unsafe { real::copy_file_range(fd_in, off_in, fd_out, off_out, len, flags) };
     boundary!(
         "copy_file_range",
@@ -194,7 +205,8 @@ macro_rules! sendfile_hook {
             offset: *mut $off,
             count: size_t,
         ) -> ssize_t {
-            // SAFETY: forwarding the application's call with its own arguments.
+            // SAFETY: the application's arguments, unchanged: `offset` is
+            // dereferenced by the kernel only, which validates it.
             let real = move || unsafe { real::$name(out_fd, in_fd, offset, count) };
             boundary!(
                 stringify!($name),
@@ -223,7 +235,8 @@ macro_rules! resize_hook {
     (fn $name:ident($fd:ident: c_int $(, $arg:ident: $ty:ty)*) => |$fds:ident| $mirror:expr) => {
         #[no_mangle]
         pub unsafe extern "C" fn $name($fd: c_int $(, $arg: $ty)*) -> c_int {
-            // SAFETY: forwarding the application's call with its own arguments.
+            // SAFETY: a descriptor and integers (lengths, offsets, mode):
+            // no memory is passed, so no pointer can be invalid.
             let real = move || unsafe { real::$name($fd $(, $arg)*) };
             boundary!(
                 stringify!($name),
@@ -255,7 +268,8 @@ macro_rules! truncate_hook {
     ($name:ident, $off:ty) => {
         #[no_mangle]
         pub unsafe extern "C" fn $name(path: *const c_char, len: $off) -> c_int {
-            // SAFETY: forwarding the application's call with its own arguments.
+            // SAFETY: `path` is the application's pointer, passed unread:
+            // only the kernel reads it (EFAULT if invalid).
             let real = move || unsafe { real::$name(path, len) };
             boundary!(
                 stringify!($name),
@@ -285,7 +299,8 @@ fn open_kind(flags: c_int) -> i32 {
 macro_rules! open_impl {
     ($impl_name:ident, $alias:literal, $real:ident) => {
         extern "C" fn $impl_name(path: *const c_char, flags: c_int, mode: c_uint) -> c_int {
-            // SAFETY: forwarding the application's call with its own arguments.
+            // SAFETY: `path` passed unread (the kernel validates it); `mode`
+            // as shim.c read it, the int that libc's va_arg reads again.
             let real = move || unsafe { real::$real(path, flags, mode) };
             boundary!(
                 stringify!($real),
@@ -306,7 +321,8 @@ open_impl!(open64_hook, "hb_open64", open64);
 macro_rules! openat_impl {
     ($impl_name:ident, $alias:literal, $real:ident) => {
         extern "C" fn $impl_name(dirfd: c_int, path: *const c_char, flags: c_int, mode: c_uint) -> c_int {
-            // SAFETY: forwarding the application's call with its own arguments.
+            // SAFETY: `path` passed unread (the kernel validates it); `mode`
+            // as shim.c read it, the int that libc's va_arg reads again.
             let real = move || unsafe { real::$real(dirfd, path, flags, mode) };
             boundary!(
                 stringify!($real),
@@ -328,7 +344,8 @@ macro_rules! open2_hook {
     ($name:ident) => {
         #[no_mangle]
         pub unsafe extern "C" fn $name(path: *const c_char, flags: c_int) -> c_int {
-            // SAFETY: forwarding the application's call with its own arguments.
+            // SAFETY: `path` passed unread (the kernel validates it); the
+            // fortified function checks `flags` itself.
             let real = move || unsafe { real::$name(path, flags) };
             boundary!(
                 stringify!($name),
@@ -349,7 +366,8 @@ macro_rules! openat2_hook {
     ($name:ident) => {
         #[no_mangle]
         pub unsafe extern "C" fn $name(dirfd: c_int, path: *const c_char, flags: c_int) -> c_int {
-            // SAFETY: forwarding the application's call with its own arguments.
+            // SAFETY: `path` passed unread (the kernel validates it); the
+            // fortified function checks `flags` itself.
             let real = move || unsafe { real::$name(dirfd, path, flags) };
             boundary!(
                 stringify!($name),
@@ -370,7 +388,8 @@ macro_rules! creat_hook {
     ($name:ident) => {
         #[no_mangle]
         pub unsafe extern "C" fn $name(path: *const c_char, mode: mode_t) -> c_int {
-            // SAFETY: forwarding the application's call with its own arguments.
+            // SAFETY: `path` passed unread (the kernel validates it), with
+            // an integer mode.
             let real = move || unsafe { real::$name(path, mode) };
             boundary!(
                 stringify!($name),
@@ -400,7 +419,9 @@ macro_rules! name_hook {
     (fn $name:ident($($arg:ident: $ty:ty),*) => $op:expr) => {
         #[no_mangle]
         pub unsafe extern "C" fn $name($($arg: $ty),*) -> c_int {
-            // SAFETY: forwarding the application's call with its own arguments.
+            // SAFETY: the application's path pointers, passed to libc
+            // unread (the library reads its copies, made with
+            // process_vm_readv): the kernel validates them.
             let real = move || unsafe { real::$name($($arg),*) };
             boundary!(
                 stringify!($name),
@@ -463,7 +484,7 @@ macro_rules! fd_hook {
     (fn $name:ident($($arg:ident: $ty:ty),*) -> $ret:ty, gate: $what:expr, $after:expr) => {
         #[no_mangle]
         pub unsafe extern "C" fn $name($($arg: $ty),*) -> $ret {
-            // SAFETY: forwarding the application's call.
+            // SAFETY: descriptor numbers and flags only, no memory.
             let real = move || unsafe { real::$name($($arg),*) };
             boundary!(
                 stringify!($name),
@@ -497,8 +518,9 @@ const CLOSE_RANGE_AROUND: c_uint = libc::CLOSE_RANGE_UNSHARE;
 /// The application's close_range, around the library's descriptors when
 /// it closes some.
 fn close_range_around(first: c_uint, last: c_uint, flags: c_int) -> c_int {
-    // SAFETY: close_range only closes or marks descriptors, with the
-    // application's own arguments; the kernel validates them.
+    // SAFETY: integers only, no memory. It closes none of the library's
+    // descriptors: it closes nothing (CLOEXEC, or flags or a range the
+    // kernel refuses), or close_around found none of them in range.
     let real = || unsafe { real::close_range(first, last, flags) };
     if flags as c_uint & !CLOSE_RANGE_AROUND != 0 || first > last {
         return real();
@@ -531,7 +553,8 @@ pub unsafe extern "C" fn close_range(first: c_uint, last: c_uint, flags: c_int) 
 /// is left as it was (closefrom reports nothing).
 fn closefrom_around(first: c_uint) {
     let saved = sys::errno();
-    // SAFETY: the application's call, with its argument.
+    // SAFETY: an integer, no memory; called by close_around only when no
+    // descriptor of the library's is at `first` or above.
     let whole = || unsafe { real::closefrom(first as c_int) };
     crate::own_fds::close_around(
         first,
@@ -541,7 +564,9 @@ fn closefrom_around(first: c_uint) {
             0
         },
         |a, b| {
-            real::close_each(a, b);
+            // SAFETY: [a, b] is part of the application's range, holding
+            // none of the library's descriptors (close_around's promise).
+            unsafe { real::close_each(a, b) };
             0
         },
     );
@@ -603,7 +628,8 @@ macro_rules! mmap_hook {
             fd: c_int,
             off: $off,
         ) -> *mut c_void {
-            // SAFETY: forwarding the application's call.
+            // SAFETY: the application's mapping request, unchanged; the
+            // library reads and writes nothing through `addr`.
             let real = move || unsafe { real::$name(addr, len, prot, flags, fd, off) };
             boundary!(
                 stringify!($name),
@@ -637,11 +663,13 @@ pub unsafe extern "C" fn io_uring_queue_init(
     ring: *mut c_void,
     flags: c_uint,
 ) -> c_int {
-    // SAFETY: forwarding the application's call.
+    // SAFETY: liburing's function with the application's arguments: `ring`
+    // is its struct io_uring, which liburing initialises.
     let real = move || unsafe { real::io_uring_queue_init(entries, ring, flags) };
     boundary!(
         "io_uring_queue_init",
-        // SAFETY: the application's ring, set up by its own call.
+        // SAFETY: init_ring's contract: `ring` is what `real` sets up, and
+        // is read only once that returned 0.
         |made| unsafe { aio::init_ring(ring, flags, || made.call(real)) },
         real()
     )
@@ -653,7 +681,8 @@ pub unsafe extern "C" fn io_uring_queue_init_params(
     ring: *mut c_void,
     params: *mut c_void,
 ) -> c_int {
-    // SAFETY: forwarding the application's call.
+    // SAFETY: liburing's function with the application's arguments: `ring`
+    // is its struct io_uring, `params` its io_uring_params.
     let real = move || unsafe { real::io_uring_queue_init_params(entries, ring, params) };
     boundary!(
         "io_uring_queue_init_params",
@@ -669,7 +698,8 @@ pub unsafe extern "C" fn io_uring_queue_init_params(
 
 #[no_mangle]
 pub unsafe extern "C" fn io_uring_queue_exit(ring: *mut c_void) {
-    // SAFETY: forwarding the application's call.
+    // SAFETY: the application tears its own ring down; `unregister` has
+    // stopped following it, so the library reads it no more.
     let real = move || unsafe { real::io_uring_queue_exit(ring) };
     boundary!(
         "io_uring_queue_exit",
@@ -685,7 +715,8 @@ macro_rules! uring_submit_hook {
     ($name:ident) => {
         #[no_mangle]
         pub unsafe extern "C" fn $name(ring: *mut c_void) -> c_int {
-            // SAFETY: forwarding the application's call.
+            // SAFETY: liburing's function on the application's ring, from
+            // the thread submitting it (liburing's one-submitter rule).
             let real = move || unsafe { real::$name(ring) };
             boundary!(
                 stringify!($name),
@@ -705,12 +736,14 @@ uring_submit_hook!(io_uring_submit_and_get_events);
 
 #[no_mangle]
 pub unsafe extern "C" fn io_uring_submit_and_wait(ring: *mut c_void, wait_nr: c_uint) -> c_int {
-    // SAFETY: the application's ring and call, forwarded.
+    // SAFETY: liburing's function on the application's ring, with its own
+    // wait arguments, which only liburing and the kernel read or write.
     let real = move || unsafe { real::io_uring_submit_and_wait(ring, wait_nr) };
     boundary!(
         "io_uring_submit_and_wait",
         |made| {
-            // SAFETY: the application's ring, from its submitting thread.
+            // SAFETY: the io_uring_submit hook on the application's ring,
+            // from this call's thread, which is submitting it.
             let submit = || unsafe { io_uring_submit(ring) };
             aio::submit_then_wait(ring, true, submit, || made.call(real))
         },
@@ -726,13 +759,15 @@ pub unsafe extern "C" fn io_uring_submit_and_wait_timeout(
     ts: *mut c_void,
     sigmask: *mut c_void,
 ) -> c_int {
-    // SAFETY: the application's ring and call, forwarded.
+    // SAFETY: liburing's function on the application's ring, with its own
+    // wait arguments, which only liburing and the kernel read or write.
     let real =
         || unsafe { real::io_uring_submit_and_wait_timeout(ring, cqe, wait_nr, ts, sigmask) };
     boundary!(
         "io_uring_submit_and_wait_timeout",
         |made| {
-            // SAFETY: the application's ring, from its submitting thread.
+            // SAFETY: the io_uring_submit hook on the application's ring,
+            // from this call's thread, which is submitting it.
             let submit = || unsafe { io_uring_submit(ring) };
             aio::submit_then_wait(ring, true, submit, || made.call(real))
         },
@@ -748,12 +783,14 @@ pub unsafe extern "C" fn io_uring_wait_cqes(
     ts: *mut c_void,
     sigmask: *mut c_void,
 ) -> c_int {
-    // SAFETY: the application's ring and call, forwarded.
+    // SAFETY: liburing's function on the application's ring, with its own
+    // wait arguments, which only liburing and the kernel read or write.
     let real = move || unsafe { real::io_uring_wait_cqes(ring, cqe, wait_nr, ts, sigmask) };
     boundary!(
         "io_uring_wait_cqes",
         |made| {
-            // SAFETY: the application's ring, from its submitting thread.
+            // SAFETY: the io_uring_submit hook on the application's ring,
+            // from this call's thread, which is submitting it.
             let submit = || unsafe { io_uring_submit(ring) };
             aio::submit_then_wait(ring, false, submit, || made.call(real))
         },
@@ -767,12 +804,14 @@ pub unsafe extern "C" fn io_uring_wait_cqe_timeout(
     cqe: *mut *mut c_void,
     ts: *mut c_void,
 ) -> c_int {
-    // SAFETY: the application's ring and call, forwarded.
+    // SAFETY: liburing's function on the application's ring, with its own
+    // wait arguments, which only liburing and the kernel read or write.
     let real = move || unsafe { real::io_uring_wait_cqe_timeout(ring, cqe, ts) };
     boundary!(
         "io_uring_wait_cqe_timeout",
         |made| {
-            // SAFETY: the application's ring, from its submitting thread.
+            // SAFETY: the io_uring_submit hook on the application's ring,
+            // from this call's thread, which is submitting it.
             let submit = || unsafe { io_uring_submit(ring) };
             aio::submit_then_wait(ring, false, submit, || made.call(real))
         },
@@ -786,7 +825,8 @@ pub unsafe extern "C" fn io_setup(nr: c_int, ctx: *mut c_void) -> c_int {
     // unless HOTBACKUP_NATIVE_AIO=1.
     boundary!(
         "io_setup",
-        // SAFETY: forwarding the application's call.
+        // SAFETY: libaio's io_setup with the application's `ctx`, which
+        // only the kernel writes (EFAULT if invalid).
         |made| aio::io_setup(|| made.call(|| unsafe { real::io_setup(nr, ctx) })),
         -libc::ENOSYS
     )

@@ -233,15 +233,23 @@ fn posix_fallocate_fallback(fd: c_int, off: i64, len: i64) -> c_int {
 /// errno is left as it was: closefrom reports nothing.
 fn closefrom_fallback(lowfd: c_int) {
     let saved = crate::sys::errno();
-    close_each(lowfd.max(0) as c_uint, c_uint::MAX);
+    // SAFETY: closefrom is the application's call, made through this
+    // fallback only when none of the library's descriptors is at `lowfd`
+    // or above (hooks.rs, own_fds::close_around).
+    unsafe { close_each(lowfd.max(0) as c_uint, c_uint::MAX) };
     crate::sys::set_errno(saved);
 }
 
 /// Close the descriptors in `[first, last]`: close_range(2), or one by one
 /// below the open-files limit on a kernel without it (before 5.9). For
 /// closefrom, which reports nothing: errno may change.
-pub fn close_each(first: c_uint, last: c_uint) {
-    // SAFETY: close_range(2) on the application's own descriptors, as asked.
+///
+/// # Safety
+/// The application asked to close `[first, last]`, and none of the
+/// library's descriptors is in it.
+pub unsafe fn close_each(first: c_uint, last: c_uint) {
+    // SAFETY: integers only; [first, last] is the application's to close
+    // (this function's contract).
     if unsafe { libc::syscall(libc::SYS_close_range, first, last, 0) } == 0 {
         return;
     }
@@ -257,7 +265,7 @@ pub fn close_each(first: c_uint, last: c_uint) {
         1024
     };
     for fd in first..end.min(last.saturating_add(1)) {
-        // SAFETY: close(2) of a descriptor the application asked to close.
+        // SAFETY: close(2) of a number in that range, as above.
         unsafe { libc::syscall(libc::SYS_close, fd) };
     }
 }

@@ -66,7 +66,9 @@ pub struct OwnFd(RawFd);
 
 impl AsFd for OwnFd {
     fn as_fd(&self) -> BorrowedFd<'_> {
-        // SAFETY: the descriptor is open for as long as self exists.
+        // SAFETY: `self.0` stays open while `self` exists: only Drop closes
+        // it, and the application's closefrom/close_range spare it (it is
+        // recorded in own_fds); the borrow cannot outlive `self`.
         unsafe { BorrowedFd::borrow_raw(self.0) }
     }
 }

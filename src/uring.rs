@@ -125,7 +125,8 @@ pub unsafe fn register(ring: *mut c_void) -> bool {
             r.nops.store(0, Relaxed);
             r.posted.store(0, Relaxed);
             r.uncounted.store(0, Relaxed);
-            // SAFETY: liburing filled in the ring; ring_fd is plain data.
+            // SAFETY: `app` is the struct io_uring liburing just
+            // initialised (this function's contract); ring_fd is an int.
             r.fd.store(unsafe { (*app).ring_fd }, Relaxed);
             r.app.store(app, Release);
             return true;
@@ -155,8 +156,9 @@ pub fn queued(ring: *mut c_void) -> u32 {
         return 0;
     }
     let app = ring.cast::<LiburingRing>();
-    // SAFETY: a followed ring, read by its submitting thread (the caller's
-    // contract in the hooks).
+    // SAFETY: a followed ring (found above), so a struct io_uring liburing
+    // initialised and not yet torn down; its sqe_head and sqe_tail are
+    // changed only by its submitter, the calling thread (the hooks' rule).
     unsafe { (*app).sq.sqe_tail.wrapping_sub((*app).sq.sqe_head) }
 }
 
@@ -182,8 +184,10 @@ pub fn is_followed(fd: c_int) -> bool {
 /// `app` is a followed ring, and the caller is its submitter (liburing's
 /// rule: one thread submits at a time), so the entries stand still.
 unsafe fn pending(app: *mut LiburingRing) -> impl Iterator<Item = *mut Sqe> {
-    // SAFETY: per the contract, liburing's fields are initialised and only
-    // this thread changes them now.
+    // SAFETY: `app` is a struct io_uring liburing initialised (followed
+    // rings only); `kring_mask` points into the ring it mapped, and the
+    // submitter (this thread, by contract) is the only one changing the
+    // head and tail read here.
     let (head, tail, mask, sqes, shift) = unsafe {
         let sq = &(*app).sq;
         (
@@ -194,7 +198,8 @@ unsafe fn pending(app: *mut LiburingRing) -> impl Iterator<Item = *mut Sqe> {
             u32::from((*app).flags & lu::IORING_SETUP_SQE128 != 0),
         )
     };
-    // SAFETY: every index is masked into the entry array liburing mapped.
+    // SAFETY: every index is masked by the ring's mask (shifted for 128-byte
+    // entries) into the `sqes` array liburing mapped, of mask + 1 entries.
     (0..tail.wrapping_sub(head))
         .map(move |i| unsafe { sqes.add(((head.wrapping_add(i) & mask) << shift) as usize) })
 }
@@ -292,16 +297,19 @@ pub unsafe fn submit<R>(gate: &Gate, ring: *mut c_void, submit: impl FnOnce() ->
     let app = ring.cast::<LiburingRing>();
     if !gate.capturing() {
         if r.uncounted.load(Relaxed) == 0 {
-            // SAFETY: per this function's contract.
+            // SAFETY: `app` is a followed ring (found above) and this thread
+            // its submitter (this function's contract): `pending`'s.
             for sqe in unsafe { pending(app) } {
-                // SAFETY: a queued entry, not yet submitted.
+                // SAFETY: an entry of liburing's mapped array between its
+                // head and tail: queued, not submitted, so nobody writes it.
                 note_native(r, unsafe { &*sqe });
             }
         }
         return submit();
     }
     let _l = r.lock.lock().unwrap_or_else(|e| e.into_inner());
-    // SAFETY: per this function's contract.
+    // SAFETY: `app` is followed (found above), this thread submits it (this
+    // function's contract), and `r`'s lock is held: `take_out`'s contract.
     let taken = std::panic::catch_unwind(|| unsafe { take_out(gate, r, app) });
     if taken.is_err() {
         fail(
@@ -324,7 +332,8 @@ unsafe fn take_out(gate: &Gate, r: &'static Ring, app: *mut LiburingRing) {
         );
         return;
     }
-    // SAFETY: per the contract.
+    // SAFETY: `app` is followed and this thread its submitter (this
+    // function's contract): `pending`'s.
     for p in unsafe { pending(app) } {
         // SAFETY: a queued entry, ours to read and rewrite until the real
         // submit below hands it to the kernel.

@@ -174,8 +174,10 @@ fn worker(mut ring: io_uring::IoUring) {
 unsafe fn run(op: &Op) -> i32 {
     let iov = op.iov.as_ptr();
     let cnt = op.iov.len() as c_int;
-    // SAFETY: each arm forwards the application's own arguments to the
-    // function the entry stands for.
+    // SAFETY: each arm passes the entry's own fields to the function the
+    // opcode stands for: buffers the application keeps valid until the
+    // completion (io_uring's contract), or `iov`, the library's copy of its
+    // iovec array, owned by `op`.
     let r: i64 = unsafe {
         match op.call {
             Call::Nop => 0,
