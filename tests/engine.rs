@@ -438,6 +438,12 @@ fn writes_through_a_ring_under_backup() {
     uring_scenario("writes_through_a_ring_under_backup");
 }
 
+/// closefrom between two backups leaves the io_uring pool's rings open.
+#[test]
+fn closefrom_keeps_the_pool_rings() {
+    uring_scenario("closefrom_keeps_the_pool_rings");
+}
+
 #[test]
 fn ring_writes_reach_copied_file() {
     uring_scenario("ring_writes_reach_copied_file");
