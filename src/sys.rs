@@ -101,13 +101,17 @@ pub fn openat(
     // Above the base while there is room there; where there is none (the
     // application uses those numbers, or the process is at its limit: the
     // duplicate needs a second descriptor), the number the kernel gave.
-    let fd = own_fd_base()
-        .and_then(|base| rustix::io::fcntl_dupfd_cloexec(&fd, base).ok())
-        .unwrap_or(fd);
+    let fd = dup_high(fd.as_fd()).unwrap_or(fd);
     if !changing.record(fd.as_raw_fd()) {
         return Err(Errno::MFILE);
     }
     Ok(OwnFd(fd.into_raw_fd()))
+}
+
+/// A close-on-exec duplicate of `fd` numbered from `own_fd_base` up; None
+/// when the limit is too small to split, or there is no room there.
+pub fn dup_high(fd: BorrowedFd<'_>) -> Option<rustix::fd::OwnedFd> {
+    own_fd_base().and_then(|base| rustix::io::fcntl_dupfd_cloexec(fd, base).ok())
 }
 
 /// One line from the library on the process's stderr (a server's error

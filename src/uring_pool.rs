@@ -13,6 +13,7 @@ use crate::gate::LibraryScope;
 use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, Ordering::*};
 use libc::{c_int, c_void, iovec};
 use std::collections::VecDeque;
+use std::os::fd::{AsRawFd, IntoRawFd};
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -116,10 +117,10 @@ pub fn running() -> bool {
         // that an application's closefrom leaves it open.
         let _lib = LibraryScope::enter();
         let changing = crate::own_fds::changing();
-        let Ok(ring) = io_uring::IoUring::new(2) else {
+        let Ok(ring) = worker_ring() else {
             continue;
         };
-        let ring_fd = std::os::fd::AsRawFd::as_raw_fd(&ring);
+        let ring_fd = ring.as_raw_fd();
         let spawned = std::thread::Builder::new()
             .name("hotbackup-uring".into())
             .spawn(move || worker(ring));
@@ -136,6 +137,24 @@ pub fn running() -> bool {
         STARTED.store(true, Release);
     }
     running > 0
+}
+
+/// A worker's ring, its descriptor moved up among the library's others
+/// (from half the limit): away from the low numbers an application
+/// `dup2`s onto or closes from. The ring as set up where it cannot move.
+fn worker_ring() -> std::io::Result<io_uring::IoUring> {
+    let ring = io_uring::IoUring::new(2)?;
+    // SAFETY: the ring's own descriptor, open while `ring` lives, which
+    // outlives this borrow.
+    let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(ring.as_raw_fd()) };
+    let Some(high) = crate::sys::dup_high(fd) else {
+        return Ok(ring);
+    };
+    let params = ring.params().clone();
+    // SAFETY: `high` is a descriptor of the ring just set up, owned here and
+    // handed over, and `params` are what the kernel filled in for that ring.
+    let moved = unsafe { io_uring::IoUring::from_fd(high.into_raw_fd(), params) };
+    Ok(moved.unwrap_or(ring))
 }
 
 pub fn enqueue(op: Op) {

@@ -454,7 +454,8 @@ static void backup_with_a_ring_write(struct aio *a, const char *work, const char
 }
 
 /* The threads that run ring operations during a backup post completions
- * from rings of their own, which outlive the backup. An application's
+ * from rings of their own, which outlive the backup and are numbered high,
+ * with the library's other descriptors. An application's
  * closefrom between two backups closes its own descriptors above its ring,
  * not those: the second backup's ring write still completes and is
  * captured. */
@@ -462,6 +463,16 @@ static int closefrom_keeps_the_pool_rings(const char *work) {
     struct aio a;
     aio_init(&a);
     backup_with_a_ring_write(&a, work, "closefrom_keeps_the_pool_rings_1", 60);
+    /* The pool's rings are numbered with the library's other descriptors,
+     * from half the limit up, not among the application's (which has one
+     * ring; what the test runner left open is not a ring). */
+    for (int fd = a.ring.ring_fd + 1; fd < 64; fd++) {
+        char link[64], target[PATH_MAX] = "?";
+        fmt(link, sizeof link, "/proc/self/fd/%d", fd);
+        if (readlink(link, target, sizeof target - 1) < 0) continue;
+        CHECK(!strstr(target, "io_uring"), "descriptor %d is a ring (%s), not the application's",
+              fd, target);
+    }
     int mine = 900;
     CHECK(fcntl(mine, F_GETFD) == -1, "descriptor %d is taken already", mine);
     SYS(dup2(0, mine));
