@@ -94,7 +94,10 @@ pub fn capturing<R: Copy>(
     fallback: impl FnOnce() -> R,
 ) -> R {
     let made = Made::new();
-    run(name, &made, || body(&made, &gate), fallback)
+    match catch_unwind(AssertUnwindSafe(|| body(&made, &gate))) {
+        Ok(r) => r,
+        Err(payload) => caught(name, &made, payload, Some(&gate), fallback),
+    }
 }
 
 #[inline(always)]
@@ -106,7 +109,7 @@ pub fn run<R: Copy>(
 ) -> R {
     match catch_unwind(AssertUnwindSafe(body)) {
         Ok(r) => r,
-        Err(payload) => caught(name, made, payload, fallback),
+        Err(payload) => caught(name, made, payload, None, fallback),
     }
 }
 
@@ -116,13 +119,14 @@ fn caught<R: Copy>(
     name: &'static str,
     made: &Made<R>,
     payload: Box<dyn std::any::Any + Send>,
+    gate: Option<&Gate>,
     fallback: impl FnOnce() -> R,
 ) -> R {
     // A payload's destructor is arbitrary code that could panic again.
     quietly(|| drop(payload));
     let made = made.0.get();
     let saved = sys::errno();
-    quietly(|| fail_backup(name, made.is_some()));
+    quietly(|| fail_backup(name, made.is_some(), gate));
     match made {
         Some((r, errno)) => {
             sys::set_errno(errno);
@@ -144,10 +148,19 @@ fn quietly(f: impl FnOnce()) {
 }
 
 /// Fail the running backup, if any: the application's call went through,
-/// but its change may not be in the copy.
-fn fail_backup(name: &str, made: bool) {
-    let gate = Gate::enter(KIND_NO_CHANGE);
-    if let Some((_capture, s)) = session::enter(&gate) {
+/// but its change may not be in the copy. Through the hook's own `gate`
+/// when it still holds one (a gate entered in here would be nested in it,
+/// and a nested gate never enters the session).
+fn fail_backup(name: &str, made: bool, gate: Option<&Gate>) {
+    let own;
+    let gate = match gate {
+        Some(g) => g,
+        None => {
+            own = Gate::enter(KIND_NO_CHANGE);
+            &own
+        }
+    };
+    if let Some((_capture, s)) = session::enter(gate) {
         let when = if made { "after" } else { "before" };
         s.fail_raw(
             libc::EIO,

@@ -115,7 +115,8 @@ impl MySlot {
 
     #[inline(always)]
     fn set(&self, v: u32) {
-        // SAFETY: as in get.
+        // SAFETY: this thread's own TLS variable, as in `get`; no reference
+        // to it is alive (`get` returns a copy), so the write aliases nothing.
         unsafe { *self.ptr() = v }
     }
 }

@@ -10,6 +10,7 @@
 
 #![allow(clippy::missing_safety_doc)]
 
+use crate::aio;
 use crate::boundary::{boundary, Made};
 use crate::capture::{self, At, Bytes, NameOp};
 use crate::gate::{Gate, KIND_NO_CHANGE, KIND_PATH};
@@ -24,7 +25,9 @@ use rustix::fd::AsFd;
 
 #[no_mangle]
 pub unsafe extern "C" fn write(fd: c_int, buf: *const c_void, n: size_t) -> ssize_t {
-    // SAFETY: the application's call, with its buffer or a staged copy.
+    // SAFETY: `b` is the application's `buf` or the library's staged copy
+    // of its `n` bytes, alive until the call returns (see `capture`); the
+    // kernel validates the rest as for the application's own call.
     let real = move |b: *const c_void| unsafe { real::write(fd, b, n) };
     boundary!(
         "write",
@@ -48,7 +51,9 @@ macro_rules! pwrite_hook {
             n: size_t,
             off: $off,
         ) -> ssize_t {
-            // SAFETY: the application's call, with its buffer or a staged copy.
+            // SAFETY: `b` is the application's `buf` or the library's
+            // staged copy of its `n` bytes, alive until the call returns;
+            // the kernel validates the rest (a negative offset: EINVAL).
             let real = move |b: *const c_void| unsafe { real::$name(fd, b, n, off) };
             boundary!(
                 stringify!($name),
@@ -70,7 +75,9 @@ pwrite_hook!(pwrite64, off64_t);
 
 #[no_mangle]
 pub unsafe extern "C" fn writev(fd: c_int, iov: *const iovec, cnt: c_int) -> ssize_t {
-    // SAFETY: the application's call, with its iovecs or staged ones.
+    // SAFETY: `v` is the application's iovec array or a staged array of
+    // `cnt` entries into the library's own buffers, alive until the call
+    // returns; an invalid application array is the kernel's EFAULT.
     let real = move |v: *const iovec| unsafe { real::writev(fd, v, cnt) };
     boundary!(
         "writev",
@@ -94,7 +101,9 @@ macro_rules! pwritev_hook {
             cnt: c_int,
             off: $off,
         ) -> ssize_t {
-            // SAFETY: the application's call, with its iovecs or staged ones.
+            // SAFETY: `v` is the application's iovec array or a staged
+            // array of `cnt` entries into the library's own buffers, alive
+            // until the call returns; the kernel validates the rest.
             let real = move |v: *const iovec| unsafe { real::$name(fd, v, cnt, off) };
             boundary!(
                 stringify!($name),
@@ -124,7 +133,9 @@ macro_rules! pwritev2_hook {
             off: $off,
             flags: c_int,
         ) -> ssize_t {
-            // SAFETY: the application's call, with its iovecs or staged ones.
+            // SAFETY: as for pwritev: `v` is the application's array or a
+            // staged one alive until the call returns; `flags` go to the
+            // kernel, which refuses unknown ones.
             let real = move |v: *const iovec| unsafe { real::$name(fd, v, cnt, off, flags) };
             boundary!(
                 stringify!($name),
@@ -158,7 +169,8 @@ pub unsafe extern "C" fn copy_file_range(
     len: size_t,
     flags: c_uint,
 ) -> ssize_t {
-    // SAFETY: forwarding the application's call with its own arguments.
+    // SAFETY: the application's six arguments, unchanged: the offset
+    // pointers are dereferenced by the kernel only, which validates them.
     let real = move || unsafe { real::copy_file_range(fd_in, off_in, fd_out, off_out, len, flags) };
     boundary!(
         "copy_file_range",
@@ -193,7 +205,8 @@ macro_rules! sendfile_hook {
             offset: *mut $off,
             count: size_t,
         ) -> ssize_t {
-            // SAFETY: forwarding the application's call with its own arguments.
+            // SAFETY: the application's arguments, unchanged: `offset` is
+            // dereferenced by the kernel only, which validates it.
             let real = move || unsafe { real::$name(out_fd, in_fd, offset, count) };
             boundary!(
                 stringify!($name),
@@ -222,7 +235,8 @@ macro_rules! resize_hook {
     (fn $name:ident($fd:ident: c_int $(, $arg:ident: $ty:ty)*) => |$fds:ident| $mirror:expr) => {
         #[no_mangle]
         pub unsafe extern "C" fn $name($fd: c_int $(, $arg: $ty)*) -> c_int {
-            // SAFETY: forwarding the application's call with its own arguments.
+            // SAFETY: a descriptor and integers (lengths, offsets, mode):
+            // no memory is passed, so no pointer can be invalid.
             let real = move || unsafe { real::$name($fd $(, $arg)*) };
             boundary!(
                 stringify!($name),
@@ -254,7 +268,8 @@ macro_rules! truncate_hook {
     ($name:ident, $off:ty) => {
         #[no_mangle]
         pub unsafe extern "C" fn $name(path: *const c_char, len: $off) -> c_int {
-            // SAFETY: forwarding the application's call with its own arguments.
+            // SAFETY: `path` is the application's pointer, passed unread:
+            // only the kernel reads it (EFAULT if invalid).
             let real = move || unsafe { real::$name(path, len) };
             boundary!(
                 stringify!($name),
@@ -284,7 +299,8 @@ fn open_kind(flags: c_int) -> i32 {
 macro_rules! open_impl {
     ($impl_name:ident, $alias:literal, $real:ident) => {
         extern "C" fn $impl_name(path: *const c_char, flags: c_int, mode: c_uint) -> c_int {
-            // SAFETY: forwarding the application's call with its own arguments.
+            // SAFETY: `path` passed unread (the kernel validates it); `mode`
+            // as shim.c read it, the int that libc's va_arg reads again.
             let real = move || unsafe { real::$real(path, flags, mode) };
             boundary!(
                 stringify!($real),
@@ -305,7 +321,8 @@ open_impl!(open64_hook, "hb_open64", open64);
 macro_rules! openat_impl {
     ($impl_name:ident, $alias:literal, $real:ident) => {
         extern "C" fn $impl_name(dirfd: c_int, path: *const c_char, flags: c_int, mode: c_uint) -> c_int {
-            // SAFETY: forwarding the application's call with its own arguments.
+            // SAFETY: `path` passed unread (the kernel validates it); `mode`
+            // as shim.c read it, the int that libc's va_arg reads again.
             let real = move || unsafe { real::$real(dirfd, path, flags, mode) };
             boundary!(
                 stringify!($real),
@@ -327,7 +344,8 @@ macro_rules! open2_hook {
     ($name:ident) => {
         #[no_mangle]
         pub unsafe extern "C" fn $name(path: *const c_char, flags: c_int) -> c_int {
-            // SAFETY: forwarding the application's call with its own arguments.
+            // SAFETY: `path` passed unread (the kernel validates it); the
+            // fortified function checks `flags` itself.
             let real = move || unsafe { real::$name(path, flags) };
             boundary!(
                 stringify!($name),
@@ -348,7 +366,8 @@ macro_rules! openat2_hook {
     ($name:ident) => {
         #[no_mangle]
         pub unsafe extern "C" fn $name(dirfd: c_int, path: *const c_char, flags: c_int) -> c_int {
-            // SAFETY: forwarding the application's call with its own arguments.
+            // SAFETY: `path` passed unread (the kernel validates it); the
+            // fortified function checks `flags` itself.
             let real = move || unsafe { real::$name(dirfd, path, flags) };
             boundary!(
                 stringify!($name),
@@ -369,7 +388,8 @@ macro_rules! creat_hook {
     ($name:ident) => {
         #[no_mangle]
         pub unsafe extern "C" fn $name(path: *const c_char, mode: mode_t) -> c_int {
-            // SAFETY: forwarding the application's call with its own arguments.
+            // SAFETY: `path` passed unread (the kernel validates it), with
+            // an integer mode.
             let real = move || unsafe { real::$name(path, mode) };
             boundary!(
                 stringify!($name),
@@ -399,7 +419,9 @@ macro_rules! name_hook {
     (fn $name:ident($($arg:ident: $ty:ty),*) => $op:expr) => {
         #[no_mangle]
         pub unsafe extern "C" fn $name($($arg: $ty),*) -> c_int {
-            // SAFETY: forwarding the application's call with its own arguments.
+            // SAFETY: the application's path pointers, passed to libc
+            // unread (the library reads its copies, made with
+            // process_vm_readv): the kernel validates them.
             let real = move || unsafe { real::$name($($arg),*) };
             boundary!(
                 stringify!($name),
@@ -462,7 +484,7 @@ macro_rules! fd_hook {
     (fn $name:ident($($arg:ident: $ty:ty),*) -> $ret:ty, gate: $what:expr, $after:expr) => {
         #[no_mangle]
         pub unsafe extern "C" fn $name($($arg: $ty),*) -> $ret {
-            // SAFETY: forwarding the application's call.
+            // SAFETY: descriptor numbers and flags only, no memory.
             let real = move || unsafe { real::$name($($arg),*) };
             boundary!(
                 stringify!($name),
@@ -483,30 +505,87 @@ fd_hook!(fn dup2(old: c_int, new: c_int) -> c_int, gate: new,
     |g, m, r| { let _ = old; forget_after(g, m, r, r) });
 fd_hook!(fn dup3(old: c_int, new: c_int, flags: c_int) -> c_int, gate: new,
     |g, m, r| { let _ = (old, flags); forget_after(g, m, r, r) });
-fd_hook!(fn close_range(first: c_uint, last: c_uint, flags: c_int) -> c_int, gate: KIND_NO_CHANGE,
-|g: &Gate, m: &Made<c_int>, r| {
-    if r == 0 && g.capturing() && flags & libc::CLOSE_RANGE_CLOEXEC as c_int == 0 {
-        m.note(r);
-        capture::forget_range(g, first, last);
+// An application that closes its descriptors wholesale closes around the
+// library's own (see `own_fds`): its mirror, copy and io_uring descriptors
+// outlive the call.
+
+/// close_range flags this hook closes around the library's descriptors
+/// with: none, or CLOSE_RANGE_UNSHARE (the calling thread's new table keeps
+/// them, close-on-exec). CLOSE_RANGE_CLOEXEC closes nothing and marks ours
+/// as they are already; unknown flags are the kernel's to refuse.
+const CLOSE_RANGE_AROUND: c_uint = libc::CLOSE_RANGE_UNSHARE;
+
+/// The application's close_range, around the library's descriptors when
+/// it closes some.
+fn close_range_around(first: c_uint, last: c_uint, flags: c_int) -> c_int {
+    // SAFETY: integers only, no memory. It closes none of the library's
+    // descriptors: it closes nothing (CLOEXEC, or flags or a range the
+    // kernel refuses), or close_around found none of them in range.
+    let real = || unsafe { real::close_range(first, last, flags) };
+    if flags as c_uint & !CLOSE_RANGE_AROUND != 0 || first > last {
+        return real();
     }
-    r
-});
+    crate::own_fds::close_around(first, last, real, |a, b| {
+        // SAFETY: the application's flags on [a, b], a part of the range it
+        // asked to close that holds none of the library's descriptors.
+        unsafe { real::close_range(a, b, flags) }
+    })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn close_range(first: c_uint, last: c_uint, flags: c_int) -> c_int {
+    boundary!(
+        "close_range",
+        |made| {
+            let gate = Gate::enter(KIND_NO_CHANGE);
+            let r = made.call(|| close_range_around(first, last, flags));
+            let closed = flags as c_uint & libc::CLOSE_RANGE_CLOEXEC == 0;
+            if r == 0 && closed && gate.capturing() {
+                capture::forget_range(&gate, first, last);
+            }
+            r
+        },
+        close_range_around(first, last, flags)
+    )
+}
+
+/// The application's closefrom, around the library's descriptors; errno
+/// is left as it was (closefrom reports nothing).
+fn closefrom_around(first: c_uint) {
+    let saved = sys::errno();
+    // SAFETY: an integer, no memory; called by close_around only when no
+    // descriptor of the library's is at `first` or above.
+    let whole = || unsafe { real::closefrom(first as c_int) };
+    crate::own_fds::close_around(
+        first,
+        c_uint::MAX,
+        || {
+            whole();
+            0
+        },
+        |a, b| {
+            // SAFETY: [a, b] is part of the application's range, holding
+            // none of the library's descriptors (close_around's promise).
+            unsafe { real::close_each(a, b) };
+            0
+        },
+    );
+    sys::set_errno(saved);
+}
 
 #[no_mangle]
 pub unsafe extern "C" fn closefrom(lowfd: c_int) {
-    // SAFETY: forwarding the application's call.
-    let real = move || unsafe { real::closefrom(lowfd) };
+    let first = lowfd.max(0) as c_uint;
     boundary!(
         "closefrom",
         |made| {
             let gate = Gate::enter(KIND_NO_CHANGE);
-            real();
+            made.call(|| closefrom_around(first));
             if gate.capturing() {
-                made.note(());
-                capture::forget_range(&gate, lowfd.max(0) as u32, u32::MAX);
+                capture::forget_range(&gate, first, c_uint::MAX);
             }
         },
-        real()
+        closefrom_around(first)
     )
 }
 
@@ -549,7 +628,8 @@ macro_rules! mmap_hook {
             fd: c_int,
             off: $off,
         ) -> *mut c_void {
-            // SAFETY: forwarding the application's call.
+            // SAFETY: the application's mapping request, unchanged; the
+            // library reads and writes nothing through `addr`.
             let real = move || unsafe { real::$name(addr, len, prot, flags, fd, off) };
             boundary!(
                 stringify!($name),
@@ -575,62 +655,7 @@ macro_rules! mmap_hook {
 mmap_hook!(mmap, off_t);
 mmap_hook!(mmap64, off64_t);
 
-// ---- asynchronous I/O ----
-// Rings set up through liburing are followed (see `uring`); Linux native AIO
-// (libaio) is turned off, so that its writes go through pwrite.
-
-/// Whether the process asked to keep io_uring/libaio unfollowed (backups are
-/// then refused while a ring or context exists).
-fn native_aio_allowed() -> bool {
-    env_flag(c"HOTBACKUP_NATIVE_AIO", b"1")
-}
-
-/// Whether io_uring is to be turned off (the process then falls back to
-/// its synchronous writes), as before rings could be followed.
-fn io_uring_off() -> bool {
-    env_flag(c"HOTBACKUP_IO_URING", b"off")
-}
-
-fn env_flag(name: &'static core::ffi::CStr, value: &[u8]) -> bool {
-    // SAFETY: getenv with a NUL-terminated name; it returns NULL or a
-    // NUL-terminated string that lives as long as the environment is not
-    // changed, which processes do not do while setting up I/O.
-    let v = unsafe { libc::getenv(name.as_ptr()) };
-    // SAFETY: as above.
-    !v.is_null() && unsafe { std::ffi::CStr::from_ptr(v) }.to_bytes() == value
-}
-
-fn refuse_native_aio(what: &str, why: &str) {
-    sys::say(&format!("{what} refused so that every write can be captured for hot backups: {why} (set HOTBACKUP_NATIVE_AIO=1 to keep it and disable backups)"));
-}
-
-/// Set a ring up and follow it, or refuse it (liburing's callers then fall
-/// back to synchronous I/O) when it could not be captured.
-unsafe fn init_ring(ring: *mut c_void, setup_flags: c_uint, init: impl FnOnce() -> c_int) -> c_int {
-    if native_aio_allowed() {
-        return init();
-    }
-    if io_uring_off() {
-        refuse_native_aio("io_uring", "HOTBACKUP_IO_URING=off");
-        return -libc::ENOSYS;
-    }
-    if let Err(why) = crate::uring::capturable(setup_flags) {
-        refuse_native_aio("io_uring", &why);
-        return -libc::ENOSYS;
-    }
-    let r = init();
-    // SAFETY: liburing set the ring up (r == 0).
-    if r == 0 && !unsafe { crate::uring::register(ring) } {
-        // SAFETY: the ring liburing just set up, not yet used.
-        unsafe { real::io_uring_queue_exit(ring) };
-        refuse_native_aio(
-            "io_uring",
-            &format!("more than {} rings", crate::uring::MAX_RINGS),
-        );
-        return -libc::ENOSYS;
-    }
-    r
-}
+// ---- asynchronous I/O (the policy is in aio.rs) ----
 
 #[no_mangle]
 pub unsafe extern "C" fn io_uring_queue_init(
@@ -638,12 +663,14 @@ pub unsafe extern "C" fn io_uring_queue_init(
     ring: *mut c_void,
     flags: c_uint,
 ) -> c_int {
-    // SAFETY: forwarding the application's call.
+    // SAFETY: liburing's function with the application's arguments: `ring`
+    // is its struct io_uring, which liburing initialises.
     let real = move || unsafe { real::io_uring_queue_init(entries, ring, flags) };
     boundary!(
         "io_uring_queue_init",
-        // SAFETY: the application's ring, set up by its own call.
-        |made| unsafe { init_ring(ring, flags, || made.call(real)) },
+        // SAFETY: init_ring's contract: `ring` is what `real` sets up, and
+        // is read only once that returned 0.
+        |made| unsafe { aio::init_ring(ring, flags, || made.call(real)) },
         real()
     )
 }
@@ -654,21 +681,16 @@ pub unsafe extern "C" fn io_uring_queue_init_params(
     ring: *mut c_void,
     params: *mut c_void,
 ) -> c_int {
-    // SAFETY: forwarding the application's call.
+    // SAFETY: liburing's function with the application's arguments: `ring`
+    // is its struct io_uring, `params` its io_uring_params.
     let real = move || unsafe { real::io_uring_queue_init_params(entries, ring, params) };
     boundary!(
         "io_uring_queue_init_params",
         |made| {
-            // struct io_uring_params starts with sq_entries, cq_entries, flags.
-            let flags = if params.is_null() {
-                0
-            } else {
-                // SAFETY: liburing requires a valid io_uring_params (and
-                // reads it itself before any system call).
-                unsafe { *params.cast::<c_uint>().add(2) }
-            };
-            // SAFETY: the application's ring, set up by its own call.
-            unsafe { init_ring(ring, flags, || made.call(real)) }
+            // SAFETY: liburing's contract: `params` is a valid
+            // io_uring_params, and `ring` the application's ring, which its
+            // own call sets up.
+            unsafe { aio::init_ring(ring, aio::setup_flags(params), || made.call(real)) }
         },
         real()
     )
@@ -676,7 +698,8 @@ pub unsafe extern "C" fn io_uring_queue_init_params(
 
 #[no_mangle]
 pub unsafe extern "C" fn io_uring_queue_exit(ring: *mut c_void) {
-    // SAFETY: forwarding the application's call.
+    // SAFETY: the application tears its own ring down; `unregister` has
+    // stopped following it, so the library reads it no more.
     let real = move || unsafe { real::io_uring_queue_exit(ring) };
     boundary!(
         "io_uring_queue_exit",
@@ -692,7 +715,8 @@ macro_rules! uring_submit_hook {
     ($name:ident) => {
         #[no_mangle]
         pub unsafe extern "C" fn $name(ring: *mut c_void) -> c_int {
-            // SAFETY: forwarding the application's call.
+            // SAFETY: liburing's function on the application's ring, from
+            // the thread submitting it (liburing's one-submitter rule).
             let real = move || unsafe { real::$name(ring) };
             boundary!(
                 stringify!($name),
@@ -710,36 +734,19 @@ macro_rules! uring_submit_hook {
 uring_submit_hook!(io_uring_submit);
 uring_submit_hook!(io_uring_submit_and_get_events);
 
-/// Submit what a followed ring has queued through `io_uring_submit` (inside
-/// the gate), then make the application's waiting call outside it, which
-/// finds nothing more to submit. `counts`: the call returns how many
-/// entries it submitted, to which ours are added.
-unsafe fn submit_then_wait(ring: *mut c_void, counts: bool, wait: impl FnOnce() -> c_int) -> c_int {
-    let first = if crate::uring::queued(ring) == 0 {
-        0
-    } else {
-        // SAFETY: the application's ring, from its submitting thread.
-        unsafe { io_uring_submit(ring) }
-    };
-    if first < 0 {
-        return first;
-    }
-    let r = wait();
-    if counts && r >= 0 {
-        first + r
-    } else {
-        r
-    }
-}
-
 #[no_mangle]
 pub unsafe extern "C" fn io_uring_submit_and_wait(ring: *mut c_void, wait_nr: c_uint) -> c_int {
-    // SAFETY: the application's ring and call, forwarded.
+    // SAFETY: liburing's function on the application's ring, with its own
+    // wait arguments, which only liburing and the kernel read or write.
     let real = move || unsafe { real::io_uring_submit_and_wait(ring, wait_nr) };
     boundary!(
         "io_uring_submit_and_wait",
-        // SAFETY: the application's ring, from its submitting thread.
-        |made| unsafe { submit_then_wait(ring, true, || made.call(real)) },
+        |made| {
+            // SAFETY: the io_uring_submit hook on the application's ring,
+            // from this call's thread, which is submitting it.
+            let submit = || unsafe { io_uring_submit(ring) };
+            aio::submit_then_wait(ring, true, submit, || made.call(real))
+        },
         real()
     )
 }
@@ -752,13 +759,18 @@ pub unsafe extern "C" fn io_uring_submit_and_wait_timeout(
     ts: *mut c_void,
     sigmask: *mut c_void,
 ) -> c_int {
-    // SAFETY: the application's ring and call, forwarded.
+    // SAFETY: liburing's function on the application's ring, with its own
+    // wait arguments, which only liburing and the kernel read or write.
     let real =
         || unsafe { real::io_uring_submit_and_wait_timeout(ring, cqe, wait_nr, ts, sigmask) };
     boundary!(
         "io_uring_submit_and_wait_timeout",
-        // SAFETY: the application's ring, from its submitting thread.
-        |made| unsafe { submit_then_wait(ring, true, || made.call(real)) },
+        |made| {
+            // SAFETY: the io_uring_submit hook on the application's ring,
+            // from this call's thread, which is submitting it.
+            let submit = || unsafe { io_uring_submit(ring) };
+            aio::submit_then_wait(ring, true, submit, || made.call(real))
+        },
         real()
     )
 }
@@ -771,12 +783,17 @@ pub unsafe extern "C" fn io_uring_wait_cqes(
     ts: *mut c_void,
     sigmask: *mut c_void,
 ) -> c_int {
-    // SAFETY: the application's ring and call, forwarded.
+    // SAFETY: liburing's function on the application's ring, with its own
+    // wait arguments, which only liburing and the kernel read or write.
     let real = move || unsafe { real::io_uring_wait_cqes(ring, cqe, wait_nr, ts, sigmask) };
     boundary!(
         "io_uring_wait_cqes",
-        // SAFETY: the application's ring, from its submitting thread.
-        |made| unsafe { submit_then_wait(ring, false, || made.call(real)) },
+        |made| {
+            // SAFETY: the io_uring_submit hook on the application's ring,
+            // from this call's thread, which is submitting it.
+            let submit = || unsafe { io_uring_submit(ring) };
+            aio::submit_then_wait(ring, false, submit, || made.call(real))
+        },
         real()
     )
 }
@@ -787,12 +804,17 @@ pub unsafe extern "C" fn io_uring_wait_cqe_timeout(
     cqe: *mut *mut c_void,
     ts: *mut c_void,
 ) -> c_int {
-    // SAFETY: the application's ring and call, forwarded.
+    // SAFETY: liburing's function on the application's ring, with its own
+    // wait arguments, which only liburing and the kernel read or write.
     let real = move || unsafe { real::io_uring_wait_cqe_timeout(ring, cqe, ts) };
     boundary!(
         "io_uring_wait_cqe_timeout",
-        // SAFETY: the application's ring, from its submitting thread.
-        |made| unsafe { submit_then_wait(ring, false, || made.call(real)) },
+        |made| {
+            // SAFETY: the io_uring_submit hook on the application's ring,
+            // from this call's thread, which is submitting it.
+            let submit = || unsafe { io_uring_submit(ring) };
+            aio::submit_then_wait(ring, false, submit, || made.call(real))
+        },
         real()
     )
 }
@@ -803,17 +825,9 @@ pub unsafe extern "C" fn io_setup(nr: c_int, ctx: *mut c_void) -> c_int {
     // unless HOTBACKUP_NATIVE_AIO=1.
     boundary!(
         "io_setup",
-        |made| {
-            if native_aio_allowed() {
-                // SAFETY: forwarding the application's call.
-                return made.call(|| unsafe { real::io_setup(nr, ctx) });
-            }
-            refuse_native_aio(
-                "Linux native AIO (io_setup)",
-                "its writes are invisible to the library",
-            );
-            -libc::ENOSYS
-        },
+        // SAFETY: libaio's io_setup with the application's `ctx`, which
+        // only the kernel writes (EFAULT if invalid).
+        |made| aio::io_setup(|| made.call(|| unsafe { real::io_setup(nr, ctx) })),
         -libc::ENOSYS
     )
 }

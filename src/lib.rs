@@ -7,8 +7,8 @@
 //! Module map: `gate` (the idle path), `hooks` (interposed symbols),
 //! `boundary` (the panic boundary of every exported function), `real`
 //! (the libc functions behind them), `capture` (what a hook does during a
-//! backup), `staging` (copies of the bytes being written), `session` (a running backup), `fd_table`, `fd_cache` (the library's own descriptors, bounded), `source_file` (and its
-//! range locks), `namespace` (names and paths), `copier`, `throttle`, `uring` (io_uring rings), `api`
+//! backup), `staging` (copies of the bytes being written), `session` (a running backup), `fd_table`, `fd_cache` (the library's own descriptors, bounded), `own_fds` (their numbers, which closefrom spares), `source_file` (and its
+//! range locks), `namespace` (names and paths), `copier`, `throttle`, `aio` (which asynchronous I/O is followed or refused), `uring` (io_uring rings followed), `uring_pool` (the threads that run their operations), `liburing` (its layout and numbers), `api`
 //! (the C API), `verify` (the snapshot check), `sys` (the library's own
 //! raw I/O).
 
@@ -16,6 +16,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+mod aio;
 mod api;
 mod boundary;
 mod capture;
@@ -24,8 +25,10 @@ mod fd_cache;
 mod fd_table;
 mod gate;
 mod hooks;
+mod liburing;
 mod logging;
 mod namespace;
+mod own_fds;
 mod real;
 mod session;
 mod source_file;
@@ -33,6 +36,7 @@ mod staging;
 mod sys;
 mod throttle;
 mod uring;
+mod uring_pool;
 mod verify;
 
 // The constructor and the fork handler are called from C too: behind the
@@ -43,10 +47,11 @@ extern "C" fn after_fork_child() {
     boundary::boundary!(
         "after_fork_child",
         |_made| {
+            own_fds::after_fork_child();
             gate::after_fork_child();
             session::forget_after_fork();
             api::after_fork_child();
-            uring::after_fork_child();
+            uring_pool::after_fork_child();
         },
         ()
     )

@@ -233,13 +233,24 @@ fn posix_fallocate_fallback(fd: c_int, off: i64, len: i64) -> c_int {
 /// errno is left as it was: closefrom reports nothing.
 fn closefrom_fallback(lowfd: c_int) {
     let saved = crate::sys::errno();
-    closefrom_each(lowfd.max(0));
+    // SAFETY: closefrom is the application's call, made through this
+    // fallback only when none of the library's descriptors is at `lowfd`
+    // or above (hooks.rs, own_fds::close_around).
+    unsafe { close_each(lowfd.max(0) as c_uint, c_uint::MAX) };
     crate::sys::set_errno(saved);
 }
 
-fn closefrom_each(first: c_int) {
-    // SAFETY: close_range(2) on the application's own descriptors, as asked.
-    if unsafe { libc::syscall(libc::SYS_close_range, first as c_uint, c_uint::MAX, 0) } == 0 {
+/// Close the descriptors in `[first, last]`: close_range(2), or one by one
+/// below the open-files limit on a kernel without it (before 5.9). For
+/// closefrom, which reports nothing: errno may change.
+///
+/// # Safety
+/// The application asked to close `[first, last]`, and none of the
+/// library's descriptors is in it.
+pub unsafe fn close_each(first: c_uint, last: c_uint) {
+    // SAFETY: integers only; [first, last] is the application's to close
+    // (this function's contract).
+    if unsafe { libc::syscall(libc::SYS_close_range, first, last, 0) } == 0 {
         return;
     }
     let mut lim = libc::rlimit {
@@ -249,12 +260,12 @@ fn closefrom_each(first: c_int) {
     // SAFETY: getrlimit(2) writes only into `lim`.
     let r = unsafe { libc::syscall(libc::SYS_getrlimit, libc::RLIMIT_NOFILE, &mut lim) };
     let end = if r == 0 {
-        lim.rlim_cur.min(c_int::MAX as u64) as c_int
+        lim.rlim_cur.min(c_int::MAX as u64) as c_uint
     } else {
         1024
     };
-    for fd in first..end {
-        // SAFETY: close(2) of a descriptor the application asked to close.
+    for fd in first..end.min(last.saturating_add(1)) {
+        // SAFETY: close(2) of a number in that range, as above.
         unsafe { libc::syscall(libc::SYS_close, fd) };
     }
 }

@@ -2,7 +2,8 @@
 //! backend, which never pass through libc and so can never re-enter the
 //! interposed functions. Nothing in here touches `errno`.
 
-use rustix::fd::{AsFd, BorrowedFd, IntoRawFd, OwnedFd, RawFd};
+use crate::own_fds;
+use rustix::fd::{AsFd, AsRawFd, BorrowedFd, IntoRawFd, RawFd};
 use rustix::fs::{self, AtFlags, Mode, OFlags};
 use rustix::io::Errno;
 use std::ffi::OsStr;
@@ -57,27 +58,30 @@ pub fn open_descriptors() -> Result<usize, Errno> {
     Ok(list_dir(dir.as_fd())?.len().saturating_sub(1))
 }
 
-/// A descriptor of the library's own. Unlike std's OwnedFd, dropping it
-/// closes with the raw system call, not through libc's `close` - which is
-/// one of the interposed functions.
+/// A descriptor of the library's own, recorded in `own_fds` for as long as
+/// it is open. Unlike std's OwnedFd, dropping it closes with the raw system
+/// call, not through libc's `close` - which is one of the interposed
+/// functions.
 pub struct OwnFd(RawFd);
-
-impl OwnFd {
-    fn from_owned(fd: OwnedFd) -> OwnFd {
-        OwnFd(fd.into_raw_fd())
-    }
-}
 
 impl AsFd for OwnFd {
     fn as_fd(&self) -> BorrowedFd<'_> {
-        // SAFETY: the descriptor is open for as long as self exists.
+        // SAFETY: `self.0` stays open while `self` exists: only Drop closes
+        // it, and the application's closefrom/close_range spare it (it is
+        // recorded in own_fds); the borrow cannot outlive `self`.
         unsafe { BorrowedFd::borrow_raw(self.0) }
     }
 }
 
 impl Drop for OwnFd {
     fn drop(&mut self) {
-        // SAFETY: we own the descriptor and nothing uses it after this.
+        let changing = own_fds::changing();
+        changing.forget(self.0);
+        // SAFETY: `self.0` was opened by `openat` below and recorded as the
+        // library's, so no application call closed it (closefrom and
+        // close_range close around recorded numbers; the library numbers
+        // its own far above the application's); this is its only close,
+        // and the OwnFd is gone after it.
         unsafe { rustix::io::close(self.0) }
     }
 }
@@ -90,14 +94,24 @@ pub fn openat(
     flags: OFlags,
     mode: Mode,
 ) -> Result<OwnFd, Errno> {
-    let fd = OwnFd::from_owned(fs::openat(dirfd, path, flags | OFlags::CLOEXEC, mode)?);
+    // From the kernel's answer until the number is recorded, an
+    // application's closefrom waits.
+    let changing = own_fds::changing();
+    let fd = fs::openat(dirfd, path, flags | OFlags::CLOEXEC, mode)?;
     // Above the base while there is room there; where there is none (the
     // application uses those numbers, or the process is at its limit: the
     // duplicate needs a second descriptor), the number the kernel gave.
-    Ok(own_fd_base()
-        .and_then(|base| rustix::io::fcntl_dupfd_cloexec(&fd, base).ok())
-        .map(OwnFd::from_owned)
-        .unwrap_or(fd))
+    let fd = dup_high(fd.as_fd()).unwrap_or(fd);
+    if !changing.record(fd.as_raw_fd()) {
+        return Err(Errno::MFILE);
+    }
+    Ok(OwnFd(fd.into_raw_fd()))
+}
+
+/// A close-on-exec duplicate of `fd` numbered from `own_fd_base` up; None
+/// when the limit is too small to split, or there is no room there.
+pub fn dup_high(fd: BorrowedFd<'_>) -> Option<rustix::fd::OwnedFd> {
+    own_fd_base().and_then(|base| rustix::io::fcntl_dupfd_cloexec(fd, base).ok())
 }
 
 /// One line from the library on the process's stderr (a server's error
@@ -120,7 +134,6 @@ pub fn borrow(fd: libc::c_int) -> BorrowedFd<'static> {
 /// The kernel's name for an open descriptor (`/proc/self/fd/N`): absolute,
 /// with symbolic links resolved.
 pub fn fd_path(fd: BorrowedFd<'_>) -> Result<PathBuf, Errno> {
-    use std::os::fd::AsRawFd;
     let link = format!("/proc/self/fd/{}", fd.as_raw_fd());
     let target = fs::readlinkat(fs::CWD, link.as_str(), Vec::new())?;
     Ok(PathBuf::from(OsStr::from_bytes(target.as_bytes())))
@@ -242,7 +255,6 @@ pub fn list_dir(dir: BorrowedFd<'_>) -> Result<Vec<std::ffi::OsString>, Errno> {
 /// little left to write. Only for the library's own threads: it may set
 /// errno.
 pub fn start_writeback(fd: BorrowedFd<'_>, off: u64, len: u64) {
-    use std::os::fd::AsRawFd;
     // SAFETY: sync_file_range reads only its integer arguments; a failure
     // (e.g. a file system without it) costs nothing but the early start.
     unsafe {

@@ -16,100 +16,25 @@
 //! completions the kernel posted, minus the ones we posted.
 
 use crate::gate::{Gate, LibraryScope};
-use crate::hooks;
-use core::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, AtomicU32, AtomicU8, Ordering::*};
+use crate::liburing::{self as lu, Ring as LiburingRing, Sqe};
+use crate::uring_pool::{self as pool, Call, Op};
+use core::sync::atomic::{AtomicI32, AtomicPtr, AtomicU32, AtomicU8, Ordering::*};
 use libc::{c_int, c_void, iovec};
-use std::collections::VecDeque;
-use std::sync::{Condvar, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// The head of liburing's `struct io_uring` (liburing.h: flags at 192,
-/// ring_fd at 196), the same layout since liburing 2.0.
-#[repr(C)]
-struct SubmissionQueue {
-    khead: *const AtomicU32,
-    ktail: *const AtomicU32,
-    kring_mask: *const u32,
-    kring_entries: *const u32,
-    kflags: *const u32,
-    kdropped: *const u32,
-    array: *mut u32,
-    sqes: *mut Sqe,
-    sqe_head: u32,
-    sqe_tail: u32,
-}
-
-#[repr(C)]
-struct CompletionQueue {
-    khead: *const AtomicU32,
-    ktail: *const AtomicU32,
-}
-
-#[repr(C)]
-struct LiburingRing {
-    sq: SubmissionQueue,
-    _sq_rest: [u8; 104 - 72],
-    cq: CompletionQueue,
-    _cq_rest: [u8; 88 - 16],
-    flags: u32,
-    ring_fd: c_int,
-}
-
-/// A submission queue entry (struct io_uring_sqe).
-#[repr(C)]
-#[derive(Clone, Copy, Default)]
-struct Sqe {
-    opcode: u8,
-    flags: u8,
-    ioprio: u16,
-    fd: i32,
-    off: u64,
-    addr: u64,
-    len: u32,
-    op_flags: u32,
-    user_data: u64,
-    buf_index: u16,
-    personality: u16,
-    splice_fd_in: i32,
-    addr3: u64,
-    _pad: u64,
-}
-const _: () = assert!(core::mem::size_of::<Sqe>() == 64);
-const _: () = assert!(core::mem::size_of::<LiburingRing>() == 200);
-
-const OP_NOP: u8 = 0;
-const OP_READV: u8 = 1;
-const OP_WRITEV: u8 = 2;
-const OP_FSYNC: u8 = 3;
-const OP_READ_FIXED: u8 = 4;
-const OP_WRITE_FIXED: u8 = 5;
-const OP_POLL_ADD: u8 = 6;
-const OP_SYNC_FILE_RANGE: u8 = 8;
-const OP_RECVMSG: u8 = 10;
-const OP_TIMEOUT: u8 = 11;
-const OP_FALLOCATE: u8 = 17;
-const OP_READ: u8 = 22;
-const OP_WRITE: u8 = 23;
-const OP_FADVISE: u8 = 24;
-
-const IOSQE_CQE_SKIP_SUCCESS: u8 = 1 << 6;
-const IOSQE_ASYNC: u8 = 1 << 4;
-const IORING_FSYNC_DATASYNC: u32 = 1;
-
-const SETUP_SQE128: u32 = 1 << 10;
-/// Setup flags a ring may have and still be captured: CQSIZE, CLAMP,
-/// ATTACH_WQ, SUBMIT_ALL, COOP_TASKRUN, TASKRUN_FLAG, SQE128, CQE32,
-/// SINGLE_ISSUER. Not SQPOLL (the kernel would consume entries on its own
-/// time), IOPOLL, R_DISABLED or DEFER_TASKRUN.
-const SETUP_CAPTURABLE: u32 = (1 << 3)
-    | (1 << 4)
-    | (1 << 5)
-    | (1 << 7)
-    | (1 << 8)
-    | (1 << 9)
-    | SETUP_SQE128
-    | (1 << 11)
-    | (1 << 12);
+/// Setup flags a ring may have and still be captured. Not SQPOLL (the
+/// kernel would consume entries on its own time), IOPOLL, R_DISABLED or
+/// DEFER_TASKRUN.
+const SETUP_CAPTURABLE: u32 = lu::IORING_SETUP_CQSIZE
+    | lu::IORING_SETUP_CLAMP
+    | lu::IORING_SETUP_ATTACH_WQ
+    | lu::IORING_SETUP_SUBMIT_ALL
+    | lu::IORING_SETUP_COOP_TASKRUN
+    | lu::IORING_SETUP_TASKRUN_FLAG
+    | lu::IORING_SETUP_SQE128
+    | lu::IORING_SETUP_CQE32
+    | lu::IORING_SETUP_SINGLE_ISSUER;
 
 pub const MAX_RINGS: usize = 16;
 
@@ -150,6 +75,9 @@ fn kernel_can_capture() -> bool {
         2 => true,
         _ => {
             let _lib = LibraryScope::enter();
+            // The probe's ring is open only inside this hold: an
+            // application's closefrom waits for it.
+            let _changing = crate::own_fds::changing();
             let ok = (|| {
                 let ring = io_uring::IoUring::new(2).ok()?;
                 let mut probe = io_uring::Probe::new();
@@ -197,7 +125,8 @@ pub unsafe fn register(ring: *mut c_void) -> bool {
             r.nops.store(0, Relaxed);
             r.posted.store(0, Relaxed);
             r.uncounted.store(0, Relaxed);
-            // SAFETY: liburing filled in the ring; ring_fd is plain data.
+            // SAFETY: `app` is the struct io_uring liburing just
+            // initialised (this function's contract); ring_fd is an int.
             r.fd.store(unsafe { (*app).ring_fd }, Relaxed);
             r.app.store(app, Release);
             return true;
@@ -227,8 +156,9 @@ pub fn queued(ring: *mut c_void) -> u32 {
         return 0;
     }
     let app = ring.cast::<LiburingRing>();
-    // SAFETY: a followed ring, read by its submitting thread (the caller's
-    // contract in the hooks).
+    // SAFETY: a followed ring (found above), so a struct io_uring liburing
+    // initialised and not yet torn down; its sqe_head and sqe_tail are
+    // changed only by its submitter, the calling thread (the hooks' rule).
     unsafe { (*app).sq.sqe_tail.wrapping_sub((*app).sq.sqe_head) }
 }
 
@@ -243,7 +173,7 @@ pub fn is_followed(fd: c_int) -> bool {
     RINGS
         .iter()
         .any(|r| !r.app.load(Acquire).is_null() && r.fd.load(Relaxed) == fd)
-        || WORKER_RING_FDS.iter().any(|w| w.load(Relaxed) == fd)
+        || pool::is_worker_ring(fd)
 }
 
 // ---- submitting ----
@@ -254,8 +184,10 @@ pub fn is_followed(fd: c_int) -> bool {
 /// `app` is a followed ring, and the caller is its submitter (liburing's
 /// rule: one thread submits at a time), so the entries stand still.
 unsafe fn pending(app: *mut LiburingRing) -> impl Iterator<Item = *mut Sqe> {
-    // SAFETY: per the contract, liburing's fields are initialised and only
-    // this thread changes them now.
+    // SAFETY: `app` is a struct io_uring liburing initialised (followed
+    // rings only); `kring_mask` points into the ring it mapped, and the
+    // submitter (this thread, by contract) is the only one changing the
+    // head and tail read here.
     let (head, tail, mask, sqes, shift) = unsafe {
         let sq = &(*app).sq;
         (
@@ -263,34 +195,31 @@ unsafe fn pending(app: *mut LiburingRing) -> impl Iterator<Item = *mut Sqe> {
             sq.sqe_tail,
             *sq.kring_mask,
             sq.sqes,
-            u32::from((*app).flags & SETUP_SQE128 != 0),
+            u32::from((*app).flags & lu::IORING_SETUP_SQE128 != 0),
         )
     };
-    // SAFETY: every index is masked into the entry array liburing mapped.
+    // SAFETY: every index is masked by the ring's mask (shifted for 128-byte
+    // entries) into the `sqes` array liburing mapped, of mask + 1 entries.
     (0..tail.wrapping_sub(head))
         .map(move |i| unsafe { sqes.add(((head.wrapping_add(i) & mask) << shift) as usize) })
 }
 
 /// Whether the kernel posts exactly one completion for this entry, which
-/// counting in-flight operations relies on. Opcodes of io_uring.h; not
-/// ACCEPT (13) and RECV (27), which may be multishot, EPOLL_CTL (29),
-/// MSG_RING (40), which posts into another ring, nor anything newer.
+/// counting in-flight operations relies on. The opcodes from NOP to LINKAT
+/// but ACCEPT and RECV, which may be multishot, EPOLL_CTL and, after
+/// LINKAT, MSG_RING, which posts into another ring, nor anything newer.
 fn countable(sqe: &Sqe) -> bool {
+    use lu::*;
     let multishot = match sqe.opcode {
-        OP_POLL_ADD => sqe.len & 1 != 0,            // IORING_POLL_ADD_MULTI
-        OP_RECVMSG => sqe.ioprio & (1 << 1) != 0,   // IORING_RECV_MULTISHOT
-        OP_TIMEOUT => sqe.op_flags & (1 << 6) != 0, // IORING_TIMEOUT_MULTISHOT
+        OP_POLL_ADD => sqe.len & IORING_POLL_ADD_MULTI != 0,
+        OP_RECVMSG => sqe.ioprio & IORING_RECV_MULTISHOT != 0,
+        OP_TIMEOUT => sqe.op_flags & IORING_TIMEOUT_MULTISHOT != 0,
         _ => false,
     };
     sqe.flags & IOSQE_CQE_SKIP_SUCCESS == 0
         && !multishot
-        && matches!(
-            sqe.opcode,
-            0..=12 // NOP .. TIMEOUT_REMOVE
-                | 14..=26 // ASYNC_CANCEL .. SEND
-                | 28 // OPENAT2
-                | 30..=39 // SPLICE .. LINKAT
-        )
+        && (OP_NOP..=OP_LINKAT).contains(&sqe.opcode)
+        && ![OP_ACCEPT, OP_RECV, OP_EPOLL_CTL].contains(&sqe.opcode)
 }
 
 /// Mark `r` uncountable if `sqe`, submitted natively, may complete other
@@ -301,62 +230,10 @@ fn note_native(r: &Ring, sqe: &Sqe) {
     }
 }
 
-/// What an entry asks, when the pool can run it through the interposed
-/// functions.
-#[derive(Clone, Copy)]
-enum Call {
-    Nop,
-    Writev {
-        fd: c_int,
-        off: u64,
-    },
-    Readv {
-        fd: c_int,
-        off: u64,
-    },
-    Write {
-        fd: c_int,
-        buf: u64,
-        n: u32,
-        off: u64,
-    },
-    Read {
-        fd: c_int,
-        buf: u64,
-        n: u32,
-        off: u64,
-    },
-    Fsync {
-        fd: c_int,
-        datasync: bool,
-    },
-    Fallocate {
-        fd: c_int,
-        mode: c_int,
-        off: u64,
-        len: u64,
-    },
-    SyncFileRange {
-        fd: c_int,
-        off: u64,
-        len: u32,
-        flags: u32,
-    },
-    Fadvise {
-        fd: c_int,
-        off: u64,
-        len: u32,
-        advice: u32,
-    },
-    /// Completes with this negative errno, as the kernel would complete it
-    /// (an iovec array it cannot read or of too many entries).
-    Fail(i32),
-}
-
-/// The file position: an entry's offset of -1.
-const AT_POSITION: u64 = u64::MAX;
-
+/// What `sqe` asks, if the pool can run it through the interposed
+/// functions; None for anything else.
 fn call_of(sqe: &Sqe) -> Option<Call> {
+    use lu::*;
     // Fixed files, links, drains and buffer selection tie an entry to its
     // ring; only IOSQE_ASYNC (a hint) is harmless.
     if sqe.flags & !IOSQE_ASYNC != 0 {
@@ -408,21 +285,6 @@ fn call_of(sqe: &Sqe) -> Option<Call> {
     })
 }
 
-/// A taken-out operation, for the pool.
-struct Op {
-    ring: &'static Ring,
-    user_data: u64,
-    call: Call,
-    /// The iovec array, copied: the application may reuse its own once the
-    /// submit returns (IORING_FEAT_SUBMIT_STABLE).
-    iov: Vec<iovec>,
-}
-
-// SAFETY: the raw pointers inside are the application's buffers, which
-// io_uring's contract keeps valid until the operation completes; the pool
-// thread is the only one using them.
-unsafe impl Send for Op {}
-
 /// The submit hooks: `submit` is liburing's real function, called once.
 ///
 /// # Safety
@@ -435,16 +297,19 @@ pub unsafe fn submit<R>(gate: &Gate, ring: *mut c_void, submit: impl FnOnce() ->
     let app = ring.cast::<LiburingRing>();
     if !gate.capturing() {
         if r.uncounted.load(Relaxed) == 0 {
-            // SAFETY: per this function's contract.
+            // SAFETY: `app` is a followed ring (found above) and this thread
+            // its submitter (this function's contract): `pending`'s.
             for sqe in unsafe { pending(app) } {
-                // SAFETY: a queued entry, not yet submitted.
+                // SAFETY: an entry of liburing's mapped array between its
+                // head and tail: queued, not submitted, so nobody writes it.
                 note_native(r, unsafe { &*sqe });
             }
         }
         return submit();
     }
     let _l = r.lock.lock().unwrap_or_else(|e| e.into_inner());
-    // SAFETY: per this function's contract.
+    // SAFETY: `app` is followed (found above), this thread submits it (this
+    // function's contract), and `r`'s lock is held: `take_out`'s contract.
     let taken = std::panic::catch_unwind(|| unsafe { take_out(gate, r, app) });
     if taken.is_err() {
         fail(
@@ -460,14 +325,15 @@ pub unsafe fn submit<R>(gate: &Gate, ring: *mut c_void, submit: impl FnOnce() ->
 /// # Safety
 /// As `submit`.
 unsafe fn take_out(gate: &Gate, r: &'static Ring, app: *mut LiburingRing) {
-    if !pool_running() {
+    if !pool::running() {
         fail(
             gate,
             "cannot start the threads that run io_uring operations during a backup".into(),
         );
         return;
     }
-    // SAFETY: per the contract.
+    // SAFETY: `app` is followed and this thread its submitter (this
+    // function's contract): `pending`'s.
     for p in unsafe { pending(app) } {
         // SAFETY: a queued entry, ours to read and rewrite until the real
         // submit below hands it to the kernel.
@@ -494,15 +360,16 @@ unsafe fn take_out(gate: &Gate, r: &'static Ring, app: *mut LiburingRing) {
             }
             _ => (call, Vec::new()),
         };
-        enqueue(Op {
-            ring: r,
+        pool::enqueue(Op {
+            ring_fd: &r.fd,
+            posted: &r.posted,
             user_data: sqe.user_data,
             call,
             iov,
         });
         *sqe = Sqe {
-            opcode: OP_NOP,
-            flags: IOSQE_CQE_SKIP_SUCCESS,
+            opcode: lu::OP_NOP,
+            flags: lu::IOSQE_CQE_SKIP_SUCCESS,
             ..Sqe::default()
         };
         r.nops.fetch_add(1, Release);
@@ -608,198 +475,155 @@ pub fn wait_native(timeout: Duration) -> Result<(), (i32, String)> {
     Ok(())
 }
 
-// ---- the pool ----
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use io_uring::opcode;
 
-const WORKERS: usize = 4;
-static QUEUE: Mutex<VecDeque<Op>> = Mutex::new(VecDeque::new());
-static QUEUED: Condvar = Condvar::new();
-static STARTED: AtomicBool = AtomicBool::new(false);
-#[allow(clippy::declare_interior_mutable_const)]
-const NO_FD: AtomicI32 = AtomicI32::new(-1);
-static WORKER_RING_FDS: [AtomicI32; WORKERS] = [NO_FD; WORKERS];
-
-/// Start the pool once; false when no thread could be started (entries
-/// are then left in their ring and the backup fails).
-fn pool_running() -> bool {
-    static SPAWN: Mutex<()> = Mutex::new(());
-    if STARTED.load(Acquire) {
-        return true;
-    }
-    let _l = SPAWN.lock().unwrap_or_else(|e| e.into_inner());
-    if STARTED.load(Acquire) {
-        return true;
-    }
-    let mut running = 0;
-    for fd in &WORKER_RING_FDS {
-        // Each thread posts from a small ring of its own, set up here so
-        // that a failure leaves no operation waiting for it.
-        let ring = {
-            let _lib = LibraryScope::enter();
-            io_uring::IoUring::new(2)
-        };
-        let Ok(ring) = ring else { continue };
-        let ring_fd = std::os::fd::AsRawFd::as_raw_fd(&ring);
-        let spawned = std::thread::Builder::new()
-            .name("hotbackup-uring".into())
-            .spawn(move || worker(ring));
-        if spawned.is_ok() {
-            fd.store(ring_fd, Relaxed);
-            running += 1;
+    fn sqe(op: u8) -> Sqe {
+        Sqe {
+            opcode: op,
+            fd: 7,
+            off: 4096,
+            addr: 0x1000,
+            len: 512,
+            user_data: 99,
+            ..Sqe::default()
         }
     }
-    if running > 0 {
-        STARTED.store(true, Release);
+
+    fn with(op: u8, f: impl FnOnce(&mut Sqe)) -> Sqe {
+        let mut e = sqe(op);
+        f(&mut e);
+        e
     }
-    running > 0
-}
 
-fn enqueue(op: Op) {
-    QUEUE
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .push_back(op);
-    QUEUED.notify_one();
-}
-
-fn worker(mut ring: io_uring::IoUring) {
-    loop {
-        let op = {
-            let mut q = QUEUE.lock().unwrap_or_else(|e| e.into_inner());
-            loop {
-                if let Some(op) = q.pop_front() {
-                    break op;
-                }
-                q = QUEUED.wait(q).unwrap_or_else(|e| e.into_inner());
-            }
-        };
-        // SAFETY: the operation's buffers stay valid until its completion,
-        // which is posted only below.
-        let res = std::panic::catch_unwind(|| unsafe { run(&op) }).unwrap_or(-libc::EIO);
-        post(&mut ring, &op, res);
-        op.ring.posted.fetch_add(1, Release);
-    }
-}
-
-/// Run an operation the way the kernel would have, through the interposed
-/// functions; returns the completion's result (bytes or -errno).
-///
-/// # Safety
-/// The operation's buffers are valid, as io_uring requires of the
-/// application until completion.
-unsafe fn run(op: &Op) -> i32 {
-    let iov = op.iov.as_ptr();
-    let cnt = op.iov.len() as c_int;
-    // SAFETY: each arm forwards the application's own arguments to the
-    // function the entry stands for.
-    let r: i64 = unsafe {
-        match op.call {
-            Call::Nop => 0,
-            Call::Fail(e) => return e,
-            Call::Writev {
-                fd,
-                off: AT_POSITION,
-            } => hooks::writev(fd, iov, cnt) as i64,
-            Call::Writev { fd, off } => hooks::pwritev64(fd, iov, cnt, off as i64) as i64,
-            Call::Readv {
-                fd,
-                off: AT_POSITION,
-            } => libc::readv(fd, iov, cnt) as i64,
-            Call::Readv { fd, off } => libc::preadv64(fd, iov, cnt, off as i64) as i64,
-            Call::Write {
-                fd,
-                buf,
-                n,
-                off: AT_POSITION,
-            } => hooks::write(fd, buf as *const c_void, n as usize) as i64,
-            Call::Write { fd, buf, n, off } => {
-                hooks::pwrite64(fd, buf as *const c_void, n as usize, off as i64) as i64
-            }
-            Call::Read {
-                fd,
-                buf,
-                n,
-                off: AT_POSITION,
-            } => libc::read(fd, buf as *mut c_void, n as usize) as i64,
-            Call::Read { fd, buf, n, off } => {
-                libc::pread64(fd, buf as *mut c_void, n as usize, off as i64) as i64
-            }
-            Call::Fsync { fd, datasync } => i64::from(if datasync {
-                libc::fdatasync(fd)
-            } else {
-                libc::fsync(fd)
+    #[test]
+    fn countable_entries_complete_exactly_once() {
+        for op in [
+            opcode::Nop::CODE,
+            opcode::Writev::CODE,
+            opcode::Write::CODE,
+            opcode::Fsync::CODE,
+            opcode::PollAdd::CODE,
+            opcode::RecvMsg::CODE,
+            opcode::Timeout::CODE,
+            opcode::TimeoutRemove::CODE,
+            opcode::AsyncCancel::CODE,
+            opcode::Send::CODE,
+            opcode::OpenAt2::CODE,
+            opcode::Splice::CODE,
+            opcode::LinkAt::CODE,
+        ] {
+            assert!(countable(&sqe(op)), "opcode {op}");
+        }
+        // Possibly multishot, posting elsewhere, or newer than LINKAT.
+        for op in [
+            opcode::Accept::CODE,
+            opcode::Recv::CODE,
+            opcode::EpollCtl::CODE,
+            opcode::MsgRingData::CODE,
+            opcode::LinkAt::CODE + 2,
+            u8::MAX,
+        ] {
+            assert!(!countable(&sqe(op)), "opcode {op}");
+        }
+        // Multishot forms, and skipped completions.
+        let multi = [
+            with(opcode::PollAdd::CODE, |e| e.len = lu::IORING_POLL_ADD_MULTI),
+            with(opcode::RecvMsg::CODE, |e| {
+                e.ioprio = lu::IORING_RECV_MULTISHOT
             }),
-            Call::Fallocate { fd, mode, off, len } => {
-                i64::from(hooks::fallocate64(fd, mode, off as i64, len as i64))
-            }
-            Call::SyncFileRange {
-                fd,
-                off,
-                len,
-                flags,
-            } => i64::from(libc::sync_file_range(fd, off as i64, i64::from(len), flags)),
-            Call::Fadvise {
-                fd,
-                off,
-                len,
-                advice,
-            } => {
-                // Returns the error number itself.
-                let e = libc::posix_fadvise(fd, off as i64, i64::from(len), advice as c_int);
-                return -e;
-            }
+            with(opcode::Timeout::CODE, |e| {
+                e.op_flags = lu::IORING_TIMEOUT_MULTISHOT
+            }),
+            with(opcode::Write::CODE, |e| {
+                e.flags = lu::IOSQE_CQE_SKIP_SUCCESS
+            }),
+        ];
+        for e in multi {
+            assert!(!countable(&e), "opcode {} counted", e.opcode);
         }
-    };
-    if r < 0 {
-        -crate::sys::errno()
-    } else {
-        r as i32
     }
-}
 
-/// Post the operation's completion to the application's ring. A full
-/// completion queue is retried: the application is reaping.
-fn post(ring: &mut io_uring::IoUring, op: &Op, res: i32) {
-    let _lib = LibraryScope::enter();
-    // The application's ring stays set up until this completion is posted:
-    // `unregister` waits for it.
-    let ring_fd = op.ring.fd.load(Relaxed);
-    let msg =
-        io_uring::opcode::MsgRingData::new(io_uring::types::Fd(ring_fd), res, op.user_data, None)
-            .build();
-    let began = Instant::now();
-    loop {
-        // SAFETY: a MSG_RING entry carries no pointer.
-        let pushed = unsafe { ring.submission().push(&msg) }.is_ok();
-        let result = if pushed {
-            match ring.submit_and_wait(1) {
-                Ok(_) => ring.completion().next().map_or(-libc::EIO, |c| c.result()),
-                Err(e) => -e.raw_os_error().unwrap_or(libc::EIO),
-            }
-        } else {
-            -libc::EBUSY
-        };
-        if result >= 0 {
-            return;
-        }
-        let transient = matches!(
-            -result,
-            libc::EAGAIN | libc::EOVERFLOW | libc::EBUSY | libc::EINTR
+    #[test]
+    fn call_of_runs_plain_file_operations_only() {
+        assert_eq!(call_of(&sqe(opcode::Nop::CODE)), Some(Call::Nop));
+        assert_eq!(
+            call_of(&sqe(opcode::Writev::CODE)),
+            Some(Call::Writev { fd: 7, off: 4096 })
         );
-        if !transient || began.elapsed() > Duration::from_secs(60) {
-            crate::sys::say(&format!(
-                "cannot post an io_uring completion to descriptor {ring_fd}: error {}",
-                -result
-            ));
-            return;
-        }
-        std::thread::sleep(Duration::from_micros(200));
-    }
-}
+        let write = Call::Write {
+            fd: 7,
+            buf: 0x1000,
+            n: 512,
+            off: 4096,
+        };
+        assert_eq!(call_of(&sqe(opcode::Write::CODE)), Some(write));
+        // A registered buffer is still the application's memory.
+        assert_eq!(call_of(&sqe(opcode::WriteFixed::CODE)), Some(write));
+        assert_eq!(
+            call_of(&sqe(opcode::Read::CODE)),
+            Some(Call::Read {
+                fd: 7,
+                buf: 0x1000,
+                n: 512,
+                off: 4096
+            })
+        );
+        let fsync = with(opcode::Fsync::CODE, |e| {
+            e.off = 0;
+            e.len = 0;
+            e.op_flags = lu::IORING_FSYNC_DATASYNC;
+        });
+        assert_eq!(
+            call_of(&fsync),
+            Some(Call::Fsync {
+                fd: 7,
+                datasync: true
+            })
+        );
+        assert_eq!(
+            call_of(&sqe(opcode::Fallocate::CODE)),
+            Some(Call::Fallocate {
+                fd: 7,
+                mode: 512,
+                off: 4096,
+                len: 0x1000
+            })
+        );
+        // IOSQE_ASYNC is a hint: run as well.
+        let async_hint = with(opcode::Writev::CODE, |e| e.flags = lu::IOSQE_ASYNC);
+        assert!(call_of(&async_hint).is_some());
 
-pub fn after_fork_child() {
-    // The pool's threads are gone in the child; a later backup starts new ones.
-    STARTED.store(false, Relaxed);
-    for fd in &WORKER_RING_FDS {
-        fd.store(-1, Relaxed);
+        let refused = [
+            // RWF_ flags, a range fsync, fixed files, links, drains...
+            with(opcode::Writev::CODE, |e| {
+                e.op_flags = libc::RWF_DSYNC as u32
+            }),
+            with(opcode::Write::CODE, |e| {
+                e.op_flags = libc::RWF_APPEND as u32
+            }),
+            sqe(opcode::Fsync::CODE),
+            with(opcode::Write::CODE, |e| e.flags = 1), // IOSQE_FIXED_FILE
+            with(opcode::Write::CODE, |e| e.flags = 1 << 2), // IOSQE_IO_LINK
+            with(opcode::Write::CODE, |e| e.flags = 1 << 1), // IOSQE_IO_DRAIN
+            with(opcode::Write::CODE, |e| {
+                e.flags = lu::IOSQE_CQE_SKIP_SUCCESS
+            }),
+            // ...and what is not a plain file operation.
+            sqe(opcode::OpenAt::CODE),
+            sqe(opcode::Send::CODE),
+            sqe(opcode::MsgRingData::CODE),
+        ];
+        for e in refused {
+            assert_eq!(
+                call_of(&e),
+                None,
+                "opcode {} flags {:#x}",
+                e.opcode,
+                e.flags
+            );
+        }
     }
 }

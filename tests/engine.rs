@@ -288,6 +288,18 @@ fn closefrom_closes_without_close_range_syscall() {
     scenario("missing_libc", "closefrom_without_close_range_syscall", 30);
 }
 
+/// The application's closefrom/close_range during a backup closes its own
+/// descriptors, not the library's.
+#[test]
+fn closefrom_during_backup_spares_the_library() {
+    scenario("missing_libc", "closefrom_during_backup", 90);
+}
+
+#[test]
+fn close_range_during_backup_spares_the_library() {
+    scenario("missing_libc", "close_range_during_backup", 90);
+}
+
 #[test]
 fn exec_under_preload() {
     // The library in programs that never call it, including a shell that
@@ -424,6 +436,12 @@ fn uring_scenario(name: &str) {
 #[test]
 fn writes_through_a_ring_under_backup() {
     uring_scenario("writes_through_a_ring_under_backup");
+}
+
+/// closefrom between two backups leaves the io_uring pool's rings open.
+#[test]
+fn closefrom_keeps_the_pool_rings() {
+    uring_scenario("closefrom_keeps_the_pool_rings");
 }
 
 #[test]

@@ -214,6 +214,13 @@ static int panic_in_hook(const char *work) {
     panic_once(&d, "after_real_call", rw, 4096, 16, 4242);
     /* Before it: the call is made all the same. */
     panic_once(&d, "before_real_call", rw, 8192, 16, 4242);
+    /* On a pipe, which the hook passes straight to the real call (no
+     * mirror, no hold on the session): the backup still fails. */
+    int pipe_fds[2];
+    SYS(pipe(pipe_fds));
+    panic_once(&d, "before_real_call", pipe_fds[1], 0, -1, ESPIPE);
+    SYS(close(pipe_fds[0]));
+    SYS(close(pipe_fds[1]));
     SYS(close(rw));
     SYS(close(rd));
     /* The writes happened, once each. */

@@ -11,6 +11,7 @@
 #include <linux/seccomp.h>
 #include <stddef.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 
 /* Declared here: glibc 2.17's headers have neither. */
@@ -29,9 +30,7 @@ static int is_closed(int fd) { return fcntl(fd, F_GETFD) == -1 && errno == EBADF
 /* With a backup running, open a source file on FD, write to it, close it with
  * close_range, then put another source file on the same number and write to
  * that: the copy of each must hold exactly its own writes, so the hook must
- * have closed the descriptor and forgotten it. (closefrom is not called while
- * a backup runs: it would close the library's own descriptors, which sit at
- * high numbers, as glibc's closefrom would.) */
+ * have closed the descriptor and forgotten it. */
 static int close_range_reused(const char *work) {
     struct dirs d;
     scenario_dirs(&d, work, "close_range_reused");
@@ -55,6 +54,112 @@ static int close_range_reused(const char *work) {
     SYS(close(fd));
     say_path("close_range");
     return finish_and_compare(&bk, &d);
+}
+
+#ifndef CLOSE_RANGE_UNSHARE
+#define CLOSE_RANGE_UNSHARE (1U << 1)
+#endif
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
+
+#define CLOSE_FILES 8
+#define CLOSE_FILE_SIZE (1 << 20)
+#define CLOSE_LIMIT 1024 /* the library's descriptors: from 512 up */
+
+/* One page of pattern `seed` written at page `page` of `fd`. */
+static void write_page(int fd, unsigned seed, int page) {
+    char buf[4096];
+    fill_pattern(buf, sizeof buf, seed, 0);
+    CHECK(pwrite(fd, buf, sizeof buf, (off_t)page * 4096) == (ssize_t)sizeof buf, "pwrite: %s",
+          strerror(errno));
+}
+
+/* Open every source file and write a page to each: the files the copier has
+ * already copied get their writes mirrored, through descriptors the library
+ * opens on them and on their copies and keeps. */
+static void write_all(const char *src, int *fds, unsigned seed) {
+    char p[PATH_MAX], name[32];
+    for (int i = 0; i < CLOSE_FILES; i++) {
+        fmt(name, sizeof name, "f%d", i);
+        fds[i] = open(path_join(p, src, name), O_RDWR);
+        SYS(fds[i]);
+        write_page(fds[i], seed + (unsigned)i, (int)(seed % 200));
+    }
+}
+
+/* While a backup copies files that are being written, the application
+ * closes every descriptor from 3 up (HOW: closefrom, or close_range with
+ * flags 0), including two it put among and above the library's own (which
+ * sit from half the limit up, here 512). Its own must all be closed; the
+ * library's (the copier's, the mirror's, the destination directories') must
+ * not: the writes after the call are mirrored too, and the copy equals the
+ * source byte for byte. errno is left as it was. */
+static int close_all_during_backup(const char *work, const char *name, int how) {
+    struct dirs d;
+    scenario_dirs(&d, work, name);
+    char p[PATH_MAX], fname[32];
+    for (int i = 0; i < CLOSE_FILES; i++) {
+        fmt(fname, sizeof fname, "f%d", i);
+        make_file(path_join(p, d.src, fname), CLOSE_FILE_SIZE, (unsigned)i);
+    }
+    struct rlimit old, lim;
+    SYS(getrlimit(RLIMIT_NOFILE, &old));
+    if (old.rlim_max < CLOSE_LIMIT) return SKIP_EXIT;
+    lim = old;
+    lim.rlim_cur = CLOSE_LIMIT;
+    SYS(setrlimit(RLIMIT_NOFILE, &lim));
+
+    struct bg_backup bk;
+    bg_start(&bk, d.src, d.dst, 2 << 20);
+    double t0 = now_s();
+    while (atomic_load(&bk.copied) < 3 * CLOSE_FILE_SIZE) {
+        CHECK(now_s() - t0 < 60 * time_scale(), "the copier did not reach 3 files");
+        still_running(&bk);
+        sleep_s(0.01);
+    }
+    int fds[CLOSE_FILES + 2];
+    write_all(d.src, fds, 1);
+    /* Two of the application's among and above the library's. */
+    fds[CLOSE_FILES] = 700;
+    fds[CLOSE_FILES + 1] = CLOSE_LIMIT - 1;
+    for (int i = CLOSE_FILES; i < CLOSE_FILES + 2; i++) {
+        CHECK(is_closed(fds[i]), "descriptor %d is taken already", fds[i]);
+        SYS(dup2(fds[0], fds[i]));
+    }
+    if (how == 1) {
+        /* CLOEXEC closes nothing: it marks the application's descriptors. */
+        CHECK(close_range(3, ~0U, CLOSE_RANGE_CLOEXEC) == 0, "close_range CLOEXEC: %s",
+              strerror(errno));
+        for (int i = 0; i < CLOSE_FILES + 2; i++)
+            CHECK(fcntl(fds[i], F_GETFD) == FD_CLOEXEC, "descriptor %d not close-on-exec", fds[i]);
+    }
+    errno = 4242;
+    if (how == 0) {
+        closefrom(3);
+    } else {
+        CHECK(close_range(3, ~0U, 0) == 0, "close_range: %s", strerror(errno));
+    }
+    CHECK(errno == 4242, "errno changed to %d", errno);
+    for (int i = 0; i < CLOSE_FILES + 2; i++)
+        CHECK(is_closed(fds[i]), "the application's descriptor %d is still open", fds[i]);
+    still_running(&bk);
+    /* Written again through new descriptors, which may get the numbers just
+     * closed: mirrored through the library's descriptors kept from before. */
+    write_all(d.src, fds, 2);
+    for (int i = 0; i < CLOSE_FILES; i++) SYS(close(fds[i]));
+    say_path(how == 0 ? "closefrom" : "close_range");
+    int r = finish_and_compare(&bk, &d);
+    SYS(setrlimit(RLIMIT_NOFILE, &old));
+    return r;
+}
+
+static int closefrom_during_backup(const char *work) {
+    return close_all_during_backup(work, "closefrom_during_backup", 0);
+}
+
+static int close_range_during_backup(const char *work) {
+    return close_all_during_backup(work, "close_range_during_backup", 1);
 }
 
 /* closefrom closes every descriptor from its argument up; in a child, where
@@ -112,6 +217,8 @@ int main(int argc, char **argv) {
         {"close_range_reused", close_range_reused},
         {"closefrom_closes", closefrom_closes},
         {"closefrom_without_close_range_syscall", closefrom_without_close_range_syscall},
+        {"closefrom_during_backup", closefrom_during_backup},
+        {"close_range_during_backup", close_range_during_backup},
     };
     return run_scenarios(argc, argv, list, sizeof list / sizeof list[0]);
 }

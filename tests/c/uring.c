@@ -430,6 +430,59 @@ static int rings_torn_down_are_forgotten(const char *work) {
     return finish_and_compare(&b, &d);
 }
 
+/* One backup during which a write goes through the ring and must be
+ * captured: the file is copied first (64 KiB), then written while the
+ * filler is still being copied. */
+static void backup_with_a_ring_write(struct aio *a, const char *work, const char *name,
+                                     unsigned seed) {
+    struct dirs d;
+    scenario_dirs(&d, work, name);
+    char f[PATH_MAX], p[PATH_MAX];
+    make_file(path_join(f, d.src, "small"), 64 << 10, 1);
+    make_file(path_join(p, d.src, "filler"), 8 << 20, 2);
+    int fd = open(f, O_RDWR);
+    SYS(fd);
+    struct req q = {0};
+    static char buf[8192];
+    struct bg_backup b;
+    bg_start(&b, d.src, d.dst, 2 << 20);
+    fill_pattern(buf, sizeof buf, seed, 0);
+    aio_write(a, &q, fd, buf, sizeof buf, 8192, 0, 0, 1);
+    aio_quiesce(a);
+    SYS(close(fd));
+    finish_and_compare(&b, &d);
+}
+
+/* The threads that run ring operations during a backup post completions
+ * from rings of their own, which outlive the backup and are numbered high,
+ * with the library's other descriptors. An application's
+ * closefrom between two backups closes its own descriptors above its ring,
+ * not those: the second backup's ring write still completes and is
+ * captured. */
+static int closefrom_keeps_the_pool_rings(const char *work) {
+    struct aio a;
+    aio_init(&a);
+    backup_with_a_ring_write(&a, work, "closefrom_keeps_the_pool_rings_1", 60);
+    /* The pool's rings are numbered with the library's other descriptors,
+     * from half the limit up, not among the application's (which has one
+     * ring; what the test runner left open is not a ring). */
+    for (int fd = a.ring.ring_fd + 1; fd < 64; fd++) {
+        char link[64], target[PATH_MAX] = "?";
+        fmt(link, sizeof link, "/proc/self/fd/%d", fd);
+        if (readlink(link, target, sizeof target - 1) < 0) continue;
+        CHECK(!strstr(target, "io_uring"), "descriptor %d is a ring (%s), not the application's",
+              fd, target);
+    }
+    int mine = 900;
+    CHECK(fcntl(mine, F_GETFD) == -1, "descriptor %d is taken already", mine);
+    SYS(dup2(0, mine));
+    closefrom(a.ring.ring_fd + 1);
+    CHECK(fcntl(mine, F_GETFD) == -1 && errno == EBADF, "descriptor %d is still open", mine);
+    backup_with_a_ring_write(&a, work, "closefrom_keeps_the_pool_rings_2", 61);
+    aio_exit(&a);
+    return 0;
+}
+
 /* One operation through `ring`, waited for: its completion's result. */
 static int ring_op(struct io_uring *ring, int fd, int vectored, const void *addr, unsigned len,
                    off_t off) {
@@ -530,6 +583,7 @@ int main(int argc, char **argv) {
         /* Last: it starts the library's io_uring threads, which the first
          * scenario checks are not started before a backup. */
         {"bad_arguments_through_a_ring", bad_arguments_through_a_ring},
+        {"closefrom_keeps_the_pool_rings", closefrom_keeps_the_pool_rings},
     };
     return run_scenarios(argc, argv, list, sizeof list / sizeof list[0]);
 }
