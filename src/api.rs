@@ -2,6 +2,7 @@
 //! tokubackup_throttle_backup, tokubackup_version_string.
 
 use crate::boundary::boundary;
+use crate::error::{Error, Side};
 use crate::gate::{self, as_application};
 use crate::namespace::Root;
 use crate::session::{self, Exclude, ExcludeFn, Session};
@@ -66,16 +67,15 @@ impl Callbacks {
     }
 }
 
-/// An error before any copying starts.
-struct Refusal(i32, String);
-
-fn refuse(e: Errno, msg: String) -> Refusal {
-    Refusal(e.raw_os_error(), msg)
+/// An error before any copying starts, about `side`.
+fn refuse(side: Side, e: Errno, msg: String) -> Error {
+    Error::text(side, e.raw_os_error(), msg)
 }
 
-fn dir_arg(p: *const libc::c_char, what: &str, i: usize) -> Result<PathBuf, Refusal> {
+fn dir_arg(p: *const libc::c_char, what: &str, i: usize) -> Result<PathBuf, Error> {
     if p.is_null() {
-        return Err(Refusal(
+        return Err(Error::text(
+            Side::Engine,
             libc::EINVAL,
             format!("{what} directory #{i} is NULL"),
         ));
@@ -83,7 +83,8 @@ fn dir_arg(p: *const libc::c_char, what: &str, i: usize) -> Result<PathBuf, Refu
     // SAFETY: the caller passes NUL-terminated strings (API contract).
     let bytes = unsafe { CStr::from_ptr(p) }.to_bytes();
     if bytes.is_empty() {
-        return Err(Refusal(
+        return Err(Error::text(
+            Side::Engine,
             libc::EINVAL,
             format!("{what} directory #{i} is an empty string"),
         ));
@@ -94,9 +95,10 @@ fn dir_arg(p: *const libc::c_char, what: &str, i: usize) -> Result<PathBuf, Refu
 /// Where a destination will be once created, resolved the way the kernel
 /// will resolve it: existing parts through their symbolic links, `..` from
 /// there, missing parts as written.
-fn resolve_dest(dest: &Path) -> Result<PathBuf, Refusal> {
+fn resolve_dest(dest: &Path) -> Result<PathBuf, Error> {
     let fail = |e: Errno| {
         refuse(
+            Side::Destination,
             e,
             format!("destination {}: {}", dest.display(), sys::strerror(e)),
         )
@@ -141,15 +143,17 @@ fn overlaps(a: &Path, b: &Path) -> bool {
 /// Open a destination, which must be an existing empty directory. The
 /// numbers are Percona TokuBackup's, which its callers test: the stat error
 /// (ENOENT when absent), EINVAL when it is not a directory or not empty.
-fn open_dest(dest: &Path, shown: &Path) -> Result<sys::OwnFd, Refusal> {
+fn open_dest(dest: &Path, shown: &Path) -> Result<sys::OwnFd, Error> {
     let fail = |e: Errno| {
         refuse(
+            Side::Destination,
             e,
             format!("destination {}: {}", shown.display(), sys::strerror(e)),
         )
     };
     let st = fs::statat(fs::CWD, dest, AtFlags::empty()).map_err(|e| match e {
         Errno::NOENT => refuse(
+            Side::Destination,
             e,
             format!(
                 "destination {} does not exist; create it (an empty directory) first",
@@ -159,7 +163,8 @@ fn open_dest(dest: &Path, shown: &Path) -> Result<sys::OwnFd, Refusal> {
         e => fail(e),
     })?;
     if st.st_mode & libc::S_IFMT != libc::S_IFDIR {
-        return Err(Refusal(
+        return Err(Error::text(
+            Side::Destination,
             libc::EINVAL,
             format!(
                 "destination {} exists and is not a directory",
@@ -169,7 +174,8 @@ fn open_dest(dest: &Path, shown: &Path) -> Result<sys::OwnFd, Refusal> {
     }
     let dir = sys::open_dir(dest).map_err(fail)?;
     if !sys::list_dir(dir.as_fd()).map_err(fail)?.is_empty() {
-        return Err(Refusal(
+        return Err(Error::text(
+            Side::Destination,
             libc::EINVAL,
             format!("destination {} is not empty", shown.display()),
         ));
@@ -180,7 +186,7 @@ fn open_dest(dest: &Path, shown: &Path) -> Result<sys::OwnFd, Refusal> {
 /// What this process does that no hook can see, which would make a backup
 /// silently wrong: io_uring or libaio contexts, shared writable mappings of
 /// files in the sources.
-fn check_invisible_io(sources: &[PathBuf]) -> Result<(), Refusal> {
+fn check_invisible_io(sources: &[PathBuf]) -> Result<(), Error> {
     if let Ok(dir) = sys::open_dir(Path::new("/proc/self/fd")) {
         for name in sys::list_dir(dir.as_fd()).unwrap_or_default() {
             let link = Path::new("/proc/self/fd").join(&name);
@@ -191,9 +197,10 @@ fn check_invisible_io(sources: &[PathBuf]) -> Result<(), Refusal> {
                         .is_some_and(crate::uring::is_followed)
                 };
                 if target.as_bytes() == b"anon_inode:[io_uring]" && !followed() {
-                    return Err(Refusal(
-                        libc::EOPNOTSUPP,
-                        "this process uses an io_uring ring the library does not follow, whose writes cannot be captured; start it with libHotBackup.so.1 preloaded from the start, or switch io_uring off (for MariaDB: innodb_use_native_aio=0)".into(),
+                    return Err(Error::text(
+            Side::Engine,
+            libc::EOPNOTSUPP,
+                        "this process uses an io_uring ring the library does not follow, whose writes cannot be captured; start it with libHotBackup.so.1 preloaded from the start, or switch io_uring off (for MariaDB: innodb_use_native_aio=0)",
                     ));
                 }
             }
@@ -210,9 +217,10 @@ fn check_invisible_io(sources: &[PathBuf]) -> Result<(), Refusal> {
         }
         let path = Path::new(OsStr::from_bytes(fields[5]));
         if fields[5].starts_with(b"/[aio]") {
-            return Err(Refusal(
-                libc::EOPNOTSUPP,
-                "this process uses Linux native AIO (libaio), whose writes cannot be captured; start it with libHotBackup.so.1 preloaded from the start (which turns it off), or switch it off (for MariaDB: innodb_use_native_aio=0)".into(),
+            return Err(Error::text(
+            Side::Engine,
+            libc::EOPNOTSUPP,
+                "this process uses Linux native AIO (libaio), whose writes cannot be captured; start it with libHotBackup.so.1 preloaded from the start (which turns it off), or switch it off (for MariaDB: innodb_use_native_aio=0)",
             ));
         }
         if fields[1].len() >= 4
@@ -220,8 +228,9 @@ fn check_invisible_io(sources: &[PathBuf]) -> Result<(), Refusal> {
             && fields[1][3] == b's'
             && sources.iter().any(|s| path.starts_with(s))
         {
-            return Err(Refusal(
-                libc::EOPNOTSUPP,
+            return Err(Error::text(
+            Side::Engine,
+            libc::EOPNOTSUPP,
                 format!("{} is mapped shared and writable by this process; stores through a mapping cannot be captured", path.display()),
             ));
         }
@@ -234,11 +243,12 @@ fn prepare(
     sources: &[PathBuf],
     dests: &[PathBuf],
     exclude: Option<Exclude>,
-) -> Result<Session, Refusal> {
+) -> Result<Session, Error> {
     let mut canon_src = Vec::new();
     for s in sources {
         let c = sys::canonical_dir(fs::CWD, s).map_err(|e| {
             refuse(
+                Side::Source,
                 e,
                 format!("source directory {}: {}", s.display(), sys::strerror(e)),
             )
@@ -252,7 +262,8 @@ fn prepare(
     for (i, a) in canon_src.iter().enumerate() {
         for (j, b) in canon_src.iter().enumerate().skip(i + 1) {
             if overlaps(a, b) {
-                return Err(Refusal(
+                return Err(Error::text(
+                    Side::Engine,
                     libc::EINVAL,
                     format!(
                         "source directories {} and {} overlap",
@@ -264,7 +275,8 @@ fn prepare(
         }
         for (j, d) in canon_dest.iter().enumerate() {
             if overlaps(a, d) {
-                return Err(Refusal(
+                return Err(Error::text(
+                    Side::Engine,
                     libc::EINVAL,
                     format!(
                         "destination {} overlaps source {} (resolved: {} and {})",
@@ -280,7 +292,8 @@ fn prepare(
     for (i, a) in canon_dest.iter().enumerate() {
         for (j, b) in canon_dest.iter().enumerate().skip(i + 1) {
             if overlaps(a, b) {
-                return Err(Refusal(
+                return Err(Error::text(
+                    Side::Engine,
                     libc::EINVAL,
                     format!(
                         "destinations {} and {} overlap",
@@ -315,8 +328,8 @@ fn run(session_ptr: *mut Session, cb: &Callbacks, threads: usize) -> libc::c_int
             .name("hotbackup-copy".into())
             .spawn_scoped(scope, || {
                 let _lib = gate::LibraryScope::enter();
-                if let Err((e, msg)) = crate::copier::walk(s) {
-                    s.fail(e, msg);
+                if let Err(e) = crate::copier::walk(s) {
+                    s.fail(e);
                     return;
                 }
                 std::thread::scope(|inner| {
@@ -423,21 +436,30 @@ fn create_backup(
     cb: &Callbacks,
     exclude: Option<Exclude>,
 ) -> libc::c_int {
-    let report = |code: i32, msg: &str| {
-        crate::logging::error(msg);
-        cb.error(code, msg);
-        code
+    let report = |e: &Error| {
+        let msg = e.to_string();
+        crate::logging::error(&match e.side() {
+            Side::Source => format!("source: {msg}"),
+            Side::Destination => format!("destination: {msg}"),
+            Side::Engine => msg.clone(),
+        });
+        cb.error(e.errno(), &msg);
+        e.errno()
     };
     if RUNNING
         .compare_exchange(false, true, SeqCst, SeqCst)
         .is_err()
     {
-        return report(libc::EBUSY, "a backup is already running in this process");
+        return report(&Error::text(
+            Side::Engine,
+            libc::EBUSY,
+            "a backup is already running in this process",
+        ));
     }
     let result = (|| {
         let session = match prepare(sources, dests, exclude) {
             Ok(x) => x,
-            Err(Refusal(code, msg)) => return report(code, &msg),
+            Err(e) => return report(&e),
         };
         crate::logging::info(&format!(
             "backup started: {}",
@@ -469,7 +491,11 @@ fn create_backup(
         if let Err((code, msg)) = started {
             // SAFETY: capture is off (see above).
             drop(unsafe { session::uninstall(ptr) });
-            return report(code, &format!("capture could not start: {msg}"));
+            return report(&Error::text(
+                Side::Engine,
+                code,
+                format!("capture could not start: {msg}"),
+            ));
         }
         let code = run(ptr, cb, env_threads());
         // SAFETY: `run` stopped capture (gate::stop_capture) on every path,
@@ -479,24 +505,17 @@ fn create_backup(
         if errors.is_empty() && code == 0 {
             for root in &s.roots {
                 if let Err(e) = fs::syncfs(root.dest_dir.as_fd()) {
-                    errors.push((
-                        e.raw_os_error(),
-                        format!(
-                            "sync destination {}: {}",
-                            root.dest.display(),
-                            sys::strerror(e)
-                        ),
-                    ));
+                    errors.push(Error::dest("sync destination", &root.dest, e));
                 }
             }
         }
         let (done, total) = (s.bytes_done.load(Relaxed), s.bytes_total.load(Relaxed));
         drop(s);
-        for (e, msg) in &errors {
-            report(*e, msg);
+        for e in &errors {
+            report(e);
         }
-        if let Some((e, _)) = errors.first() {
-            return *e;
+        if let Some(e) = errors.first() {
+            return e.errno();
         }
         if code != 0 {
             crate::logging::info(&format!("backup aborted by its caller (code {code})"));
@@ -561,9 +580,9 @@ pub unsafe extern "C" fn tokubackup_create_backup(
                     sources.push(s);
                     dests.push(d);
                 }
-                Err(Refusal(code, msg)) => {
-                    cb.error(code, &msg);
-                    return code;
+                Err(e) => {
+                    cb.error(e.errno(), &e.to_string());
+                    return e.errno();
                 }
             }
         }

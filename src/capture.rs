@@ -8,12 +8,16 @@
 //! here is caught and does the same.
 
 use crate::copier;
-use crate::fd_cache::Side;
+use crate::error::{self, Error};
+use crate::fd_cache::MirrorFds;
 use crate::fd_table::FdState;
 use crate::gate::Gate;
-use crate::namespace::{self, Names, RelPath, Root};
-use crate::session::{self, dest_error, MirrorFds, Session};
+use crate::namespace::{self, Names, Root};
+use crate::rel_path::RelPath;
+use crate::session::{self, Session};
+use crate::source_file::Side;
 use crate::source_file::{SourceFile, WHOLE};
+use crate::staging::Bytes;
 use crate::sys;
 use rustix::fd::{AsFd, BorrowedFd};
 use rustix::fs::{self, AtFlags, FallocateFlags, Mode, SeekFrom};
@@ -88,51 +92,14 @@ fn lock_with_fds<'a>(
     loop {
         let fds = match s.mirror_fds(file, need_src, names_held) {
             Ok(fds) => fds,
-            Err((e, msg)) => {
-                s.fail(e, msg);
+            Err(e) => {
+                s.fail(e);
                 None
             }
         };
         let guard = file.ranges.lock(range.0, range.1);
         if fds.is_some() || !file.started() || s.failed() {
             return (guard, fds);
-        }
-    }
-}
-
-/// The bytes a write call hands the kernel.
-#[derive(Clone, Copy)]
-pub enum Bytes {
-    Buf(*const u8, usize),
-    Iov(*const libc::iovec, libc::c_int),
-    /// copy_file_range, sendfile: `len` bytes from another file.
-    FromSource(usize),
-}
-
-impl Bytes {
-    /// How many bytes the call asks to write, found without touching the
-    /// application's memory (the iovec array is copied: the real call has
-    /// not validated it yet); None when the real call is sure to fail.
-    fn len(&self) -> Option<usize> {
-        match *self {
-            Bytes::Buf(_, n) | Bytes::FromSource(n) => Some(n),
-            Bytes::Iov(iov, cnt) => crate::staging::iov_total(iov, cnt),
-        }
-    }
-
-    /// The buffer to hand the real call: the staged one, else `orig`.
-    pub fn buf_or(self, orig: *const libc::c_void) -> *const libc::c_void {
-        match self {
-            Bytes::Buf(p, _) => p.cast(),
-            _ => orig,
-        }
-    }
-
-    /// The iovec array to hand the real call: the staged one, else `orig`.
-    pub fn iov_or(self, orig: *const libc::iovec) -> *const libc::iovec {
-        match self {
-            Bytes::Iov(v, _) => v,
-            _ => orig,
         }
     }
 }
@@ -209,14 +176,15 @@ pub fn write_to<R: Copy + Into<i64>>(
             let first = match written_at(fd, at, append, n as u64) {
                 Ok(o) => o,
                 Err(e) => {
-                    return s.fail(
-                        e,
+                    return s.fail(Error::text(
+                        error::Side::Source,
+                        e.raw_os_error(),
                         format!(
                             "locate a write to {}: {}",
                             describe(s, &file),
                             sys::strerror(e)
                         ),
-                    )
+                    ))
                 }
             };
             if file.mirrored_at(first) {
@@ -239,7 +207,7 @@ pub fn write_to<R: Copy + Into<i64>>(
                     _ => mirror_from_source(&fds, first, n),
                 };
                 if let Err(e) = mirrored {
-                    s.fail(e, dest_error("write", &dest_name(s, &file), e));
+                    s.fail(Error::dest("write", dest_name(s, &file), e));
                 }
             }
         });
@@ -321,7 +289,7 @@ fn late_write(s: &Session, fd: libc::c_int, at: At, written: u64) {
     );
     if let Some(fds) = fds.filter(|_| file.mirrored_at(first)) {
         if let Err(e) = mirror_from_source(&fds, first, written as usize) {
-            s.fail(e, dest_error("write", &dest_name(s, &file), e));
+            s.fail(Error::dest("write", dest_name(s, &file), e));
         }
     }
 }
@@ -338,7 +306,7 @@ fn late_resize_file(s: &Session, file: &Arc<SourceFile>, names_held: bool) {
     let (_range, fds) = lock_with_fds(s, file, WHOLE, true, names_held);
     if let Some(fds) = fds {
         if let Err(e) = copier::recopy_locked(&fds) {
-            s.fail(e, dest_error("copy to", &dest_name(s, file), e));
+            s.fail(Error::dest("copy to", dest_name(s, file), e));
         }
     }
 }
@@ -411,7 +379,7 @@ fn resize_locked<R: Copy>(
     if let Some(fds) = fds.filter(|_| ok(r) && file.started()) {
         guarded(s, || {
             if let Err(e) = mirror(&fds) {
-                s.fail(e, dest_error("resize", &dest_name(s, file), e));
+                s.fail(Error::dest("resize", dest_name(s, file), e));
             }
         });
     }
@@ -644,22 +612,20 @@ fn created(s: &Session, names: &mut Names, name: &RelPath, fd: libc::c_int) {
     let root = &s.roots[name.root];
     let create = || namespace::create_dest(&s.roots, name, st.st_mode);
     if let Err(e) = s.fd_cache.open(&file, Side::Dest, create) {
-        return s.fail(e, dest_error("create", &root.dest_path(&name.rel), e));
+        return s.fail(Error::dest("create", root.dest_path(&name.rel), e));
     }
     let _range = file.ranges.lock(WHOLE.0, WHOLE.1);
     if fs::fstat(sys::borrow(fd))
         .map(|st| st.st_size > 0)
         .unwrap_or(true)
     {
-        let copied = s
-            .open_for_copy(&file, true)
-            .map_err(|(e, _)| e)
-            .and_then(|fds| match fds {
-                Some(fds) => copier::recopy_locked(&fds),
-                None => Ok(()),
-            });
+        let copied = s.open_for_copy(&file, true).and_then(|fds| match fds {
+            Some(fds) => copier::recopy_locked(&fds)
+                .map_err(|e| Error::dest("copy to", root.dest_path(&name.rel), e)),
+            None => Ok(()),
+        });
         if let Err(e) = copied {
-            return s.fail(e, dest_error("copy to", &root.dest_path(&name.rel), e));
+            return s.fail(e);
         }
     }
     file.set_copied_upto(u64::MAX);
@@ -765,8 +731,8 @@ pub fn names_op(gate: &Gate, op: NameOp<'_>, real: impl FnOnce() -> libc::c_int)
     let (r, errno) = real_call(real);
     if r == 0 && !same_file && (from.is_some() || to.is_some()) {
         guarded(s, || {
-            if let Err((e, msg)) = mirror_names(s, &mut names, &op, from, to) {
-                s.fail(e, msg);
+            if let Err(e) = mirror_names(s, &mut names, &op, from, to) {
+                s.fail(e);
             }
         });
     }
@@ -776,7 +742,7 @@ pub fn names_op(gate: &Gate, op: NameOp<'_>, real: impl FnOnce() -> libc::c_int)
     r
 }
 
-type MirrorResult = Result<(), (Errno, String)>;
+type MirrorResult = error::Result<()>;
 
 fn mirror_names(
     s: &Session,
@@ -792,7 +758,7 @@ fn mirror_names(
     fn dest<'a>(s: &'a Session, n: &'a RelPath) -> (BorrowedFd<'a>, &'a Path) {
         (s.roots[n.root].dest_dir.as_fd(), Root::dest_rel(&n.rel))
     }
-    let err = |what: &str, n: &RelPath, e: Errno| (e, dest_error(what, &s.dest_path(n), e));
+    let err = |what: &'static str, n: &RelPath, e: Errno| Error::dest(what, s.dest_path(n), e);
     match (op, from, to) {
         (NameOp::Unlink { dir, .. }, Some(at), _) => {
             names.remove_under(&at);
@@ -908,7 +874,7 @@ fn reconsider_exclusion(s: &Session, names: &mut Names, at: &RelPath) -> MirrorR
                 AtFlags::empty(),
             ) {
                 Ok(()) | Err(Errno::NOENT) => {}
-                Err(e) => return Err((e, dest_error("remove", &s.dest_path(&name), e))),
+                Err(e) => return Err(Error::dest("remove", s.dest_path(&name), e)),
             }
         } else if !now && was {
             copier::import(s, names, &name)?;

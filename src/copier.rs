@@ -4,8 +4,11 @@
 //! before the chunk is read (and is copied) or after it is written (and is
 //! mirrored) - the copy never goes back in time. Holes stay holes.
 
-use crate::namespace::{self, Names, RelPath, Root};
-use crate::session::{dest_error, Session};
+use crate::error::{self, Error};
+use crate::fd_cache::MirrorFds;
+use crate::namespace::{self, Names, Root};
+use crate::rel_path::RelPath;
+use crate::session::Session;
 use crate::source_file::{SourceFile, WHOLE};
 use crate::sys;
 use rustix::fd::{AsFd, BorrowedFd};
@@ -38,18 +41,13 @@ pub struct DataHint {
 }
 
 /// Reproduce the entry `name` (at `src_dir`/`file_name`) in the destination.
-fn walk_entry(
-    s: &Session,
-    names: &mut Names,
-    name: &RelPath,
-    mode: WalkMode,
-) -> Result<(), (Errno, String)> {
+fn walk_entry(s: &Session, names: &mut Names, name: &RelPath, mode: WalkMode) -> error::Result<()> {
     let root = &s.roots[name.root];
     let src = root.src_path(&name.rel);
     let st = match fs::statat(fs::CWD, &src, AtFlags::SYMLINK_NOFOLLOW) {
         Ok(st) => st,
         Err(Errno::NOENT) => return Ok(()),
-        Err(e) => return Err((e, format!("stat {}: {}", src.display(), sys::strerror(e)))),
+        Err(e) => return Err(Error::source("stat", src, e)),
     };
     let dest_rel = Root::dest_rel(&name.rel);
     let dest_dir = root.dest_dir.as_fd();
@@ -62,25 +60,16 @@ fn walk_entry(
                     Mode::from_raw_mode(st.st_mode & 0o7777) | Mode::RWXU,
                 ) {
                     Ok(()) | Err(Errno::EXIST) => {}
-                    Err(e) => return Err((e, dest_error("mkdir", &root.dest_path(&name.rel), e))),
+                    Err(e) => return Err(Error::dest("mkdir", root.dest_path(&name.rel), e)),
                 }
             }
             let dir = match sys::open_dir(&src) {
                 Ok(d) => d,
                 Err(Errno::NOENT) => return Ok(()),
-                Err(e) => {
-                    return Err((
-                        e,
-                        format!("open directory {}: {}", src.display(), sys::strerror(e)),
-                    ))
-                }
+                Err(e) => return Err(Error::source("open directory", src, e)),
             };
-            let mut entries = sys::list_dir(dir.as_fd()).map_err(|e| {
-                (
-                    e,
-                    format!("read directory {}: {}", src.display(), sys::strerror(e)),
-                )
-            })?;
+            let mut entries =
+                sys::list_dir(dir.as_fd()).map_err(|e| Error::source("read directory", &src, e))?;
             entries.sort();
             for entry in entries {
                 if s.stopping() {
@@ -91,15 +80,11 @@ fn walk_entry(
         }
         FileType::RegularFile => add_file(s, names, name, &st, mode)?,
         FileType::Symlink => {
-            let target = fs::readlinkat(fs::CWD, &src, Vec::new()).map_err(|e| {
-                (
-                    e,
-                    format!("readlink {}: {}", src.display(), sys::strerror(e)),
-                )
-            })?;
+            let target = fs::readlinkat(fs::CWD, &src, Vec::new())
+                .map_err(|e| Error::source("readlink", &src, e))?;
             match fs::symlinkat(target.as_c_str(), dest_dir, dest_rel) {
                 Ok(()) | Err(Errno::EXIST) => {}
-                Err(e) => return Err((e, dest_error("symlink", &root.dest_path(&name.rel), e))),
+                Err(e) => return Err(Error::dest("symlink", root.dest_path(&name.rel), e)),
             }
         }
         // Sockets, FIFOs and devices are not data; a restore recreates them.
@@ -114,7 +99,7 @@ fn add_file(
     name: &RelPath,
     st: &fs::Stat,
     mode: WalkMode,
-) -> Result<(), (Errno, String)> {
+) -> error::Result<()> {
     let (file, new) = s.file_or_insert(st.st_dev, st.st_ino, 0);
     let root = &s.roots[name.root];
     if !new {
@@ -153,10 +138,10 @@ fn add_file(
         WalkMode::Queue => s.fd_cache.retrying(create).map(drop),
         WalkMode::CopyNow => s
             .fd_cache
-            .open(&file, crate::fd_cache::Side::Dest, create)
+            .open(&file, crate::source_file::Side::Dest, create)
             .map(drop),
     }
-    .map_err(|e| (e, dest_error("create", &root.dest_path(&name.rel), e)))?;
+    .map_err(|e| Error::dest("create", root.dest_path(&name.rel), e))?;
     s.files_total.fetch_add(1, Relaxed);
     s.bytes_total.fetch_add(st.st_size as u64, Relaxed);
     match mode {
@@ -167,7 +152,7 @@ fn add_file(
 }
 
 /// The initial walk of every root, under the namespace lock.
-pub fn walk(s: &Session) -> Result<(), (Errno, String)> {
+pub fn walk(s: &Session) -> error::Result<()> {
     let mut names = s.names();
     for i in 0..s.roots.len() {
         walk_entry(s, &mut names, &RelPath::new(i, ""), WalkMode::Queue)?;
@@ -179,46 +164,35 @@ pub fn walk(s: &Session) -> Result<(), (Errno, String)> {
 /// Bring an entry that appeared in a tree during capture (renamed or linked
 /// in from outside) into the destination, copying it now. The caller holds
 /// the namespace lock.
-pub fn import(s: &Session, names: &mut Names, name: &RelPath) -> Result<(), (Errno, String)> {
+pub fn import(s: &Session, names: &mut Names, name: &RelPath) -> error::Result<()> {
     let root = &s.roots[name.root];
     names.remove_under(name);
     s.bump_generation();
     sys::remove_tree(root.dest_dir.as_fd(), Root::dest_rel(&name.rel))
-        .map_err(|e| (e, dest_error("remove", &root.dest_path(&name.rel), e)))?;
+        .map_err(|e| Error::dest("remove", root.dest_path(&name.rel), e))?;
     walk_entry(s, names, name, WalkMode::CopyNow)
 }
 
 /// Copy one file's bytes, chunk by chunk, then set the destination's size.
 /// `throttled` is false for copies made inside an application's call, which
 /// must not wait for the throttle and hold the namespace lock already.
-pub fn copy_file(
-    s: &Session,
-    file: &Arc<SourceFile>,
-    throttled: bool,
-) -> Result<(), (Errno, String)> {
+pub fn copy_file(s: &Session, file: &Arc<SourceFile>, throttled: bool) -> error::Result<()> {
     let name = file.current_name();
-    let fail = |side: Side, op: &str, e: Errno| {
-        let path = match (&name, side) {
-            (Some(n), Side::Read) => s.src_path(n),
-            (Some(n), Side::Write) => s.dest_path(n),
-            (None, _) => Default::default(),
+    let fail = |side: Side, op: &'static str, e: Errno| {
+        let (side, path) = match (&name, side) {
+            (Some(n), Side::Read) => (error::Side::Source, s.src_path(n)),
+            (Some(n), Side::Write) => (error::Side::Destination, s.dest_path(n)),
+            (None, Side::Read) => (error::Side::Source, Default::default()),
+            (None, Side::Write) => (error::Side::Destination, Default::default()),
         };
-        (e, format!("{op} {}: {}", path.display(), sys::strerror(e)))
+        Error::op(side, op, path, e)
     };
-    let (src, dest) = match s.open_for_copy(file, !throttled) {
-        Ok(Some(crate::session::MirrorFds {
-            dest,
-            src: Some(src),
-        })) => (src, dest),
-        Ok(Some(_)) => return Ok(()),
-        Ok(None) => return Ok(()),
-        Err((e, dest_side)) => {
-            return Err(fail(
-                if dest_side { Side::Write } else { Side::Read },
-                "open",
-                e,
-            ))
-        }
+    let Some(MirrorFds {
+        dest,
+        src: Some(src),
+    }) = s.open_for_copy(file, !throttled)?
+    else {
+        return Ok(());
     };
     let copy = |from: u64, len: u64, hint: &mut DataHint| {
         copy_range(src.as_fd(), dest.as_fd(), from, len, hint)
@@ -454,8 +428,8 @@ pub fn run_queue(s: &Session) {
         }
         let next = crate::source_file::lock(&s.queue).pop_front();
         let Some(file) = next else { return };
-        if let Err((e, msg)) = copy_file(s, &file, true) {
-            s.fail(e, msg);
+        if let Err(e) = copy_file(s, &file, true) {
+            s.fail(e);
             return;
         }
         // Nothing writes through these any more unless an application
@@ -467,7 +441,7 @@ pub fn run_queue(s: &Session) {
 /// Copy a source file completely again, and its size (a change a mirror
 /// cannot follow on this destination, or one that raced with the file
 /// joining the backup). Caller holds the file's whole range.
-pub fn recopy_locked(fds: &crate::session::MirrorFds) -> Result<(), Errno> {
+pub fn recopy_locked(fds: &MirrorFds) -> Result<(), Errno> {
     let Some(src) = &fds.src else { return Ok(()) };
     let size = fs::fstat(src.as_fd())?.st_size as u64;
     let mut hint = DataHint::default();

@@ -1,11 +1,13 @@
 //! A running backup: its roots, files, names, descriptor table, progress
 //! and errors; how hooks reach it, and when it may be freed.
 
-use crate::fd_cache::{FdCache, Side};
+use crate::error::{self, Error};
+use crate::fd_cache::{FdCache, MirrorFds};
 use crate::fd_table::{FdState, FdTable};
 use crate::gate::{CaptureGuard, Gate};
-use crate::namespace::{self, Names, RelPath, Root};
-use crate::source_file::{lock, SourceFile};
+use crate::namespace::{self, Names, Root};
+use crate::rel_path::RelPath;
+use crate::source_file::{lock, Side, SourceFile};
 use crate::staging::Staging;
 use crate::sys;
 use crate::throttle::Throttle;
@@ -51,7 +53,7 @@ pub struct Session {
     /// walk itself and must not be mirrored.
     walked: AtomicBool,
     exclude: Option<Exclude>,
-    errors: Mutex<Vec<(i32, String)>>,
+    errors: Mutex<Vec<Error>>,
     failed: AtomicBool,
     pub abort: AtomicBool,
     pub throttle: Throttle,
@@ -150,16 +152,18 @@ impl Session {
     }
 
     /// Record an error; the backup has failed, mirroring stops.
-    pub fn fail(&self, errno: Errno, what: String) {
-        self.fail_raw(errno.raw_os_error(), what);
-    }
-
-    pub fn fail_raw(&self, errno: i32, what: String) {
+    pub fn fail(&self, e: Error) {
         let mut errors = lock(&self.errors);
         if errors.len() < 16 {
-            errors.push((errno, what));
+            errors.push(e);
         }
         self.failed.store(true, Release);
+    }
+
+    /// An error of the library itself (a panic, a refused operation),
+    /// described by `what`.
+    pub fn fail_raw(&self, errno: i32, what: String) {
+        self.fail(Error::text(error::Side::Engine, errno, what));
     }
 
     pub fn failed(&self) -> bool {
@@ -171,7 +175,7 @@ impl Session {
         self.failed() || self.abort.load(Acquire)
     }
 
-    pub fn take_errors(&self) -> Vec<(i32, String)> {
+    pub fn take_errors(&self) -> Vec<Error> {
         std::mem::take(&mut *lock(&self.errors))
     }
 
@@ -212,14 +216,15 @@ impl Session {
         self.fd_cache
             .retrying(|| namespace::locate(&self.roots, dirfd, path))
             .unwrap_or_else(|e| {
-                self.fail(
-                    e,
+                self.fail(Error::text(
+                    error::Side::Source,
+                    e.raw_os_error(),
                     format!(
                         "cannot tell whether {} is in a source tree: {}",
                         path.display(),
                         sys::strerror(e)
                     ),
-                );
+                ));
                 None
             })
     }
@@ -341,7 +346,7 @@ impl Session {
         file: &Arc<SourceFile>,
         need_src: bool,
         names_held: bool,
-    ) -> Result<Option<MirrorFds>, (Errno, String)> {
+    ) -> error::Result<Option<MirrorFds>> {
         if !file.started() {
             return Ok(None);
         }
@@ -356,23 +361,17 @@ impl Session {
             }
         }
         let _names = (!names_held).then(|| self.names());
-        let fail = |what: &str, path: std::path::PathBuf, e: Errno| {
-            (
-                e,
-                format!("{what} {}: {}", path.display(), sys::strerror(e)),
-            )
-        };
         let name = file.current_name().unwrap_or_else(|| RelPath::new(0, ""));
         let Some(dest) = self
             .dest_for(file)
-            .map_err(|e| fail("open", self.dest_path(&name), e))?
+            .map_err(|e| Error::dest("open", self.dest_path(&name), e))?
         else {
             return Ok(None);
         };
         let src = if need_src {
             match self
                 .src_for(file)
-                .map_err(|e| fail("open", self.src_path(&name), e))?
+                .map_err(|e| Error::source("open", self.src_path(&name), e))?
             {
                 Some(src) => Some(src),
                 None => return Ok(None),
@@ -390,12 +389,19 @@ impl Session {
         &self,
         file: &Arc<SourceFile>,
         names_held: bool,
-    ) -> Result<Option<MirrorFds>, (Errno, bool)> {
+    ) -> error::Result<Option<MirrorFds>> {
         let _names = (!names_held).then(|| self.names());
-        let Some(src) = self.src_for(file).map_err(|e| (e, false))? else {
+        let name = || file.current_name().unwrap_or_else(|| RelPath::new(0, ""));
+        let Some(src) = self
+            .src_for(file)
+            .map_err(|e| Error::source("open", self.src_path(&name()), e))?
+        else {
             return Ok(None);
         };
-        let Some(dest) = self.dest_for(file).map_err(|e| (e, true))? else {
+        let Some(dest) = self
+            .dest_for(file)
+            .map_err(|e| Error::dest("open", self.dest_path(&name()), e))?
+        else {
             return Ok(None);
         };
         Ok(Some(MirrorFds {
@@ -447,16 +453,4 @@ fn open_src(file: &SourceFile, path: &Path) -> Result<sys::OwnFd, Errno> {
     // them: bytes from before the write, which was not mirrored.
     let _ = rustix::fs::fadvise(&fd, 0, None, rustix::fs::Advice::Random);
     Ok(fd)
-}
-
-/// Descriptors a mirror uses: the destination, and the source when bytes
-/// are copied from it.
-pub struct MirrorFds {
-    pub dest: Arc<sys::OwnFd>,
-    pub src: Option<Arc<sys::OwnFd>>,
-}
-
-/// Message for a failed destination operation.
-pub fn dest_error(op: &str, path: &Path, e: Errno) -> String {
-    format!("{op} {}: {}", path.display(), sys::strerror(e))
 }

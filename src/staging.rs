@@ -21,7 +21,6 @@
 //! behind a pointer): a bad address is then the kernel's EFAULT for the
 //! application, never a crash of the process.
 
-use crate::capture::Bytes;
 use crate::gate::NSLOTS;
 use rustix::fd::BorrowedFd;
 use rustix::io::Errno;
@@ -35,6 +34,43 @@ pub const MAX_STAGED: usize = 64 << 20;
 const ALIGN: usize = 4096;
 /// Most iovecs a call may have (IOV_MAX, the kernel's UIO_MAXIOV).
 pub const MAX_IOV: usize = 1024;
+
+/// The bytes a write call hands the kernel.
+#[derive(Clone, Copy)]
+pub enum Bytes {
+    Buf(*const u8, usize),
+    Iov(*const libc::iovec, libc::c_int),
+    /// copy_file_range, sendfile: `len` bytes from another file.
+    FromSource(usize),
+}
+
+impl Bytes {
+    /// How many bytes the call asks to write, found without touching the
+    /// application's memory (the iovec array is copied: the real call has
+    /// not validated it yet); None when the real call is sure to fail.
+    pub fn len(&self) -> Option<usize> {
+        match *self {
+            Bytes::Buf(_, n) | Bytes::FromSource(n) => Some(n),
+            Bytes::Iov(iov, cnt) => iov_total(iov, cnt),
+        }
+    }
+
+    /// The buffer to hand the real call: the staged one, else `orig`.
+    pub fn buf_or(self, orig: *const libc::c_void) -> *const libc::c_void {
+        match self {
+            Bytes::Buf(p, _) => p.cast(),
+            _ => orig,
+        }
+    }
+
+    /// The iovec array to hand the real call: the staged one, else `orig`.
+    pub fn iov_or(self, orig: *const libc::iovec) -> *const libc::iovec {
+        match self {
+            Bytes::Iov(v, _) => v,
+            _ => orig,
+        }
+    }
+}
 
 struct Area {
     ptr: *mut u8,
