@@ -316,6 +316,26 @@ fn prepare(
     Ok(Session::new(roots, exclude))
 }
 
+/// The copy: the walk, then `threads` threads taking queued files.
+fn copy(s: &Session, threads: usize) {
+    let _lib = gate::LibraryScope::enter();
+    if let Err(e) = crate::copier::walk(s) {
+        s.fail(e);
+        return;
+    }
+    std::thread::scope(|inner| {
+        for _ in 1..threads {
+            let _ = std::thread::Builder::new()
+                .name("hotbackup-copy".into())
+                .spawn_scoped(inner, || {
+                    let _lib = gate::LibraryScope::enter();
+                    crate::copier::run_queue(s);
+                });
+        }
+        crate::copier::run_queue(s);
+    });
+}
+
 /// Copies, then stops capture. Returns 0 or the first error number.
 fn run(session_ptr: *mut Session, cb: &Callbacks, threads: usize) -> libc::c_int {
     // SAFETY: the session stays installed (and so alive) until `uninstall`
@@ -326,24 +346,7 @@ fn run(session_ptr: *mut Session, cb: &Callbacks, threads: usize) -> libc::c_int
     std::thread::scope(|scope| {
         let worker = std::thread::Builder::new()
             .name("hotbackup-copy".into())
-            .spawn_scoped(scope, || {
-                let _lib = gate::LibraryScope::enter();
-                if let Err(e) = crate::copier::walk(s) {
-                    s.fail(e);
-                    return;
-                }
-                std::thread::scope(|inner| {
-                    for _ in 1..threads {
-                        let _ = std::thread::Builder::new()
-                            .name("hotbackup-copy".into())
-                            .spawn_scoped(inner, || {
-                                let _lib = gate::LibraryScope::enter();
-                                crate::copier::run_queue(s);
-                            });
-                    }
-                    crate::copier::run_queue(s);
-                });
-            });
+            .spawn_scoped(scope, || copy(s, threads));
         let worker = match worker {
             Ok(w) => w,
             Err(e) => {
@@ -357,12 +360,12 @@ fn run(session_ptr: *mut Session, cb: &Callbacks, threads: usize) -> libc::c_int
         let mut last_poll = Instant::now() - POLL_EVERY;
         while !worker.is_finished() {
             if last_poll.elapsed() >= POLL_EVERY {
-                let (frac, text) = s.progress();
+                let (frac, text) = s.progress.report();
                 let r = cb.poll(frac, &text);
                 last_poll = Instant::now();
                 if r != 0 && abort_code == 0 {
                     abort_code = r;
-                    s.abort.store(true, SeqCst);
+                    s.abort();
                 }
             }
             std::thread::sleep(Duration::from_millis(10));
@@ -376,7 +379,7 @@ fn run(session_ptr: *mut Session, cb: &Callbacks, threads: usize) -> libc::c_int
         copy_done = !s.stopping();
     });
     if copy_done {
-        let (frac, text) = s.progress();
+        let (frac, text) = s.progress.report();
         let r = cb.poll(frac, &format!("copy complete, stopping capture: {text}"));
         if r != 0 {
             abort_code = r;
@@ -429,106 +432,125 @@ fn env_threads() -> usize {
         .unwrap_or(2)
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Tell the caller (and the log) about an error; its errno.
+fn report(cb: &Callbacks, e: &Error) -> libc::c_int {
+    let msg = e.to_string();
+    crate::logging::error(&match e.side() {
+        Side::Source => format!("source: {msg}"),
+        Side::Destination => format!("destination: {msg}"),
+        Side::Engine => msg.clone(),
+    });
+    cb.error(e.errno(), &msg);
+    e.errno()
+}
+
 fn create_backup(
     sources: &[PathBuf],
     dests: &[PathBuf],
     cb: &Callbacks,
     exclude: Option<Exclude>,
 ) -> libc::c_int {
-    let report = |e: &Error| {
-        let msg = e.to_string();
-        crate::logging::error(&match e.side() {
-            Side::Source => format!("source: {msg}"),
-            Side::Destination => format!("destination: {msg}"),
-            Side::Engine => msg.clone(),
-        });
-        cb.error(e.errno(), &msg);
-        e.errno()
-    };
     if RUNNING
         .compare_exchange(false, true, SeqCst, SeqCst)
         .is_err()
     {
-        return report(&Error::text(
-            Side::Engine,
-            libc::EBUSY,
-            "a backup is already running in this process",
-        ));
+        return report(
+            cb,
+            &Error::text(
+                Side::Engine,
+                libc::EBUSY,
+                "a backup is already running in this process",
+            ),
+        );
     }
-    let result = (|| {
-        let session = match prepare(sources, dests, exclude) {
-            Ok(x) => x,
-            Err(e) => return report(&e),
-        };
-        crate::logging::info(&format!(
-            "backup started: {}",
-            session
-                .roots
-                .iter()
-                .map(|r| format!("{} -> {}", r.src.display(), r.dest.display()))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ));
-        let began = Instant::now();
-        crate::boundary::arm_test_panic();
-        let ptr = session::install(Box::new(session));
-        // Capture on, then no call or io_uring write from before it still
-        // in flight: either failing leaves capture off.
-        let started = gate::start_capture(START_TIMEOUT)
-            .map_err(|stuck| {
-                (
-                    libc::ETIMEDOUT,
-                    format!(
-                        "a thread stayed inside a file operation (descriptor {}) for {:?}",
-                        stuck.what, stuck.waited
-                    ),
-                )
-            })
-            .and_then(|()| {
-                crate::uring::wait_native(START_TIMEOUT).inspect_err(|_| gate::stop_capture())
-            });
-        if let Err((code, msg)) = started {
-            // SAFETY: capture is off (see above).
-            drop(unsafe { session::uninstall(ptr) });
-            return report(&Error::text(
+    let result = match prepare(sources, dests, exclude) {
+        Ok(session) => backup(session, cb),
+        Err(e) => report(cb, &e),
+    };
+    RUNNING.store(false, SeqCst);
+    result
+}
+
+/// Run a prepared backup: capture on, copy, capture off, report.
+fn backup(session: Session, cb: &Callbacks) -> libc::c_int {
+    crate::logging::info(&format!(
+        "backup started: {}",
+        session
+            .roots
+            .iter()
+            .map(|r| format!("{} -> {}", r.src.display(), r.dest.display()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    let began = Instant::now();
+    crate::boundary::arm_test_panic();
+    let ptr = session::install(Box::new(session));
+    if let Err(e) = start_capture() {
+        // SAFETY: start_capture leaves capture off when it fails, so no hook
+        // holds the session.
+        drop(unsafe { session::uninstall(ptr) });
+        return report(cb, &e);
+    }
+    let code = run(ptr, cb, env_threads());
+    // SAFETY: `run` stopped capture (gate::stop_capture) on every path,
+    // and joined every copy thread.
+    let s = unsafe { session::uninstall(ptr) };
+    finish(s, code, began, cb)
+}
+
+/// Capture on, then no call or io_uring write from before it still in
+/// flight: either failing leaves capture off.
+fn start_capture() -> Result<(), Error> {
+    gate::start_capture(START_TIMEOUT)
+        .map_err(|stuck| {
+            (
+                libc::ETIMEDOUT,
+                format!(
+                    "a thread stayed inside a file operation (descriptor {}) for {:?}",
+                    stuck.what, stuck.waited
+                ),
+            )
+        })
+        .and_then(|()| {
+            crate::uring::wait_native(START_TIMEOUT).inspect_err(|_| gate::stop_capture())
+        })
+        .map_err(|(code, msg)| {
+            Error::text(
                 Side::Engine,
                 code,
                 format!("capture could not start: {msg}"),
-            ));
-        }
-        let code = run(ptr, cb, env_threads());
-        // SAFETY: `run` stopped capture (gate::stop_capture) on every path,
-        // and joined every copy thread.
-        let s = unsafe { session::uninstall(ptr) };
-        let mut errors = s.take_errors();
-        if errors.is_empty() && code == 0 {
-            for root in &s.roots {
-                if let Err(e) = fs::syncfs(root.dest_dir.as_fd()) {
-                    errors.push(Error::dest("sync destination", &root.dest, e));
-                }
+            )
+        })
+}
+
+/// After capture stopped: sync the destinations of a backup that
+/// succeeded, report every error; the result for the caller.
+fn finish(s: Box<Session>, code: libc::c_int, began: Instant, cb: &Callbacks) -> libc::c_int {
+    let mut errors = s.take_errors();
+    if errors.is_empty() && code == 0 {
+        for root in &s.roots {
+            if let Err(e) = fs::syncfs(root.dest_dir.as_fd()) {
+                errors.push(Error::dest("sync destination", &root.dest, e));
             }
         }
-        let (done, total) = (s.bytes_done.load(Relaxed), s.bytes_total.load(Relaxed));
-        drop(s);
-        for e in &errors {
-            report(e);
-        }
-        if let Some(e) = errors.first() {
-            return e.errno();
-        }
-        if code != 0 {
-            crate::logging::info(&format!("backup aborted by its caller (code {code})"));
-            return code;
-        }
-        crate::logging::info(&format!(
-            "backup complete: {done} of {total} bytes copied in {:.1} s",
-            began.elapsed().as_secs_f64()
-        ));
-        0
-    })();
-    RUNNING.store(false, SeqCst);
-    result
+    }
+    let (done, total) = s.progress.bytes();
+    drop(s);
+    for e in &errors {
+        report(cb, e);
+    }
+    if let Some(e) = errors.first() {
+        return e.errno();
+    }
+    if code != 0 {
+        crate::logging::info(&format!("backup aborted by its caller (code {code})"));
+        return code;
+    }
+    crate::logging::info(&format!(
+        "backup complete: {done} of {total} bytes copied in {:.1} s",
+        began.elapsed().as_secs_f64()
+    ));
+    0
 }
 
 pub fn after_fork_child() {

@@ -142,10 +142,9 @@ fn add_file(
             .map(drop),
     }
     .map_err(|e| Error::dest("create", root.dest_path(&name.rel), e))?;
-    s.files_total.fetch_add(1, Relaxed);
-    s.bytes_total.fetch_add(st.st_size as u64, Relaxed);
+    s.progress.found(st.st_size as u64);
     match mode {
-        WalkMode::Queue => crate::source_file::lock(&s.queue).push_back(file),
+        WalkMode::Queue => s.queue_copy(file),
         WalkMode::CopyNow => copy_file(s, &file, false)?,
     }
     Ok(())
@@ -225,7 +224,7 @@ pub fn copy_file(s: &Session, file: &Arc<SourceFile>, throttled: bool) -> error:
         if throttled {
             sys::start_writeback(dest.as_fd(), off, len);
         }
-        s.bytes_done.fetch_add(len, Relaxed);
+        s.progress.copied(len);
         // Pay for what was read, outside every lock: small files cost what
         // they hold, not a whole chunk.
         if throttled && !s.throttle.acquire(len, || s.stopping()) {
@@ -249,7 +248,7 @@ pub fn copy_file(s: &Session, file: &Arc<SourceFile>, throttled: bool) -> error:
     }
     fs::ftruncate(dest.as_fd(), size).map_err(|e| fail(Side::Write, "truncate", e))?;
     file.set_copied_upto(u64::MAX);
-    s.files_done.fetch_add(1, Relaxed);
+    s.progress.file_done();
     Ok(())
 }
 
@@ -426,7 +425,7 @@ pub fn run_queue(s: &Session) {
         if s.stopping() {
             return;
         }
-        let next = crate::source_file::lock(&s.queue).pop_front();
+        let next = s.next_to_copy();
         let Some(file) = next else { return };
         if let Err(e) = copy_file(s, &file, true) {
             s.fail(e);

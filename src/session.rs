@@ -6,6 +6,7 @@ use crate::fd_cache::{FdCache, MirrorFds};
 use crate::fd_table::{FdState, FdTable};
 use crate::gate::{CaptureGuard, Gate};
 use crate::namespace::{self, Names, Root};
+use crate::progress::Progress;
 use crate::rel_path::RelPath;
 use crate::source_file::{lock, Side, SourceFile};
 use crate::staging::Staging;
@@ -40,7 +41,7 @@ pub struct Session {
     /// The namespace lock: every mirrored change of names holds it, and
     /// the initial walk holds it throughout, so the destination's names
     /// always equal the sources'. Taken before any range lock.
-    pub names: Mutex<Names>,
+    names: Mutex<Names>,
     files: Mutex<HashMap<(u64, u64), Arc<SourceFile>>>,
     pub fds: FdTable,
     /// The library's own descriptors on files of the backup, bounded.
@@ -55,13 +56,11 @@ pub struct Session {
     exclude: Option<Exclude>,
     errors: Mutex<Vec<Error>>,
     failed: AtomicBool,
-    pub abort: AtomicBool,
+    abort: AtomicBool,
     pub throttle: Throttle,
-    pub queue: Mutex<VecDeque<Arc<SourceFile>>>,
-    pub bytes_total: AtomicU64,
-    pub bytes_done: AtomicU64,
-    pub files_total: AtomicU64,
-    pub files_done: AtomicU64,
+    /// Files the walk found, for the copier threads.
+    queue: Mutex<VecDeque<Arc<SourceFile>>>,
+    pub progress: Progress,
     /// Per-thread copies of bytes being written (see `staging`).
     pub staging: Staging,
 }
@@ -139,10 +138,7 @@ impl Session {
             abort: AtomicBool::new(false),
             throttle: Throttle::default(),
             queue: Mutex::new(VecDeque::new()),
-            bytes_total: AtomicU64::new(0),
-            bytes_done: AtomicU64::new(0),
-            files_total: AtomicU64::new(0),
-            files_done: AtomicU64::new(0),
+            progress: Progress::default(),
             staging: Staging::default(),
         }
     }
@@ -168,6 +164,21 @@ impl Session {
 
     pub fn failed(&self) -> bool {
         self.failed.load(Acquire)
+    }
+
+    /// The caller asked to stop (its poll callback returned non-zero).
+    pub fn abort(&self) {
+        self.abort.store(true, Release);
+    }
+
+    /// Queue a file for the copier threads.
+    pub fn queue_copy(&self, file: Arc<SourceFile>) {
+        lock(&self.queue).push_back(file);
+    }
+
+    /// The next file to copy, if any is left.
+    pub fn next_to_copy(&self) -> Option<Arc<SourceFile>> {
+        lock(&self.queue).pop_front()
     }
 
     /// Whether the copier should stop: aborted or failed.
@@ -408,26 +419,6 @@ impl Session {
             dest,
             src: Some(src),
         }))
-    }
-
-    /// Progress as the poll callback shows it.
-    pub fn progress(&self) -> (f32, String) {
-        let total = self.bytes_total.load(Relaxed);
-        let done = self.bytes_done.load(Relaxed).min(total);
-        let frac = if total == 0 {
-            0.0
-        } else {
-            done as f64 / total as f64
-        };
-        let text = format!(
-            "{} of {} bytes copied ({:.0}%), {} of {} files",
-            done,
-            total,
-            frac * 100.0,
-            self.files_done.load(Relaxed),
-            self.files_total.load(Relaxed)
-        );
-        (frac as f32, text)
     }
 }
 
