@@ -13,7 +13,7 @@ use rustix::io::Errno;
 use std::ffi::{CStr, CString, OsStr};
 use std::os::unix::ffi::OsStrExt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering::*};
 use std::time::{Duration, Instant};
 
@@ -96,44 +96,21 @@ fn dir_arg(p: *const libc::c_char, what: &str, i: usize) -> Result<PathBuf, Erro
 /// will resolve it: existing parts through their symbolic links, `..` from
 /// there, missing parts as written.
 fn resolve_dest(dest: &Path) -> Result<PathBuf, Error> {
-    let fail = |e: Errno| {
+    crate::dest_path::resolve(
+        dest,
+        || sys::canonical_dir(fs::CWD, Path::new(".")),
+        |p| sys::canonical_dir(fs::CWD, p),
+        // A missing part, or one that is not a directory (open_dest says
+        // which).
+        |e| matches!(*e, Errno::NOENT | Errno::NOTDIR),
+    )
+    .map_err(|e| {
         refuse(
             Side::Destination,
             e,
             format!("destination {}: {}", dest.display(), sys::strerror(e)),
         )
-    };
-    let mut cur = if dest.is_absolute() {
-        PathBuf::from("/")
-    } else {
-        sys::canonical_dir(fs::CWD, Path::new(".")).map_err(fail)?
-    };
-    let mut exists = true;
-    for c in dest.components() {
-        match c {
-            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
-            Component::ParentDir => {
-                cur.pop();
-            }
-            Component::Normal(name) => {
-                let next = cur.join(name);
-                if exists {
-                    match sys::canonical_dir(fs::CWD, &next) {
-                        Ok(c) => {
-                            cur = c;
-                            continue;
-                        }
-                        // A missing part, or one that is not a directory
-                        // (open_dest says which).
-                        Err(Errno::NOENT) | Err(Errno::NOTDIR) => exists = false,
-                        Err(e) => return Err(fail(e)),
-                    }
-                }
-                cur = next;
-            }
-        }
-    }
-    Ok(cur)
+    })
 }
 
 fn overlaps(a: &Path, b: &Path) -> bool {

@@ -20,6 +20,7 @@ mod api;
 mod boundary;
 mod capture;
 mod copier;
+mod dest_path;
 mod error;
 mod fd_cache;
 mod fd_table;
