@@ -55,13 +55,16 @@ impl Callbacks {
     fn error(&self, errno: i32, text: &str) {
         let Some((f, extra)) = self.error else { return };
         let c = CString::new(text.replace('\0', " ")).unwrap_or_default();
-        // SAFETY: as for poll.
+        // SAFETY: the caller's error callback (Percona's signature), with
+        // the extra pointer it gave for it and a NUL-terminated string that
+        // lives across the call, on the thread that called create_backup.
         as_application(|| unsafe { f(errno, c.as_ptr(), extra) })
     }
 
     fn stop(which: &Option<(StopFn, *mut libc::c_void)>) {
         if let Some((f, extra)) = *which {
-            // SAFETY: as for poll.
+            // SAFETY: the caller's stop-capture callback, with the extra
+            // pointer it gave for it, on the thread that called create_backup.
             as_application(|| unsafe { f(extra) })
         }
     }

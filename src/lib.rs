@@ -4,13 +4,21 @@
 //! directories while mirroring every change to the parts already copied, so
 //! the destination ends as an exact snapshot of one instant.
 //!
-//! Module map: `gate` (the idle path), `hooks` (interposed symbols),
-//! `boundary` (the panic boundary of every exported function), `real`
-//! (the libc functions behind them), `capture` (what a hook does during a
-//! backup), `staging` (copies of the bytes being written), `session` (a running backup), `fd_table`, `fd_cache` (the library's own descriptors, bounded), `source_file` (and its
-//! range locks), `namespace` (names and paths), `copier`, `throttle`, `uring` (io_uring rings), `api`
-//! (the C API), `verify` (the snapshot check), `sys` (the library's own
-//! raw I/O).
+//! Modules, in layers that read bottom-up (no import cycle: `layering`
+//! below checks):
+//! - the library's own raw I/O and errors: `sys`, `error`, `logging`;
+//! - files: `source_file` (a file by identity, its range locks and mirror
+//!   descriptors), `fd_cache` (the library's descriptors, bounded),
+//!   `fd_table` (which file each application descriptor writes),
+//!   `staging` (copies of the bytes being written);
+//! - trees and names: `rel_path`, `namespace`, `dest_path`;
+//! - the running backup: `session`, `progress`, `throttle`;
+//! - on top: `capture` (what a hook does during a backup), `copier` (the
+//!   walk and the copy), `verify` (the snapshot check), `api` (the C API);
+//! - the doors: `gate` (the idle path and per-thread slots, which the
+//!   layers below use too), `hooks` (interposed symbols),
+//!   `boundary` (the panic boundary of every exported function), `real`
+//!   (the libc functions behind them), `uring` (io_uring rings).
 
 #![allow(non_snake_case)]
 #![deny(unsafe_op_in_unsafe_fn)]

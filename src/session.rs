@@ -33,7 +33,9 @@ pub struct Exclude {
 // SAFETY: the API contract makes the exclude callback callable from any
 // thread with its extra pointer (documented in include/backup.h).
 unsafe impl Send for Exclude {}
-// SAFETY: as above.
+// SAFETY: shared, the pair is only read (never written once the session
+// is built), and calls from several threads at once are what the API
+// contract allows.
 unsafe impl Sync for Exclude {}
 
 pub struct Session {
@@ -114,7 +116,9 @@ pub fn install(s: Box<Session>) -> *mut Session {
 /// since, so that no hook holds a reference.
 pub unsafe fn uninstall(p: *mut Session) -> Box<Session> {
     SESSION.store(core::ptr::null_mut(), Release);
-    // SAFETY: per the contract above, we are the only owner again.
+    // SAFETY: `p` came from Box::into_raw in `install`; SESSION no longer
+    // points to it and stop_capture has waited for every hook that loaded
+    // it (this function's contract), so this is the only reference.
     unsafe { Box::from_raw(p) }
 }
 

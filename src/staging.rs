@@ -123,7 +123,8 @@ pub struct Staging {
 // its gate slot, while that thread is inside a hook; a slot has one owner
 // at a time, so no area is ever used by two threads at once.
 unsafe impl Sync for Staging {}
-// SAFETY: as above; the raw buffers are plain heap memory.
+// SAFETY: the areas are heap buffers owned by the Staging with no tie to
+// a thread; moving the Staging moves the ownership of all of them.
 unsafe impl Send for Staging {}
 
 impl Default for Staging {
@@ -278,7 +279,9 @@ impl Staging {
     /// passed to the call.
     pub unsafe fn stage(&self, slot: usize, bytes: Bytes) -> Option<Bytes> {
         let area = self.areas.get(slot)?;
-        // SAFETY: per the contract, only this thread uses this area now.
+        // SAFETY: the caller holds gate slot `slot` (this function's
+        // contract) and only a slot's holder touches its area, so this is
+        // the one reference to it.
         let area = unsafe { &mut *area.get() };
         match bytes {
             Bytes::Buf(p, n) => {
@@ -349,7 +352,9 @@ impl Staging {
         let Some(area) = self.areas.get(slot) else {
             return Ok(None);
         };
-        // SAFETY: per the contract, only this thread uses this area now.
+        // SAFETY: the caller holds gate slot `slot` (this function's
+        // contract) and only a slot's holder touches its area, so this is
+        // the one reference to it.
         let area = unsafe { &mut *area.get() };
         if n == 0 || n > MAX_STAGED || !area.reserve(n) {
             return Ok(None);
@@ -386,7 +391,7 @@ mod tests {
         assert_eq!(staged, &src[100..5100]);
         // The copy does not follow later changes of the application's buffer.
         src[100] ^= 0xff;
-        // SAFETY: as above.
+        // SAFETY: the staged copy holds n >= 1 bytes.
         assert_ne!(unsafe { *q }, src[100]);
     }
 

@@ -187,3 +187,43 @@ pub(super) fn late_resize_file(s: &Session, file: &Arc<SourceFile>, names_held: 
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustix::fs::{Mode, OFlags};
+    use std::os::unix::io::AsRawFd;
+    use std::path::Path;
+
+    /// fallocate's effects on the copy: a punched hole reads as zeros, a
+    /// size grown by allocation grows the copy.
+    #[test]
+    fn fallocate_mirror_matches_the_source() {
+        let d = std::env::temp_dir().join(format!("hb-capture-falloc-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        let (sp, dp) = (d.join("src"), d.join("dest"));
+        std::fs::write(&sp, vec![5u8; 64 << 10]).unwrap();
+        std::fs::copy(&sp, &dp).unwrap();
+        let app = std::fs::OpenOptions::new().write(true).open(&sp).unwrap();
+        let open = |p: &Path, f| sys::openat(fs::CWD, p, f, Mode::empty()).unwrap();
+        let m = MirrorFds {
+            dest: Arc::new(open(&dp, OFlags::WRONLY)),
+            src: Some(Arc::new(open(&sp, OFlags::RDONLY))),
+        };
+        let punch = (FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE).bits() as i32;
+        fs::fallocate(
+            &app,
+            FallocateFlags::from_bits_retain(punch as u32),
+            8192,
+            16384,
+        )
+        .unwrap();
+        mirror_fallocate(&m, app.as_raw_fd(), punch, 8192, 16384).unwrap();
+        assert_eq!(std::fs::read(&sp).unwrap(), std::fs::read(&dp).unwrap());
+        fs::fallocate(&app, FallocateFlags::empty(), 60 << 10, 40 << 10).unwrap();
+        mirror_fallocate(&m, app.as_raw_fd(), 0, 60 << 10, 40 << 10).unwrap();
+        assert_eq!(std::fs::metadata(&dp).unwrap().len(), 100 << 10);
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+}

@@ -179,12 +179,14 @@ unsafe fn mirror_bytes(
 ) -> Result<(), Errno> {
     match bytes {
         Bytes::Buf(p, len) => {
-            // SAFETY: per the contract; the kernel accepted n <= len bytes.
+            // SAFETY: `p` is readable for `len` bytes (a staged copy, this
+            // function's contract), and n.min(len) does not exceed len.
             let b = unsafe { core::slice::from_raw_parts(p, n.min(len)) };
             sys::pwrite_all(dest, b, off)
         }
         Bytes::Iov(iov, cnt) => {
-            // SAFETY: per the contract.
+            // SAFETY: `iov` points to `cnt` iovecs of a staged copy (this
+            // function's contract); a staged count is never negative.
             let iov = unsafe { core::slice::from_raw_parts(iov, cnt.max(0) as usize) };
             let mut left = n;
             let mut at = off;
@@ -193,7 +195,8 @@ unsafe fn mirror_bytes(
                     break;
                 }
                 let k = v.iov_len.min(left);
-                // SAFETY: per the contract; k <= iov_len.
+                // SAFETY: a staged iovec describes iov_len readable bytes
+                // (this function's contract), and k <= iov_len.
                 let b = unsafe { core::slice::from_raw_parts(v.iov_base as *const u8, k) };
                 sys::pwrite_all(dest, b, at)?;
                 at += k as u64;
@@ -249,4 +252,102 @@ pub fn mirror_from_source(fds: &MirrorFds, off: u64, n: usize) -> Result<(), Err
     let Some(src) = &fds.src else { return Ok(()) };
     let mut hint = copier::DataHint::default();
     copier::copy_range(src.as_fd(), fds.dest.as_fd(), off, n as u64, &mut hint).map_err(|(_, e)| e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustix::fs::{Mode, OFlags};
+    use std::os::unix::fs::FileExt;
+    use std::os::unix::io::AsRawFd;
+    use std::path::{Path, PathBuf};
+    use std::sync::Arc;
+
+    fn tmp(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("hb-capture-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    fn fds(src: &Path, dest: &Path) -> MirrorFds {
+        let open = |p: &Path, f| {
+            sys::openat(fs::CWD, p, f | OFlags::CREATE, Mode::from_raw_mode(0o600)).unwrap()
+        };
+        MirrorFds {
+            dest: Arc::new(open(dest, OFlags::WRONLY)),
+            src: Some(Arc::new(open(src, OFlags::RDONLY))),
+        }
+    }
+
+    /// A write the copier has passed is mirrored from the source: the copy
+    /// gets the bytes the kernel wrote, whatever the buffer holds after.
+    #[test]
+    fn mirror_from_source_copies_the_written_range() {
+        let d = tmp("from-source");
+        let (sp, dp) = (d.join("src"), d.join("dest"));
+        let app = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .open(&sp)
+            .unwrap();
+        app.write_all_at(&[1u8; 8192], 0).unwrap();
+        let m = fds(&sp, &dp);
+        mirror_from_source(&m, 0, 8192).unwrap();
+        let mut buf = vec![2u8; 1000];
+        app.write_all_at(&buf, 3000).unwrap();
+        buf.fill(3); // the application reuses its buffer
+        mirror_from_source(&m, 3000, 1000).unwrap();
+        assert_eq!(std::fs::read(&sp).unwrap(), std::fs::read(&dp).unwrap());
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    /// Staged bytes (O_DIRECT writes, and what read_back returns) are
+    /// written where the kernel put them, a buffer or each iovec in turn,
+    /// only as many bytes as it wrote.
+    #[test]
+    fn staged_bytes_land_where_the_write_did() {
+        let d = tmp("staged");
+        let dp = d.join("dest");
+        let m = fds(&d.join("src"), &dp);
+        let a = [b'a'; 10];
+        // SAFETY: `a` is readable for its 10 bytes.
+        unsafe { mirror_bytes(m.dest.as_fd(), Bytes::Buf(a.as_ptr(), 10), 5, 7) }.unwrap();
+        let (x, y) = ([b'x'; 4], [b'y'; 6]);
+        let iov = [
+            libc::iovec {
+                iov_base: x.as_ptr() as *mut _,
+                iov_len: 4,
+            },
+            libc::iovec {
+                iov_base: y.as_ptr() as *mut _,
+                iov_len: 6,
+            },
+        ];
+        // SAFETY: both iovecs describe readable arrays of their length.
+        unsafe { mirror_bytes(m.dest.as_fd(), Bytes::Iov(iov.as_ptr(), 2), 20, 8) }.unwrap();
+        let mut want = vec![0u8; 28];
+        want[5..12].fill(b'a');
+        want[20..24].fill(b'x');
+        want[24..28].fill(b'y');
+        assert_eq!(std::fs::read(&dp).unwrap(), want);
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    /// Where a write landed: at its offset, or at the end for O_APPEND and
+    /// for writes at the file offset.
+    #[test]
+    fn written_at_finds_appended_bytes() {
+        let d = tmp("written-at");
+        let p = d.join("f");
+        std::fs::write(&p, [0u8; 100]).unwrap();
+        let f = std::fs::OpenOptions::new().append(true).open(&p).unwrap();
+        let fd = f.as_raw_fd();
+        std::io::Write::write_all(&mut &f, &[1u8; 10]).unwrap();
+        assert_eq!(written_at(fd, At::Current, true, 10), Ok(100));
+        assert_eq!(written_at(fd, At::Offset(0), true, 10), Ok(100));
+        assert_eq!(written_at(fd, At::Offset(7), false, 10), Ok(7));
+        std::fs::remove_dir_all(&d).unwrap();
+    }
 }
