@@ -74,13 +74,14 @@ pub fn write_to<R: Copy + Into<i64>>(
             At::Offset(off) if !append => file.mirrored_at(off),
             _ => file.started(),
         };
-    let slot = gate.slot();
-    let staged = match slot {
+    let staged = if direct && may_mirror {
         // SAFETY: `slot` is the gate slot this thread holds until the hook
         // returns, so no other thread uses its staging area meanwhile; the
         // staged copy is used only below, before the hook returns.
-        Some(slot) if direct && may_mirror => unsafe { s.staging.stage(slot, bytes) },
-        _ => None,
+        gate.slot()
+            .and_then(|slot| unsafe { s.staging.stage(slot, bytes) })
+    } else {
+        None
     };
     let (r, errno) = real_call(|| real(staged.unwrap_or(bytes)));
     let n: i64 = r.into();
@@ -94,7 +95,7 @@ pub fn write_to<R: Copy + Into<i64>>(
         // SAFETY: `staged` came from this thread's staging area (slot) in
         // this hook and is not reused before it returns.
         guarded(s, || unsafe {
-            mirror_write(s, &file, &fds, slot, written, staged, bytes)
+            mirror_write(s, &file, &fds, gate.slot(), written, staged, bytes)
         });
     }
     drop(range);
@@ -119,6 +120,7 @@ struct Written {
 /// # Safety
 /// `staged`, if any, must be the staged copy made for this write in the
 /// staging area of `slot`, which the calling thread holds.
+#[inline(always)]
 unsafe fn mirror_write(
     s: &Session,
     file: &SourceFile,
