@@ -4,7 +4,7 @@
 //! before the chunk is read (and is copied) or after it is written (and is
 //! mirrored) - the copy never goes back in time. Holes stay holes.
 
-use crate::error::{self, Error};
+use crate::error::{self, Error, Side};
 use crate::fd_cache::MirrorFds;
 use crate::namespace::{self, Names, Root};
 use crate::rel_path::RelPath;
@@ -178,11 +178,10 @@ pub fn import(s: &Session, names: &mut Names, name: &RelPath) -> error::Result<(
 pub fn copy_file(s: &Session, file: &Arc<SourceFile>, throttled: bool) -> error::Result<()> {
     let name = file.current_name();
     let fail = |side: Side, op: &'static str, e: Errno| {
-        let (side, path) = match (&name, side) {
-            (Some(n), Side::Read) => (error::Side::Source, s.src_path(n)),
-            (Some(n), Side::Write) => (error::Side::Destination, s.dest_path(n)),
-            (None, Side::Read) => (error::Side::Source, Default::default()),
-            (None, Side::Write) => (error::Side::Destination, Default::default()),
+        let path = match (&name, side) {
+            (Some(n), Side::Source) => s.src_path(n),
+            (Some(n), _) => s.dest_path(n),
+            (None, _) => Default::default(),
         };
         Error::op(side, op, path, e)
     };
@@ -194,8 +193,17 @@ pub fn copy_file(s: &Session, file: &Arc<SourceFile>, throttled: bool) -> error:
         return Ok(());
     };
     let copy = |from: u64, len: u64, hint: &mut DataHint| {
-        copy_range(src.as_fd(), dest.as_fd(), from, len, hint)
-            .map_err(|(side, e)| fail(side, if side == Side::Read { "read" } else { "write" }, e))
+        copy_range(src.as_fd(), dest.as_fd(), from, len, hint).map_err(|(side, e)| {
+            fail(
+                side,
+                if side == Side::Source {
+                    "read"
+                } else {
+                    "write"
+                },
+                e,
+            )
+        })
     };
     let mut hint = DataHint::default();
     let mut off = file.copied_upto();
@@ -212,7 +220,7 @@ pub fn copy_file(s: &Session, file: &Arc<SourceFile>, throttled: bool) -> error:
         // The size is read under the lock: bytes written past an older
         // size before the lock was taken were not mirrored and must be read.
         let size = fs::fstat(src.as_fd())
-            .map_err(|e| fail(Side::Read, "stat", e))?
+            .map_err(|e| fail(Side::Source, "stat", e))?
             .st_size as u64;
         if off >= size {
             break;
@@ -240,27 +248,21 @@ pub fn copy_file(s: &Session, file: &Arc<SourceFile>, throttled: bool) -> error:
         return Ok(());
     }
     let size = fs::fstat(src.as_fd())
-        .map_err(|e| fail(Side::Read, "stat", e))?
+        .map_err(|e| fail(Side::Source, "stat", e))?
         .st_size as u64;
     let from = file.copied_upto().min(size);
     if size > from {
         copy(from, size - from, &mut hint)?;
     }
-    fs::ftruncate(dest.as_fd(), size).map_err(|e| fail(Side::Write, "truncate", e))?;
+    fs::ftruncate(dest.as_fd(), size).map_err(|e| fail(Side::Destination, "truncate", e))?;
     file.set_copied_upto(u64::MAX);
     s.progress.file_done();
     Ok(())
 }
 
-/// Which side of a copy failed.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum Side {
-    Read,
-    Write,
-}
-
 /// Copy `[off, off+len)` of `src` to the same place in `dest`, keeping
-/// holes. Errors say which side failed ("read" or "write").
+/// holes. Errors say which side failed: reading the source or writing the
+/// destination.
 pub fn copy_range(
     src: BorrowedFd<'_>,
     dest: BorrowedFd<'_>,
@@ -293,7 +295,7 @@ pub fn copy_range(
                     end: u64::MAX,
                 };
             }
-            Err(e) => return Err((Side::Read, e)),
+            Err(e) => return Err((Side::Source, e)),
             Ok(data) => {
                 if data > pos {
                     punch(dest, pos, data.min(end) - pos)?;
@@ -301,7 +303,7 @@ pub fn copy_range(
                 if data >= end {
                     return Ok(());
                 }
-                let hole = fs::seek(src, SeekFrom::Hole(data)).map_err(|e| (Side::Read, e))?;
+                let hole = fs::seek(src, SeekFrom::Hole(data)).map_err(|e| (Side::Source, e))?;
                 *hint = DataHint {
                     start: data,
                     end: hole,
@@ -343,7 +345,7 @@ fn copy_data(
                 return copy_buffered(src, dest, off + done, len - done).map(|n| done + n);
             }
             Err(e @ (Errno::NOSPC | Errno::DQUOT | Errno::FBIG | Errno::ROFS)) => {
-                return Err((Side::Write, e))
+                return Err((Side::Destination, e))
             }
             Err(e) => {
                 // Tell which side failed by retrying through a buffer.
@@ -374,9 +376,9 @@ fn copy_buffered(
                 Ok(0) => return Ok(done),
                 Ok(n) => n,
                 Err(Errno::INTR) => continue,
-                Err(e) => return Err((Side::Read, e)),
+                Err(e) => return Err((Side::Source, e)),
             };
-            sys::pwrite_all(dest, &buf[..n], off + done).map_err(|e| (Side::Write, e))?;
+            sys::pwrite_all(dest, &buf[..n], off + done).map_err(|e| (Side::Destination, e))?;
             done += n as u64;
         }
         Ok(done)
@@ -391,7 +393,7 @@ fn punch(dest: BorrowedFd<'_>, off: u64, len: u64) -> Result<(), (Side, Errno)> 
         Ok(_) | Err(Errno::NXIO) => return Ok(()),
         Err(_) => {}
     }
-    let size = fs::fstat(dest).map_err(|e| (Side::Write, e))?.st_size as u64;
+    let size = fs::fstat(dest).map_err(|e| (Side::Destination, e))?.st_size as u64;
     let end = end.min(size);
     if end <= off {
         return Ok(());
@@ -404,7 +406,7 @@ fn punch(dest: BorrowedFd<'_>, off: u64, len: u64) -> Result<(), (Side, Errno)> 
     ) {
         Ok(()) => Ok(()),
         Err(Errno::OPNOTSUPP) | Err(Errno::NOSYS) => write_zeros(dest, off, end - off),
-        Err(e) => Err((Side::Write, e)),
+        Err(e) => Err((Side::Destination, e)),
     }
 }
 
@@ -413,7 +415,7 @@ pub fn write_zeros(dest: BorrowedFd<'_>, off: u64, len: u64) -> Result<(), (Side
     let mut done = 0;
     while done < len {
         let n = (len - done).min(zeros.len() as u64) as usize;
-        sys::pwrite_all(dest, &zeros[..n], off + done).map_err(|e| (Side::Write, e))?;
+        sys::pwrite_all(dest, &zeros[..n], off + done).map_err(|e| (Side::Destination, e))?;
         done += n as u64;
     }
     Ok(())
