@@ -2,6 +2,7 @@
 //! tokubackup_throttle_backup, tokubackup_version_string.
 
 use crate::boundary::boundary;
+use crate::error::{Error, Side};
 use crate::gate::{self, as_application};
 use crate::namespace::Root;
 use crate::session::{self, Exclude, ExcludeFn, Session};
@@ -12,7 +13,7 @@ use rustix::io::Errno;
 use std::ffi::{CStr, CString, OsStr};
 use std::os::unix::ffi::OsStrExt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering::*};
 use std::time::{Duration, Instant};
 
@@ -54,28 +55,30 @@ impl Callbacks {
     fn error(&self, errno: i32, text: &str) {
         let Some((f, extra)) = self.error else { return };
         let c = CString::new(text.replace('\0', " ")).unwrap_or_default();
-        // SAFETY: as for poll.
+        // SAFETY: the caller's error callback (Percona's signature), with
+        // the extra pointer it gave for it and a NUL-terminated string that
+        // lives across the call, on the thread that called create_backup.
         as_application(|| unsafe { f(errno, c.as_ptr(), extra) })
     }
 
     fn stop(which: &Option<(StopFn, *mut libc::c_void)>) {
         if let Some((f, extra)) = *which {
-            // SAFETY: as for poll.
+            // SAFETY: the caller's stop-capture callback, with the extra
+            // pointer it gave for it, on the thread that called create_backup.
             as_application(|| unsafe { f(extra) })
         }
     }
 }
 
-/// An error before any copying starts.
-struct Refusal(i32, String);
-
-fn refuse(e: Errno, msg: String) -> Refusal {
-    Refusal(e.raw_os_error(), msg)
+/// An error before any copying starts, about `side`.
+fn refuse(side: Side, e: Errno, msg: String) -> Error {
+    Error::text(side, e.raw_os_error(), msg)
 }
 
-fn dir_arg(p: *const libc::c_char, what: &str, i: usize) -> Result<PathBuf, Refusal> {
+fn dir_arg(p: *const libc::c_char, what: &str, i: usize) -> Result<PathBuf, Error> {
     if p.is_null() {
-        return Err(Refusal(
+        return Err(Error::text(
+            Side::Engine,
             libc::EINVAL,
             format!("{what} directory #{i} is NULL"),
         ));
@@ -83,7 +86,8 @@ fn dir_arg(p: *const libc::c_char, what: &str, i: usize) -> Result<PathBuf, Refu
     // SAFETY: the caller passes NUL-terminated strings (API contract).
     let bytes = unsafe { CStr::from_ptr(p) }.to_bytes();
     if bytes.is_empty() {
-        return Err(Refusal(
+        return Err(Error::text(
+            Side::Engine,
             libc::EINVAL,
             format!("{what} directory #{i} is an empty string"),
         ));
@@ -94,44 +98,22 @@ fn dir_arg(p: *const libc::c_char, what: &str, i: usize) -> Result<PathBuf, Refu
 /// Where a destination will be once created, resolved the way the kernel
 /// will resolve it: existing parts through their symbolic links, `..` from
 /// there, missing parts as written.
-fn resolve_dest(dest: &Path) -> Result<PathBuf, Refusal> {
-    let fail = |e: Errno| {
+fn resolve_dest(dest: &Path) -> Result<PathBuf, Error> {
+    crate::dest_path::resolve(
+        dest,
+        || sys::canonical_dir(fs::CWD, Path::new(".")),
+        |p| sys::canonical_dir(fs::CWD, p),
+        // A missing part, or one that is not a directory (open_dest says
+        // which).
+        |e| matches!(*e, Errno::NOENT | Errno::NOTDIR),
+    )
+    .map_err(|e| {
         refuse(
+            Side::Destination,
             e,
             format!("destination {}: {}", dest.display(), sys::strerror(e)),
         )
-    };
-    let mut cur = if dest.is_absolute() {
-        PathBuf::from("/")
-    } else {
-        sys::canonical_dir(fs::CWD, Path::new(".")).map_err(fail)?
-    };
-    let mut exists = true;
-    for c in dest.components() {
-        match c {
-            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
-            Component::ParentDir => {
-                cur.pop();
-            }
-            Component::Normal(name) => {
-                let next = cur.join(name);
-                if exists {
-                    match sys::canonical_dir(fs::CWD, &next) {
-                        Ok(c) => {
-                            cur = c;
-                            continue;
-                        }
-                        // A missing part, or one that is not a directory
-                        // (open_dest says which).
-                        Err(Errno::NOENT) | Err(Errno::NOTDIR) => exists = false,
-                        Err(e) => return Err(fail(e)),
-                    }
-                }
-                cur = next;
-            }
-        }
-    }
-    Ok(cur)
+    })
 }
 
 fn overlaps(a: &Path, b: &Path) -> bool {
@@ -141,15 +123,17 @@ fn overlaps(a: &Path, b: &Path) -> bool {
 /// Open a destination, which must be an existing empty directory. The
 /// numbers are Percona TokuBackup's, which its callers test: the stat error
 /// (ENOENT when absent), EINVAL when it is not a directory or not empty.
-fn open_dest(dest: &Path, shown: &Path) -> Result<sys::OwnFd, Refusal> {
+fn open_dest(dest: &Path, shown: &Path) -> Result<sys::OwnFd, Error> {
     let fail = |e: Errno| {
         refuse(
+            Side::Destination,
             e,
             format!("destination {}: {}", shown.display(), sys::strerror(e)),
         )
     };
     let st = fs::statat(fs::CWD, dest, AtFlags::empty()).map_err(|e| match e {
         Errno::NOENT => refuse(
+            Side::Destination,
             e,
             format!(
                 "destination {} does not exist; create it (an empty directory) first",
@@ -159,7 +143,8 @@ fn open_dest(dest: &Path, shown: &Path) -> Result<sys::OwnFd, Refusal> {
         e => fail(e),
     })?;
     if st.st_mode & libc::S_IFMT != libc::S_IFDIR {
-        return Err(Refusal(
+        return Err(Error::text(
+            Side::Destination,
             libc::EINVAL,
             format!(
                 "destination {} exists and is not a directory",
@@ -169,7 +154,8 @@ fn open_dest(dest: &Path, shown: &Path) -> Result<sys::OwnFd, Refusal> {
     }
     let dir = sys::open_dir(dest).map_err(fail)?;
     if !sys::list_dir(dir.as_fd()).map_err(fail)?.is_empty() {
-        return Err(Refusal(
+        return Err(Error::text(
+            Side::Destination,
             libc::EINVAL,
             format!("destination {} is not empty", shown.display()),
         ));
@@ -180,7 +166,7 @@ fn open_dest(dest: &Path, shown: &Path) -> Result<sys::OwnFd, Refusal> {
 /// What this process does that no hook can see, which would make a backup
 /// silently wrong: io_uring or libaio contexts, shared writable mappings of
 /// files in the sources.
-fn check_invisible_io(sources: &[PathBuf]) -> Result<(), Refusal> {
+fn check_invisible_io(sources: &[PathBuf]) -> Result<(), Error> {
     if let Ok(dir) = sys::open_dir(Path::new("/proc/self/fd")) {
         for name in sys::list_dir(dir.as_fd()).unwrap_or_default() {
             let link = Path::new("/proc/self/fd").join(&name);
@@ -191,9 +177,10 @@ fn check_invisible_io(sources: &[PathBuf]) -> Result<(), Refusal> {
                         .is_some_and(crate::uring::is_followed)
                 };
                 if target.as_bytes() == b"anon_inode:[io_uring]" && !followed() {
-                    return Err(Refusal(
-                        libc::EOPNOTSUPP,
-                        "this process uses an io_uring ring the library does not follow, whose writes cannot be captured; start it with libHotBackup.so.1 preloaded from the start, or switch io_uring off (for MariaDB: innodb_use_native_aio=0)".into(),
+                    return Err(Error::text(
+            Side::Engine,
+            libc::EOPNOTSUPP,
+                        "this process uses an io_uring ring the library does not follow, whose writes cannot be captured; start it with libHotBackup.so.1 preloaded from the start, or switch io_uring off (for MariaDB: innodb_use_native_aio=0)",
                     ));
                 }
             }
@@ -210,9 +197,10 @@ fn check_invisible_io(sources: &[PathBuf]) -> Result<(), Refusal> {
         }
         let path = Path::new(OsStr::from_bytes(fields[5]));
         if fields[5].starts_with(b"/[aio]") {
-            return Err(Refusal(
-                libc::EOPNOTSUPP,
-                "this process uses Linux native AIO (libaio), whose writes cannot be captured; start it with libHotBackup.so.1 preloaded from the start (which turns it off), or switch it off (for MariaDB: innodb_use_native_aio=0)".into(),
+            return Err(Error::text(
+            Side::Engine,
+            libc::EOPNOTSUPP,
+                "this process uses Linux native AIO (libaio), whose writes cannot be captured; start it with libHotBackup.so.1 preloaded from the start (which turns it off), or switch it off (for MariaDB: innodb_use_native_aio=0)",
             ));
         }
         if fields[1].len() >= 4
@@ -220,8 +208,9 @@ fn check_invisible_io(sources: &[PathBuf]) -> Result<(), Refusal> {
             && fields[1][3] == b's'
             && sources.iter().any(|s| path.starts_with(s))
         {
-            return Err(Refusal(
-                libc::EOPNOTSUPP,
+            return Err(Error::text(
+            Side::Engine,
+            libc::EOPNOTSUPP,
                 format!("{} is mapped shared and writable by this process; stores through a mapping cannot be captured", path.display()),
             ));
         }
@@ -234,11 +223,12 @@ fn prepare(
     sources: &[PathBuf],
     dests: &[PathBuf],
     exclude: Option<Exclude>,
-) -> Result<Session, Refusal> {
+) -> Result<Session, Error> {
     let mut canon_src = Vec::new();
     for s in sources {
         let c = sys::canonical_dir(fs::CWD, s).map_err(|e| {
             refuse(
+                Side::Source,
                 e,
                 format!("source directory {}: {}", s.display(), sys::strerror(e)),
             )
@@ -252,7 +242,8 @@ fn prepare(
     for (i, a) in canon_src.iter().enumerate() {
         for (j, b) in canon_src.iter().enumerate().skip(i + 1) {
             if overlaps(a, b) {
-                return Err(Refusal(
+                return Err(Error::text(
+                    Side::Engine,
                     libc::EINVAL,
                     format!(
                         "source directories {} and {} overlap",
@@ -264,7 +255,8 @@ fn prepare(
         }
         for (j, d) in canon_dest.iter().enumerate() {
             if overlaps(a, d) {
-                return Err(Refusal(
+                return Err(Error::text(
+                    Side::Engine,
                     libc::EINVAL,
                     format!(
                         "destination {} overlaps source {} (resolved: {} and {})",
@@ -280,7 +272,8 @@ fn prepare(
     for (i, a) in canon_dest.iter().enumerate() {
         for (j, b) in canon_dest.iter().enumerate().skip(i + 1) {
             if overlaps(a, b) {
-                return Err(Refusal(
+                return Err(Error::text(
+                    Side::Engine,
                     libc::EINVAL,
                     format!(
                         "destinations {} and {} overlap",
@@ -303,6 +296,26 @@ fn prepare(
     Ok(Session::new(roots, exclude))
 }
 
+/// The copy: the walk, then `threads` threads taking queued files.
+fn copy(s: &Session, threads: usize) {
+    let _lib = gate::LibraryScope::enter();
+    if let Err(e) = crate::copier::walk(s) {
+        s.fail(e);
+        return;
+    }
+    std::thread::scope(|inner| {
+        for _ in 1..threads {
+            let _ = std::thread::Builder::new()
+                .name("hotbackup-copy".into())
+                .spawn_scoped(inner, || {
+                    let _lib = gate::LibraryScope::enter();
+                    crate::copier::run_queue(s);
+                });
+        }
+        crate::copier::run_queue(s);
+    });
+}
+
 /// Copies, then stops capture. Returns 0 or the first error number.
 fn run(session_ptr: *mut Session, cb: &Callbacks, threads: usize) -> libc::c_int {
     // SAFETY: the session stays installed (and so alive) until `uninstall`
@@ -313,24 +326,7 @@ fn run(session_ptr: *mut Session, cb: &Callbacks, threads: usize) -> libc::c_int
     std::thread::scope(|scope| {
         let worker = std::thread::Builder::new()
             .name("hotbackup-copy".into())
-            .spawn_scoped(scope, || {
-                let _lib = gate::LibraryScope::enter();
-                if let Err((e, msg)) = crate::copier::walk(s) {
-                    s.fail(e, msg);
-                    return;
-                }
-                std::thread::scope(|inner| {
-                    for _ in 1..threads {
-                        let _ = std::thread::Builder::new()
-                            .name("hotbackup-copy".into())
-                            .spawn_scoped(inner, || {
-                                let _lib = gate::LibraryScope::enter();
-                                crate::copier::run_queue(s);
-                            });
-                    }
-                    crate::copier::run_queue(s);
-                });
-            });
+            .spawn_scoped(scope, || copy(s, threads));
         let worker = match worker {
             Ok(w) => w,
             Err(e) => {
@@ -344,12 +340,12 @@ fn run(session_ptr: *mut Session, cb: &Callbacks, threads: usize) -> libc::c_int
         let mut last_poll = Instant::now() - POLL_EVERY;
         while !worker.is_finished() {
             if last_poll.elapsed() >= POLL_EVERY {
-                let (frac, text) = s.progress();
+                let (frac, text) = s.progress.report();
                 let r = cb.poll(frac, &text);
                 last_poll = Instant::now();
                 if r != 0 && abort_code == 0 {
                     abort_code = r;
-                    s.abort.store(true, SeqCst);
+                    s.abort();
                 }
             }
             std::thread::sleep(Duration::from_millis(10));
@@ -363,7 +359,7 @@ fn run(session_ptr: *mut Session, cb: &Callbacks, threads: usize) -> libc::c_int
         copy_done = !s.stopping();
     });
     if copy_done {
-        let (frac, text) = s.progress();
+        let (frac, text) = s.progress.report();
         let r = cb.poll(frac, &format!("copy complete, stopping capture: {text}"));
         if r != 0 {
             abort_code = r;
@@ -416,100 +412,125 @@ fn env_threads() -> usize {
         .unwrap_or(2)
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Tell the caller (and the log) about an error; its errno.
+fn report(cb: &Callbacks, e: &Error) -> libc::c_int {
+    let msg = e.to_string();
+    crate::logging::error(&match e.side() {
+        Side::Source => format!("source: {msg}"),
+        Side::Destination => format!("destination: {msg}"),
+        Side::Engine => msg.clone(),
+    });
+    cb.error(e.errno(), &msg);
+    e.errno()
+}
+
 fn create_backup(
     sources: &[PathBuf],
     dests: &[PathBuf],
     cb: &Callbacks,
     exclude: Option<Exclude>,
 ) -> libc::c_int {
-    let report = |code: i32, msg: &str| {
-        crate::logging::error(msg);
-        cb.error(code, msg);
-        code
-    };
     if RUNNING
         .compare_exchange(false, true, SeqCst, SeqCst)
         .is_err()
     {
-        return report(libc::EBUSY, "a backup is already running in this process");
+        return report(
+            cb,
+            &Error::text(
+                Side::Engine,
+                libc::EBUSY,
+                "a backup is already running in this process",
+            ),
+        );
     }
-    let result = (|| {
-        let session = match prepare(sources, dests, exclude) {
-            Ok(x) => x,
-            Err(Refusal(code, msg)) => return report(code, &msg),
-        };
-        crate::logging::info(&format!(
-            "backup started: {}",
-            session
-                .roots
-                .iter()
-                .map(|r| format!("{} -> {}", r.src.display(), r.dest.display()))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ));
-        let began = Instant::now();
-        crate::boundary::arm_test_panic();
-        let ptr = session::install(Box::new(session));
-        // Capture on, then no call or io_uring write from before it still
-        // in flight: either failing leaves capture off.
-        let started = gate::start_capture(START_TIMEOUT)
-            .map_err(|stuck| {
-                (
-                    libc::ETIMEDOUT,
-                    format!(
-                        "a thread stayed inside a file operation (descriptor {}) for {:?}",
-                        stuck.what, stuck.waited
-                    ),
-                )
-            })
-            .and_then(|()| {
-                crate::uring::wait_native(START_TIMEOUT).inspect_err(|_| gate::stop_capture())
-            });
-        if let Err((code, msg)) = started {
-            // SAFETY: capture is off (see above).
-            drop(unsafe { session::uninstall(ptr) });
-            return report(code, &format!("capture could not start: {msg}"));
-        }
-        let code = run(ptr, cb, env_threads());
-        // SAFETY: `run` stopped capture (gate::stop_capture) on every path,
-        // and joined every copy thread.
-        let s = unsafe { session::uninstall(ptr) };
-        let mut errors = s.take_errors();
-        if errors.is_empty() && code == 0 {
-            for root in &s.roots {
-                if let Err(e) = fs::syncfs(root.dest_dir.as_fd()) {
-                    errors.push((
-                        e.raw_os_error(),
-                        format!(
-                            "sync destination {}: {}",
-                            root.dest.display(),
-                            sys::strerror(e)
-                        ),
-                    ));
-                }
-            }
-        }
-        let (done, total) = (s.bytes_done.load(Relaxed), s.bytes_total.load(Relaxed));
-        drop(s);
-        for (e, msg) in &errors {
-            report(*e, msg);
-        }
-        if let Some((e, _)) = errors.first() {
-            return *e;
-        }
-        if code != 0 {
-            crate::logging::info(&format!("backup aborted by its caller (code {code})"));
-            return code;
-        }
-        crate::logging::info(&format!(
-            "backup complete: {done} of {total} bytes copied in {:.1} s",
-            began.elapsed().as_secs_f64()
-        ));
-        0
-    })();
+    let result = match prepare(sources, dests, exclude) {
+        Ok(session) => backup(session, cb),
+        Err(e) => report(cb, &e),
+    };
     RUNNING.store(false, SeqCst);
     result
+}
+
+/// Run a prepared backup: capture on, copy, capture off, report.
+fn backup(session: Session, cb: &Callbacks) -> libc::c_int {
+    crate::logging::info(&format!(
+        "backup started: {}",
+        session
+            .roots
+            .iter()
+            .map(|r| format!("{} -> {}", r.src.display(), r.dest.display()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    let began = Instant::now();
+    crate::boundary::arm_test_panic();
+    let ptr = session::install(Box::new(session));
+    if let Err(e) = start_capture() {
+        // SAFETY: start_capture leaves capture off when it fails, so no hook
+        // holds the session.
+        drop(unsafe { session::uninstall(ptr) });
+        return report(cb, &e);
+    }
+    let code = run(ptr, cb, env_threads());
+    // SAFETY: `run` stopped capture (gate::stop_capture) on every path,
+    // and joined every copy thread.
+    let s = unsafe { session::uninstall(ptr) };
+    finish(s, code, began, cb)
+}
+
+/// Capture on, then no call or io_uring write from before it still in
+/// flight: either failing leaves capture off.
+fn start_capture() -> Result<(), Error> {
+    gate::start_capture(START_TIMEOUT)
+        .map_err(|stuck| {
+            (
+                libc::ETIMEDOUT,
+                format!(
+                    "a thread stayed inside a file operation (descriptor {}) for {:?}",
+                    stuck.what, stuck.waited
+                ),
+            )
+        })
+        .and_then(|()| {
+            crate::uring::wait_native(START_TIMEOUT).inspect_err(|_| gate::stop_capture())
+        })
+        .map_err(|(code, msg)| {
+            Error::text(
+                Side::Engine,
+                code,
+                format!("capture could not start: {msg}"),
+            )
+        })
+}
+
+/// After capture stopped: sync the destinations of a backup that
+/// succeeded, report every error; the result for the caller.
+fn finish(s: Box<Session>, code: libc::c_int, began: Instant, cb: &Callbacks) -> libc::c_int {
+    let mut errors = s.take_errors();
+    if errors.is_empty() && code == 0 {
+        for root in &s.roots {
+            if let Err(e) = fs::syncfs(root.dest_dir.as_fd()) {
+                errors.push(Error::dest("sync destination", &root.dest, e));
+            }
+        }
+    }
+    let (done, total) = s.progress.bytes();
+    drop(s);
+    for e in &errors {
+        report(cb, e);
+    }
+    if let Some(e) = errors.first() {
+        return e.errno();
+    }
+    if code != 0 {
+        crate::logging::info(&format!("backup aborted by its caller (code {code})"));
+        return code;
+    }
+    crate::logging::info(&format!(
+        "backup complete: {done} of {total} bytes copied in {:.1} s",
+        began.elapsed().as_secs_f64()
+    ));
+    0
 }
 
 pub fn after_fork_child() {
@@ -561,9 +582,9 @@ pub unsafe extern "C" fn tokubackup_create_backup(
                     sources.push(s);
                     dests.push(d);
                 }
-                Err(Refusal(code, msg)) => {
-                    cb.error(code, &msg);
-                    return code;
+                Err(e) => {
+                    cb.error(e.errno(), &e.to_string());
+                    return e.errno();
                 }
             }
         }

@@ -4,8 +4,11 @@
 //! before the chunk is read (and is copied) or after it is written (and is
 //! mirrored) - the copy never goes back in time. Holes stay holes.
 
-use crate::namespace::{self, Names, RelPath, Root};
-use crate::session::{dest_error, Session};
+use crate::error::{self, Error, Side};
+use crate::fd_cache::MirrorFds;
+use crate::namespace::{self, Names, Root};
+use crate::rel_path::RelPath;
+use crate::session::Session;
 use crate::source_file::{SourceFile, WHOLE};
 use crate::sys;
 use rustix::fd::{AsFd, BorrowedFd};
@@ -38,18 +41,13 @@ pub struct DataHint {
 }
 
 /// Reproduce the entry `name` (at `src_dir`/`file_name`) in the destination.
-fn walk_entry(
-    s: &Session,
-    names: &mut Names,
-    name: &RelPath,
-    mode: WalkMode,
-) -> Result<(), (Errno, String)> {
+fn walk_entry(s: &Session, names: &mut Names, name: &RelPath, mode: WalkMode) -> error::Result<()> {
     let root = &s.roots[name.root];
     let src = root.src_path(&name.rel);
     let st = match fs::statat(fs::CWD, &src, AtFlags::SYMLINK_NOFOLLOW) {
         Ok(st) => st,
         Err(Errno::NOENT) => return Ok(()),
-        Err(e) => return Err((e, format!("stat {}: {}", src.display(), sys::strerror(e)))),
+        Err(e) => return Err(Error::source("stat", src, e)),
     };
     let dest_rel = Root::dest_rel(&name.rel);
     let dest_dir = root.dest_dir.as_fd();
@@ -62,25 +60,16 @@ fn walk_entry(
                     Mode::from_raw_mode(st.st_mode & 0o7777) | Mode::RWXU,
                 ) {
                     Ok(()) | Err(Errno::EXIST) => {}
-                    Err(e) => return Err((e, dest_error("mkdir", &root.dest_path(&name.rel), e))),
+                    Err(e) => return Err(Error::dest("mkdir", root.dest_path(&name.rel), e)),
                 }
             }
             let dir = match sys::open_dir(&src) {
                 Ok(d) => d,
                 Err(Errno::NOENT) => return Ok(()),
-                Err(e) => {
-                    return Err((
-                        e,
-                        format!("open directory {}: {}", src.display(), sys::strerror(e)),
-                    ))
-                }
+                Err(e) => return Err(Error::source("open directory", src, e)),
             };
-            let mut entries = sys::list_dir(dir.as_fd()).map_err(|e| {
-                (
-                    e,
-                    format!("read directory {}: {}", src.display(), sys::strerror(e)),
-                )
-            })?;
+            let mut entries =
+                sys::list_dir(dir.as_fd()).map_err(|e| Error::source("read directory", &src, e))?;
             entries.sort();
             for entry in entries {
                 if s.stopping() {
@@ -91,15 +80,11 @@ fn walk_entry(
         }
         FileType::RegularFile => add_file(s, names, name, &st, mode)?,
         FileType::Symlink => {
-            let target = fs::readlinkat(fs::CWD, &src, Vec::new()).map_err(|e| {
-                (
-                    e,
-                    format!("readlink {}: {}", src.display(), sys::strerror(e)),
-                )
-            })?;
+            let target = fs::readlinkat(fs::CWD, &src, Vec::new())
+                .map_err(|e| Error::source("readlink", &src, e))?;
             match fs::symlinkat(target.as_c_str(), dest_dir, dest_rel) {
                 Ok(()) | Err(Errno::EXIST) => {}
-                Err(e) => return Err((e, dest_error("symlink", &root.dest_path(&name.rel), e))),
+                Err(e) => return Err(Error::dest("symlink", root.dest_path(&name.rel), e)),
             }
         }
         // Sockets, FIFOs and devices are not data; a restore recreates them.
@@ -114,7 +99,7 @@ fn add_file(
     name: &RelPath,
     st: &fs::Stat,
     mode: WalkMode,
-) -> Result<(), (Errno, String)> {
+) -> error::Result<()> {
     let (file, new) = s.file_or_insert(st.st_dev, st.st_ino, 0);
     let root = &s.roots[name.root];
     if !new {
@@ -153,21 +138,20 @@ fn add_file(
         WalkMode::Queue => s.fd_cache.retrying(create).map(drop),
         WalkMode::CopyNow => s
             .fd_cache
-            .open(&file, crate::fd_cache::Side::Dest, create)
+            .open(&file, crate::source_file::Side::Dest, create)
             .map(drop),
     }
-    .map_err(|e| (e, dest_error("create", &root.dest_path(&name.rel), e)))?;
-    s.files_total.fetch_add(1, Relaxed);
-    s.bytes_total.fetch_add(st.st_size as u64, Relaxed);
+    .map_err(|e| Error::dest("create", root.dest_path(&name.rel), e))?;
+    s.progress.found(st.st_size as u64);
     match mode {
-        WalkMode::Queue => crate::source_file::lock(&s.queue).push_back(file),
+        WalkMode::Queue => s.queue_copy(file),
         WalkMode::CopyNow => copy_file(s, &file, false)?,
     }
     Ok(())
 }
 
 /// The initial walk of every root, under the namespace lock.
-pub fn walk(s: &Session) -> Result<(), (Errno, String)> {
+pub fn walk(s: &Session) -> error::Result<()> {
     let mut names = s.names();
     for i in 0..s.roots.len() {
         walk_entry(s, &mut names, &RelPath::new(i, ""), WalkMode::Queue)?;
@@ -179,50 +163,47 @@ pub fn walk(s: &Session) -> Result<(), (Errno, String)> {
 /// Bring an entry that appeared in a tree during capture (renamed or linked
 /// in from outside) into the destination, copying it now. The caller holds
 /// the namespace lock.
-pub fn import(s: &Session, names: &mut Names, name: &RelPath) -> Result<(), (Errno, String)> {
+pub fn import(s: &Session, names: &mut Names, name: &RelPath) -> error::Result<()> {
     let root = &s.roots[name.root];
     names.remove_under(name);
     s.bump_generation();
     sys::remove_tree(root.dest_dir.as_fd(), Root::dest_rel(&name.rel))
-        .map_err(|e| (e, dest_error("remove", &root.dest_path(&name.rel), e)))?;
+        .map_err(|e| Error::dest("remove", root.dest_path(&name.rel), e))?;
     walk_entry(s, names, name, WalkMode::CopyNow)
 }
 
 /// Copy one file's bytes, chunk by chunk, then set the destination's size.
 /// `throttled` is false for copies made inside an application's call, which
 /// must not wait for the throttle and hold the namespace lock already.
-pub fn copy_file(
-    s: &Session,
-    file: &Arc<SourceFile>,
-    throttled: bool,
-) -> Result<(), (Errno, String)> {
+pub fn copy_file(s: &Session, file: &Arc<SourceFile>, throttled: bool) -> error::Result<()> {
     let name = file.current_name();
-    let fail = |side: Side, op: &str, e: Errno| {
+    let fail = |side: Side, op: &'static str, e: Errno| {
         let path = match (&name, side) {
-            (Some(n), Side::Read) => s.src_path(n),
-            (Some(n), Side::Write) => s.dest_path(n),
+            (Some(n), Side::Source) => s.src_path(n),
+            (Some(n), _) => s.dest_path(n),
             (None, _) => Default::default(),
         };
-        (e, format!("{op} {}: {}", path.display(), sys::strerror(e)))
+        Error::op(side, op, path, e)
     };
-    let (src, dest) = match s.open_for_copy(file, !throttled) {
-        Ok(Some(crate::session::MirrorFds {
-            dest,
-            src: Some(src),
-        })) => (src, dest),
-        Ok(Some(_)) => return Ok(()),
-        Ok(None) => return Ok(()),
-        Err((e, dest_side)) => {
-            return Err(fail(
-                if dest_side { Side::Write } else { Side::Read },
-                "open",
-                e,
-            ))
-        }
+    let Some(MirrorFds {
+        dest,
+        src: Some(src),
+    }) = s.open_for_copy(file, !throttled)?
+    else {
+        return Ok(());
     };
     let copy = |from: u64, len: u64, hint: &mut DataHint| {
-        copy_range(src.as_fd(), dest.as_fd(), from, len, hint)
-            .map_err(|(side, e)| fail(side, if side == Side::Read { "read" } else { "write" }, e))
+        copy_range(src.as_fd(), dest.as_fd(), from, len, hint).map_err(|(side, e)| {
+            fail(
+                side,
+                if side == Side::Source {
+                    "read"
+                } else {
+                    "write"
+                },
+                e,
+            )
+        })
     };
     let mut hint = DataHint::default();
     let mut off = file.copied_upto();
@@ -239,7 +220,7 @@ pub fn copy_file(
         // The size is read under the lock: bytes written past an older
         // size before the lock was taken were not mirrored and must be read.
         let size = fs::fstat(src.as_fd())
-            .map_err(|e| fail(Side::Read, "stat", e))?
+            .map_err(|e| fail(Side::Source, "stat", e))?
             .st_size as u64;
         if off >= size {
             break;
@@ -251,7 +232,7 @@ pub fn copy_file(
         if throttled {
             sys::start_writeback(dest.as_fd(), off, len);
         }
-        s.bytes_done.fetch_add(len, Relaxed);
+        s.progress.copied(len);
         // Pay for what was read, outside every lock: small files cost what
         // they hold, not a whole chunk.
         if throttled && !s.throttle.acquire(len, || s.stopping()) {
@@ -267,27 +248,21 @@ pub fn copy_file(
         return Ok(());
     }
     let size = fs::fstat(src.as_fd())
-        .map_err(|e| fail(Side::Read, "stat", e))?
+        .map_err(|e| fail(Side::Source, "stat", e))?
         .st_size as u64;
     let from = file.copied_upto().min(size);
     if size > from {
         copy(from, size - from, &mut hint)?;
     }
-    fs::ftruncate(dest.as_fd(), size).map_err(|e| fail(Side::Write, "truncate", e))?;
+    fs::ftruncate(dest.as_fd(), size).map_err(|e| fail(Side::Destination, "truncate", e))?;
     file.set_copied_upto(u64::MAX);
-    s.files_done.fetch_add(1, Relaxed);
+    s.progress.file_done();
     Ok(())
 }
 
-/// Which side of a copy failed.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum Side {
-    Read,
-    Write,
-}
-
 /// Copy `[off, off+len)` of `src` to the same place in `dest`, keeping
-/// holes. Errors say which side failed ("read" or "write").
+/// holes. Errors say which side failed: reading the source or writing the
+/// destination.
 pub fn copy_range(
     src: BorrowedFd<'_>,
     dest: BorrowedFd<'_>,
@@ -320,7 +295,7 @@ pub fn copy_range(
                     end: u64::MAX,
                 };
             }
-            Err(e) => return Err((Side::Read, e)),
+            Err(e) => return Err((Side::Source, e)),
             Ok(data) => {
                 if data > pos {
                     punch(dest, pos, data.min(end) - pos)?;
@@ -328,7 +303,7 @@ pub fn copy_range(
                 if data >= end {
                     return Ok(());
                 }
-                let hole = fs::seek(src, SeekFrom::Hole(data)).map_err(|e| (Side::Read, e))?;
+                let hole = fs::seek(src, SeekFrom::Hole(data)).map_err(|e| (Side::Source, e))?;
                 *hint = DataHint {
                     start: data,
                     end: hole,
@@ -370,7 +345,7 @@ fn copy_data(
                 return copy_buffered(src, dest, off + done, len - done).map(|n| done + n);
             }
             Err(e @ (Errno::NOSPC | Errno::DQUOT | Errno::FBIG | Errno::ROFS)) => {
-                return Err((Side::Write, e))
+                return Err((Side::Destination, e))
             }
             Err(e) => {
                 // Tell which side failed by retrying through a buffer.
@@ -401,9 +376,9 @@ fn copy_buffered(
                 Ok(0) => return Ok(done),
                 Ok(n) => n,
                 Err(Errno::INTR) => continue,
-                Err(e) => return Err((Side::Read, e)),
+                Err(e) => return Err((Side::Source, e)),
             };
-            sys::pwrite_all(dest, &buf[..n], off + done).map_err(|e| (Side::Write, e))?;
+            sys::pwrite_all(dest, &buf[..n], off + done).map_err(|e| (Side::Destination, e))?;
             done += n as u64;
         }
         Ok(done)
@@ -418,7 +393,7 @@ fn punch(dest: BorrowedFd<'_>, off: u64, len: u64) -> Result<(), (Side, Errno)> 
         Ok(_) | Err(Errno::NXIO) => return Ok(()),
         Err(_) => {}
     }
-    let size = fs::fstat(dest).map_err(|e| (Side::Write, e))?.st_size as u64;
+    let size = fs::fstat(dest).map_err(|e| (Side::Destination, e))?.st_size as u64;
     let end = end.min(size);
     if end <= off {
         return Ok(());
@@ -431,7 +406,7 @@ fn punch(dest: BorrowedFd<'_>, off: u64, len: u64) -> Result<(), (Side, Errno)> 
     ) {
         Ok(()) => Ok(()),
         Err(Errno::OPNOTSUPP) | Err(Errno::NOSYS) => write_zeros(dest, off, end - off),
-        Err(e) => Err((Side::Write, e)),
+        Err(e) => Err((Side::Destination, e)),
     }
 }
 
@@ -440,7 +415,7 @@ pub fn write_zeros(dest: BorrowedFd<'_>, off: u64, len: u64) -> Result<(), (Side
     let mut done = 0;
     while done < len {
         let n = (len - done).min(zeros.len() as u64) as usize;
-        sys::pwrite_all(dest, &zeros[..n], off + done).map_err(|e| (Side::Write, e))?;
+        sys::pwrite_all(dest, &zeros[..n], off + done).map_err(|e| (Side::Destination, e))?;
         done += n as u64;
     }
     Ok(())
@@ -452,10 +427,10 @@ pub fn run_queue(s: &Session) {
         if s.stopping() {
             return;
         }
-        let next = crate::source_file::lock(&s.queue).pop_front();
+        let next = s.next_to_copy();
         let Some(file) = next else { return };
-        if let Err((e, msg)) = copy_file(s, &file, true) {
-            s.fail(e, msg);
+        if let Err(e) = copy_file(s, &file, true) {
+            s.fail(e);
             return;
         }
         // Nothing writes through these any more unless an application
@@ -467,10 +442,116 @@ pub fn run_queue(s: &Session) {
 /// Copy a source file completely again, and its size (a change a mirror
 /// cannot follow on this destination, or one that raced with the file
 /// joining the backup). Caller holds the file's whole range.
-pub fn recopy_locked(fds: &crate::session::MirrorFds) -> Result<(), Errno> {
+pub fn recopy_locked(fds: &MirrorFds) -> Result<(), Errno> {
     let Some(src) = &fds.src else { return Ok(()) };
     let size = fs::fstat(src.as_fd())?.st_size as u64;
     let mut hint = DataHint::default();
     copy_range(src.as_fd(), fds.dest.as_fd(), 0, size, &mut hint).map_err(|(_, e)| e)?;
     fs::ftruncate(fds.dest.as_fd(), size)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::namespace::Root;
+    use rustix::fs::OFlags;
+    use std::os::unix::fs::FileExt;
+    use std::path::{Path, PathBuf};
+
+    fn tmp(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("hb-copier-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    fn open(p: &Path, flags: OFlags) -> sys::OwnFd {
+        sys::openat(
+            fs::CWD,
+            p,
+            flags | OFlags::CREATE,
+            Mode::from_raw_mode(0o600),
+        )
+        .unwrap()
+    }
+
+    /// Bytes of the file that are allocated (not holes), in 4 KiB blocks.
+    fn blocks(p: &Path) -> u64 {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(p).unwrap().blocks() / 8
+    }
+
+    #[test]
+    fn copy_range_copies_bytes_and_keeps_holes() {
+        let d = tmp("range");
+        let (src_path, dest_path) = (d.join("src"), d.join("dest"));
+        let f = std::fs::File::create(&src_path).unwrap();
+        f.write_all_at(&[7u8; 5000], 0).unwrap();
+        // 8 MiB of hole, then data.
+        f.write_all_at(b"tail", 8 << 20).unwrap();
+        let src = open(&src_path, OFlags::RDONLY);
+        let dest = open(&dest_path, OFlags::WRONLY);
+        let len = (8 << 20) + 4;
+        copy_range(src.as_fd(), dest.as_fd(), 0, len, &mut DataHint::default()).unwrap();
+        fs::ftruncate(dest.as_fd(), len).unwrap();
+        assert_eq!(
+            std::fs::read(&src_path).unwrap(),
+            std::fs::read(&dest_path).unwrap()
+        );
+        assert!(
+            blocks(&dest_path) < 64,
+            "the hole was filled: {} blocks",
+            blocks(&dest_path)
+        );
+        // A stale hint of data where there is a hole now copies zeros: still right.
+        let mut hint = DataHint {
+            start: 0,
+            end: u64::MAX,
+        };
+        f.write_all_at(&[9u8; 100], 4096 * 3).unwrap();
+        copy_range(src.as_fd(), dest.as_fd(), 4096 * 3, 100, &mut hint).unwrap();
+        assert_eq!(
+            std::fs::read(&src_path).unwrap(),
+            std::fs::read(&dest_path).unwrap()
+        );
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    /// The walk and the copier threads' loop on a real tree, without the
+    /// library preloaded: names, bytes, links and holes arrive.
+    #[test]
+    fn walk_and_copy_reproduce_a_tree() {
+        let d = tmp("tree");
+        let (src, dest) = (d.join("src"), d.join("dest"));
+        std::fs::create_dir_all(src.join("db/sub")).unwrap();
+        std::fs::create_dir_all(&dest).unwrap();
+        let big: Vec<u8> = (0..3 * CHUNK + 17).map(|i| (i % 251) as u8).collect();
+        std::fs::write(src.join("db/t.ibd"), &big).unwrap();
+        std::fs::write(src.join("db/sub/small"), b"x").unwrap();
+        std::fs::hard_link(src.join("db/sub/small"), src.join("db/hard")).unwrap();
+        std::os::unix::fs::symlink("t.ibd", src.join("db/link")).unwrap();
+        let root = Root {
+            src: src.canonicalize().unwrap(),
+            dest: dest.clone(),
+            dest_dir: sys::open_dir(&dest).unwrap(),
+        };
+        let s = Session::new(vec![root], None);
+        walk(&s).unwrap();
+        run_queue(&s);
+        assert!(s.take_errors().is_empty());
+        assert_eq!(std::fs::read(dest.join("db/t.ibd")).unwrap(), big);
+        assert_eq!(std::fs::read(dest.join("db/sub/small")).unwrap(), b"x");
+        assert_eq!(
+            std::fs::read_link(dest.join("db/link")).unwrap(),
+            Path::new("t.ibd")
+        );
+        use std::os::unix::fs::MetadataExt;
+        let ino = |p: PathBuf| std::fs::metadata(p).unwrap().ino();
+        assert_eq!(ino(dest.join("db/hard")), ino(dest.join("db/sub/small")));
+        assert_eq!(
+            s.progress.bytes(),
+            (big.len() as u64 + 1, big.len() as u64 + 1)
+        );
+        std::fs::remove_dir_all(&d).unwrap();
+    }
 }

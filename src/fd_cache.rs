@@ -14,7 +14,7 @@
 //! mirrored under that lock), and a file without one (unlinked, renamed out,
 //! excluded) is not mirrored at all, so no descriptor is pinned for it.
 
-use crate::source_file::{lock, SourceFile};
+use crate::source_file::{lock, Side, SourceFile};
 use crate::sys::OwnFd;
 use rustix::io::Errno;
 use std::collections::HashMap;
@@ -28,36 +28,11 @@ const FLOOR: usize = 4;
 /// buys little and takes descriptors from the system.
 const CAP: usize = 4096;
 
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum Side {
-    Src,
-    Dest,
-}
-
-/// A file's descriptors (source to read from, destination to write to) and
-/// when they were last used. Read by anyone; changed only by `FdCache`.
-#[derive(Default)]
-pub struct FileFds {
-    dest: Mutex<Option<Arc<OwnFd>>>,
-    src: Mutex<Option<Arc<OwnFd>>>,
-    last_use: AtomicU64,
-}
-
-impl FileFds {
-    fn slot(&self, side: Side) -> &Mutex<Option<Arc<OwnFd>>> {
-        match side {
-            Side::Src => &self.src,
-            Side::Dest => &self.dest,
-        }
-    }
-
-    /// Empty both slots; how many descriptors they held.
-    fn take_all(&self, out: &mut Vec<Arc<OwnFd>>) -> usize {
-        let before = out.len();
-        out.extend(lock(&self.dest).take());
-        out.extend(lock(&self.src).take());
-        out.len() - before
-    }
+/// Descriptors a mirror uses: the destination, and the source when bytes
+/// are copied from it.
+pub struct MirrorFds {
+    pub dest: Arc<OwnFd>,
+    pub src: Option<Arc<OwnFd>>,
 }
 
 pub struct FdCache {
@@ -110,7 +85,7 @@ impl FdCache {
     pub fn get(&self, file: &SourceFile, side: Side) -> Option<Arc<OwnFd>> {
         let fds = &file.fds;
         let fd = lock(fds.slot(side)).clone()?;
-        fds.last_use.store(self.clock.load(Relaxed), Relaxed);
+        fds.touch(self.clock.load(Relaxed));
         Some(fd)
     }
 
@@ -134,8 +109,7 @@ impl FdCache {
             inner.open += 1;
         }
         closed.extend(old);
-        fds.last_use
-            .store(self.clock.fetch_add(1, Relaxed) + 1, Relaxed);
+        fds.touch(self.clock.fetch_add(1, Relaxed) + 1);
         inner.files.entry(key(file)).or_insert_with(|| file.clone());
         drop(inner);
         drop(closed);
@@ -207,7 +181,7 @@ fn evict_to(inner: &mut Inner, target: usize, closed: &mut Vec<Arc<OwnFd>>) {
     let mut by_age: Vec<(u64, usize)> = inner
         .files
         .iter()
-        .map(|(k, f)| (f.fds.last_use.load(Relaxed), *k))
+        .map(|(k, f)| (f.fds.last_use(), *k))
         .collect();
     by_age.sort_unstable();
     for (_, k) in by_age {

@@ -12,9 +12,10 @@
 
 use crate::aio;
 use crate::boundary::{boundary, Made};
-use crate::capture::{self, At, Bytes, NameOp};
+use crate::capture::{self, At, NameOp};
 use crate::gate::{Gate, KIND_NO_CHANGE, KIND_PATH};
 use crate::real;
+use crate::staging::Bytes;
 use crate::sys;
 use libc::{
     c_char, c_int, c_long, c_uint, c_void, iovec, loff_t, mode_t, off64_t, off_t, size_t, ssize_t,
@@ -243,7 +244,7 @@ macro_rules! resize_hook {
                 gate: $fd,
                 idle: real(),
                 |made, gate| {
-                    let mirror = |$fds: &crate::session::MirrorFds| $mirror;
+                    let mirror = |$fds: &crate::fd_cache::MirrorFds| $mirror;
                     capture::resize_fd(gate, $fd, || made.call(real), |r| r == 0, mirror)
                 },
                 real()

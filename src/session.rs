@@ -1,11 +1,14 @@
 //! A running backup: its roots, files, names, descriptor table, progress
 //! and errors; how hooks reach it, and when it may be freed.
 
-use crate::fd_cache::{FdCache, Side};
+use crate::error::{self, Error};
+use crate::fd_cache::{FdCache, MirrorFds};
 use crate::fd_table::{FdState, FdTable};
 use crate::gate::{CaptureGuard, Gate};
-use crate::namespace::{self, Names, RelPath, Root};
-use crate::source_file::{lock, SourceFile};
+use crate::namespace::{self, Names, Root};
+use crate::progress::Progress;
+use crate::rel_path::RelPath;
+use crate::source_file::{lock, Side, SourceFile};
 use crate::staging::Staging;
 use crate::sys;
 use crate::throttle::Throttle;
@@ -30,7 +33,9 @@ pub struct Exclude {
 // SAFETY: the API contract makes the exclude callback callable from any
 // thread with its extra pointer (documented in include/backup.h).
 unsafe impl Send for Exclude {}
-// SAFETY: as above.
+// SAFETY: shared, the pair is only read (never written once the session
+// is built), and calls from several threads at once are what the API
+// contract allows.
 unsafe impl Sync for Exclude {}
 
 pub struct Session {
@@ -38,7 +43,7 @@ pub struct Session {
     /// The namespace lock: every mirrored change of names holds it, and
     /// the initial walk holds it throughout, so the destination's names
     /// always equal the sources'. Taken before any range lock.
-    pub names: Mutex<Names>,
+    names: Mutex<Names>,
     files: Mutex<HashMap<(u64, u64), Arc<SourceFile>>>,
     pub fds: FdTable,
     /// The library's own descriptors on files of the backup, bounded.
@@ -51,15 +56,13 @@ pub struct Session {
     /// walk itself and must not be mirrored.
     walked: AtomicBool,
     exclude: Option<Exclude>,
-    errors: Mutex<Vec<(i32, String)>>,
+    errors: Mutex<Vec<Error>>,
     failed: AtomicBool,
-    pub abort: AtomicBool,
+    abort: AtomicBool,
     pub throttle: Throttle,
-    pub queue: Mutex<VecDeque<Arc<SourceFile>>>,
-    pub bytes_total: AtomicU64,
-    pub bytes_done: AtomicU64,
-    pub files_total: AtomicU64,
-    pub files_done: AtomicU64,
+    /// Files the walk found, for the copier threads.
+    queue: Mutex<VecDeque<Arc<SourceFile>>>,
+    pub progress: Progress,
     /// Per-thread copies of bytes being written (see `staging`).
     pub staging: Staging,
 }
@@ -113,7 +116,9 @@ pub fn install(s: Box<Session>) -> *mut Session {
 /// since, so that no hook holds a reference.
 pub unsafe fn uninstall(p: *mut Session) -> Box<Session> {
     SESSION.store(core::ptr::null_mut(), Release);
-    // SAFETY: per the contract above, we are the only owner again.
+    // SAFETY: `p` came from Box::into_raw in `install`; SESSION no longer
+    // points to it and stop_capture has waited for every hook that loaded
+    // it (this function's contract), so this is the only reference.
     unsafe { Box::from_raw(p) }
 }
 
@@ -137,10 +142,7 @@ impl Session {
             abort: AtomicBool::new(false),
             throttle: Throttle::default(),
             queue: Mutex::new(VecDeque::new()),
-            bytes_total: AtomicU64::new(0),
-            bytes_done: AtomicU64::new(0),
-            files_total: AtomicU64::new(0),
-            files_done: AtomicU64::new(0),
+            progress: Progress::default(),
             staging: Staging::default(),
         }
     }
@@ -150,20 +152,37 @@ impl Session {
     }
 
     /// Record an error; the backup has failed, mirroring stops.
-    pub fn fail(&self, errno: Errno, what: String) {
-        self.fail_raw(errno.raw_os_error(), what);
-    }
-
-    pub fn fail_raw(&self, errno: i32, what: String) {
+    pub fn fail(&self, e: Error) {
         let mut errors = lock(&self.errors);
         if errors.len() < 16 {
-            errors.push((errno, what));
+            errors.push(e);
         }
         self.failed.store(true, Release);
     }
 
+    /// An error of the library itself (a panic, a refused operation),
+    /// described by `what`.
+    pub fn fail_raw(&self, errno: i32, what: String) {
+        self.fail(Error::text(error::Side::Engine, errno, what));
+    }
+
     pub fn failed(&self) -> bool {
         self.failed.load(Acquire)
+    }
+
+    /// The caller asked to stop (its poll callback returned non-zero).
+    pub fn abort(&self) {
+        self.abort.store(true, Release);
+    }
+
+    /// Queue a file for the copier threads.
+    pub fn queue_copy(&self, file: Arc<SourceFile>) {
+        lock(&self.queue).push_back(file);
+    }
+
+    /// The next file to copy, if any is left.
+    pub fn next_to_copy(&self) -> Option<Arc<SourceFile>> {
+        lock(&self.queue).pop_front()
     }
 
     /// Whether the copier should stop: aborted or failed.
@@ -171,7 +190,7 @@ impl Session {
         self.failed() || self.abort.load(Acquire)
     }
 
-    pub fn take_errors(&self) -> Vec<(i32, String)> {
+    pub fn take_errors(&self) -> Vec<Error> {
         std::mem::take(&mut *lock(&self.errors))
     }
 
@@ -212,14 +231,15 @@ impl Session {
         self.fd_cache
             .retrying(|| namespace::locate(&self.roots, dirfd, path))
             .unwrap_or_else(|e| {
-                self.fail(
-                    e,
+                self.fail(Error::text(
+                    error::Side::Source,
+                    e.raw_os_error(),
                     format!(
                         "cannot tell whether {} is in a source tree: {}",
                         path.display(),
                         sys::strerror(e)
                     ),
-                );
+                ));
                 None
             })
     }
@@ -341,7 +361,7 @@ impl Session {
         file: &Arc<SourceFile>,
         need_src: bool,
         names_held: bool,
-    ) -> Result<Option<MirrorFds>, (Errno, String)> {
+    ) -> error::Result<Option<MirrorFds>> {
         if !file.started() {
             return Ok(None);
         }
@@ -356,23 +376,17 @@ impl Session {
             }
         }
         let _names = (!names_held).then(|| self.names());
-        let fail = |what: &str, path: std::path::PathBuf, e: Errno| {
-            (
-                e,
-                format!("{what} {}: {}", path.display(), sys::strerror(e)),
-            )
-        };
         let name = file.current_name().unwrap_or_else(|| RelPath::new(0, ""));
         let Some(dest) = self
             .dest_for(file)
-            .map_err(|e| fail("open", self.dest_path(&name), e))?
+            .map_err(|e| Error::dest("open", self.dest_path(&name), e))?
         else {
             return Ok(None);
         };
         let src = if need_src {
             match self
                 .src_for(file)
-                .map_err(|e| fail("open", self.src_path(&name), e))?
+                .map_err(|e| Error::source("open", self.src_path(&name), e))?
             {
                 Some(src) => Some(src),
                 None => return Ok(None),
@@ -390,38 +404,25 @@ impl Session {
         &self,
         file: &Arc<SourceFile>,
         names_held: bool,
-    ) -> Result<Option<MirrorFds>, (Errno, bool)> {
+    ) -> error::Result<Option<MirrorFds>> {
         let _names = (!names_held).then(|| self.names());
-        let Some(src) = self.src_for(file).map_err(|e| (e, false))? else {
+        let name = || file.current_name().unwrap_or_else(|| RelPath::new(0, ""));
+        let Some(src) = self
+            .src_for(file)
+            .map_err(|e| Error::source("open", self.src_path(&name()), e))?
+        else {
             return Ok(None);
         };
-        let Some(dest) = self.dest_for(file).map_err(|e| (e, true))? else {
+        let Some(dest) = self
+            .dest_for(file)
+            .map_err(|e| Error::dest("open", self.dest_path(&name()), e))?
+        else {
             return Ok(None);
         };
         Ok(Some(MirrorFds {
             dest,
             src: Some(src),
         }))
-    }
-
-    /// Progress as the poll callback shows it.
-    pub fn progress(&self) -> (f32, String) {
-        let total = self.bytes_total.load(Relaxed);
-        let done = self.bytes_done.load(Relaxed).min(total);
-        let frac = if total == 0 {
-            0.0
-        } else {
-            done as f64 / total as f64
-        };
-        let text = format!(
-            "{} of {} bytes copied ({:.0}%), {} of {} files",
-            done,
-            total,
-            frac * 100.0,
-            self.files_done.load(Relaxed),
-            self.files_total.load(Relaxed)
-        );
-        (frac as f32, text)
     }
 }
 
@@ -447,16 +448,4 @@ fn open_src(file: &SourceFile, path: &Path) -> Result<sys::OwnFd, Errno> {
     // them: bytes from before the write, which was not mirrored.
     let _ = rustix::fs::fadvise(&fd, 0, None, rustix::fs::Advice::Random);
     Ok(fd)
-}
-
-/// Descriptors a mirror uses: the destination, and the source when bytes
-/// are copied from it.
-pub struct MirrorFds {
-    pub dest: Arc<sys::OwnFd>,
-    pub src: Option<Arc<sys::OwnFd>>,
-}
-
-/// Message for a failed destination operation.
-pub fn dest_error(op: &str, path: &Path, e: Errno) -> String {
-    format!("{op} {}: {}", path.display(), sys::strerror(e))
 }

@@ -2,9 +2,10 @@
 //! descriptor), with the byte-range locks that order the copier against the
 //! application's writers, and the descriptors the library uses to mirror.
 
-use crate::namespace::RelPath;
+use crate::rel_path::RelPath;
+use crate::sys::OwnFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::*};
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 /// Lock a mutex, ignoring poisoning: a panic elsewhere is already reported
 /// as a failed backup, and the data behind these mutexes stays consistent.
@@ -65,6 +66,48 @@ impl Drop for RangeGuard<'_> {
     }
 }
 
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Side {
+    Src,
+    Dest,
+}
+
+/// A file's descriptors (source to read from, destination to write to) and
+/// when they were last used. Read by anyone; changed only by
+/// `fd_cache::FdCache`, which keeps their count within its budget.
+#[derive(Default)]
+pub struct FileFds {
+    dest: Mutex<Option<Arc<OwnFd>>>,
+    src: Mutex<Option<Arc<OwnFd>>>,
+    last_use: AtomicU64,
+}
+
+impl FileFds {
+    pub(crate) fn slot(&self, side: Side) -> &Mutex<Option<Arc<OwnFd>>> {
+        match side {
+            Side::Src => &self.src,
+            Side::Dest => &self.dest,
+        }
+    }
+
+    /// Empty both slots; how many descriptors they held.
+    pub(crate) fn take_all(&self, out: &mut Vec<Arc<OwnFd>>) -> usize {
+        let before = out.len();
+        out.extend(lock(&self.dest).take());
+        out.extend(lock(&self.src).take());
+        out.len() - before
+    }
+
+    /// Stamp the descriptors as used at `clock` (the cache's clock).
+    pub(crate) fn touch(&self, clock: u64) {
+        self.last_use.store(clock, Relaxed);
+    }
+
+    pub(crate) fn last_use(&self) -> u64 {
+        self.last_use.load(Relaxed)
+    }
+}
+
 pub struct SourceFile {
     pub dev: u64,
     pub ino: u64,
@@ -83,7 +126,7 @@ pub struct SourceFile {
     /// Left out of the backup: no destination, nothing mirrored.
     pub excluded: AtomicBool,
     /// The library's descriptors for mirroring (see `fd_cache`).
-    pub fds: crate::fd_cache::FileFds,
+    pub fds: FileFds,
 }
 
 impl SourceFile {

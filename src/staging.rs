@@ -21,7 +21,6 @@
 //! behind a pointer): a bad address is then the kernel's EFAULT for the
 //! application, never a crash of the process.
 
-use crate::capture::Bytes;
 use crate::gate::NSLOTS;
 use rustix::fd::BorrowedFd;
 use rustix::io::Errno;
@@ -35,6 +34,43 @@ pub const MAX_STAGED: usize = 64 << 20;
 const ALIGN: usize = 4096;
 /// Most iovecs a call may have (IOV_MAX, the kernel's UIO_MAXIOV).
 pub const MAX_IOV: usize = 1024;
+
+/// The bytes a write call hands the kernel.
+#[derive(Clone, Copy)]
+pub enum Bytes {
+    Buf(*const u8, usize),
+    Iov(*const libc::iovec, libc::c_int),
+    /// copy_file_range, sendfile: `len` bytes from another file.
+    FromSource(usize),
+}
+
+impl Bytes {
+    /// How many bytes the call asks to write, found without touching the
+    /// application's memory (the iovec array is copied: the real call has
+    /// not validated it yet); None when the real call is sure to fail.
+    pub fn len(&self) -> Option<usize> {
+        match *self {
+            Bytes::Buf(_, n) | Bytes::FromSource(n) => Some(n),
+            Bytes::Iov(iov, cnt) => iov_total(iov, cnt),
+        }
+    }
+
+    /// The buffer to hand the real call: the staged one, else `orig`.
+    pub fn buf_or(self, orig: *const libc::c_void) -> *const libc::c_void {
+        match self {
+            Bytes::Buf(p, _) => p.cast(),
+            _ => orig,
+        }
+    }
+
+    /// The iovec array to hand the real call: the staged one, else `orig`.
+    pub fn iov_or(self, orig: *const libc::iovec) -> *const libc::iovec {
+        match self {
+            Bytes::Iov(v, _) => v,
+            _ => orig,
+        }
+    }
+}
 
 struct Area {
     ptr: *mut u8,
@@ -87,7 +123,8 @@ pub struct Staging {
 // its gate slot, while that thread is inside a hook; a slot has one owner
 // at a time, so no area is ever used by two threads at once.
 unsafe impl Sync for Staging {}
-// SAFETY: as above; the raw buffers are plain heap memory.
+// SAFETY: the areas are heap buffers owned by the Staging with no tie to
+// a thread; moving the Staging moves the ownership of all of them.
 unsafe impl Send for Staging {}
 
 impl Default for Staging {
@@ -242,7 +279,9 @@ impl Staging {
     /// passed to the call.
     pub unsafe fn stage(&self, slot: usize, bytes: Bytes) -> Option<Bytes> {
         let area = self.areas.get(slot)?;
-        // SAFETY: per the contract, only this thread uses this area now.
+        // SAFETY: the caller holds gate slot `slot` (this function's
+        // contract) and only a slot's holder touches its area, so this is
+        // the one reference to it.
         let area = unsafe { &mut *area.get() };
         match bytes {
             Bytes::Buf(p, n) => {
@@ -313,7 +352,9 @@ impl Staging {
         let Some(area) = self.areas.get(slot) else {
             return Ok(None);
         };
-        // SAFETY: per the contract, only this thread uses this area now.
+        // SAFETY: the caller holds gate slot `slot` (this function's
+        // contract) and only a slot's holder touches its area, so this is
+        // the one reference to it.
         let area = unsafe { &mut *area.get() };
         if n == 0 || n > MAX_STAGED || !area.reserve(n) {
             return Ok(None);
@@ -350,7 +391,7 @@ mod tests {
         assert_eq!(staged, &src[100..5100]);
         // The copy does not follow later changes of the application's buffer.
         src[100] ^= 0xff;
-        // SAFETY: as above.
+        // SAFETY: the staged copy holds n >= 1 bytes.
         assert_ne!(unsafe { *q }, src[100]);
     }
 

@@ -6,7 +6,8 @@
 //! changes for as long as the comparison reads both trees; a diagnostic,
 //! not something to run in production.
 
-use crate::namespace::{RelPath, Root};
+use crate::namespace::Root;
+use crate::rel_path::RelPath;
 use crate::session::Session;
 use crate::sys;
 use rustix::fd::{AsFd, BorrowedFd};

@@ -7,50 +7,33 @@
 
 use crate::error::Failure;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 /// Room left below the destination for our subdirectory and the deepest
 /// server file name (db/table.ext with 64-char identifiers, encoded).
 const ROOM_BELOW: usize = 64 + 1 + 320 + 1 + 320;
 
-/// Resolves `p` like the kernel would once it exists: symlinks of the
-/// existing part are followed, the rest is normalised lexically (absent
-/// directories cannot be links).
+/// The library's resolution of a destination, shared as source so that the
+/// plugin and the library judge a path the same way.
+#[path = "../../src/dest_path.rs"]
+mod dest_path;
+
+/// Resolves `p` like the kernel (and libHotBackup) will once it exists:
+/// symlinks of the existing directories are followed, the rest is
+/// normalised lexically.
 pub fn resolve(p: &Path) -> Result<PathBuf, Failure> {
-    let mut existing = p.to_path_buf();
-    let mut rest: Vec<std::ffi::OsString> = Vec::new();
-    loop {
-        match std::fs::canonicalize(&existing) {
-            Ok(c) => {
-                let mut out = c;
-                for comp in rest.iter().rev() {
-                    match Path::new(comp).components().next() {
-                        Some(Component::ParentDir) => {
-                            out.pop();
-                        }
-                        Some(Component::CurDir) | None => {}
-                        _ => out.push(comp),
-                    }
-                }
-                return Ok(out);
-            }
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
-                let Some(name) = existing.file_name().map(|n| n.to_os_string()) else {
-                    // "/.." or similar: lexical step up.
-                    if !existing.pop() {
-                        return Err(Failure::io("cannot resolve", p, &e));
-                    }
-                    rest.push("..".into());
-                    continue;
-                };
-                rest.push(name);
-                if !existing.pop() {
-                    return Err(Failure::io("cannot resolve", p, &e));
-                }
-            }
-            Err(e) => return Err(Failure::io("cannot resolve destination", p, &e)),
-        }
-    }
+    let canonical_dir = |q: &Path| match std::fs::canonicalize(q) {
+        Ok(c) if c.is_dir() => Ok(c),
+        Ok(_) => Err(std::io::Error::from_raw_os_error(libc::ENOTDIR)),
+        Err(e) => Err(e),
+    };
+    dest_path::resolve(
+        p,
+        || std::env::current_dir().and_then(std::fs::canonicalize),
+        canonical_dir,
+        |e| matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::ENOTDIR)),
+    )
+    .map_err(|e| Failure::io("cannot resolve destination", p, &e))
 }
 
 /// The first 64 characters, for messages about very long paths.
