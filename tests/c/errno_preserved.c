@@ -109,9 +109,16 @@ static void calls(const char *phase, const char *src) {
     SYS(rd);
     int dirfd = open(src, O_RDONLY | O_DIRECTORY);
     SYS(dirfd);
-    /* A descriptor just closed (no open below reuses it before its use). */
-    int closed = open(file, O_RDWR);
+    /* A descriptor just closed, numbered well above the lowest free ones:
+     * the kernel gives every open the lowest free number, and during a
+     * backup the library's own threads open files (before moving them to
+     * its high numbers), so a number just freed at the bottom can be taken
+     * by one of them before the write below (seen once under valgrind). */
+    int low = open(file, O_RDWR);
+    SYS(low);
+    int closed = fcntl(low, F_DUPFD, 200);
     SYS(closed);
+    SYS(close(low));
     SYS(close(closed));
     char buf[16] = "0123456789abcdef";
     TRY(phase, write(-1, buf, 1), EBADF);
