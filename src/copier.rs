@@ -219,9 +219,7 @@ pub fn copy_file(s: &Session, file: &Arc<SourceFile>, throttled: bool) -> error:
         }
         // The size is read under the lock: bytes written past an older
         // size before the lock was taken were not mirrored and must be read.
-        let size = fs::fstat(src.as_fd())
-            .map_err(|e| fail(Side::Source, "stat", e))?
-            .st_size as u64;
+        let size = sys::file_size(src.as_fd()).map_err(|e| fail(Side::Source, "stat", e))?;
         if off >= size {
             break;
         }
@@ -247,9 +245,7 @@ pub fn copy_file(s: &Session, file: &Arc<SourceFile>, throttled: bool) -> error:
     if !file.in_backup() || file.copied_upto() == u64::MAX {
         return Ok(());
     }
-    let size = fs::fstat(src.as_fd())
-        .map_err(|e| fail(Side::Source, "stat", e))?
-        .st_size as u64;
+    let size = sys::file_size(src.as_fd()).map_err(|e| fail(Side::Source, "stat", e))?;
     let from = file.copied_upto().min(size);
     if size > from {
         copy(from, size - from, &mut hint)?;

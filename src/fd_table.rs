@@ -2,7 +2,7 @@
 //! of the application's descriptors writes to.
 //!
 //! Entries are learned lazily, on a descriptor's first change during the
-//! backup, from the kernel (fstat gives device and inode), so descriptors
+//! backup, from the kernel (`sys::file_id`: device and inode), so descriptors
 //! opened before the backup, inherited, or duplicated need no bookkeeping
 //! while no backup runs. Closing, duplicating onto, or reopening a number
 //! forgets its entry.

@@ -285,10 +285,9 @@ impl Session {
         if fd < 0 {
             return none;
         }
-        let Ok(st) = rustix::fs::fstat(sys::borrow(fd)) else {
+        let Ok(id) = sys::file_id(sys::borrow(fd)) else {
             return none;
         };
-        let id = (st.st_mode & libc::S_IFMT == libc::S_IFREG).then_some((st.st_dev, st.st_ino));
         let generation = self.generation();
         let state = self
             .fds

@@ -363,7 +363,9 @@ impl Staging {
         // below before anyone reads them.
         let buf = unsafe { core::slice::from_raw_parts_mut(area.ptr, n) };
         let done = crate::sys::pread_full(src, buf, off)?;
-        buf[done..].fill(0);
+        if done < n {
+            buf[done..].fill(0);
+        }
         Ok(Some(Bytes::Buf(area.ptr, n)))
     }
 }

@@ -21,6 +21,38 @@ pub fn set_errno(e: libc::c_int) {
     unsafe { *libc::__errno_location() = e }
 }
 
+/// The regular file a descriptor refers to, as (device, inode); None for
+/// anything else (a socket, a pipe, a directory).
+///
+/// Asked with `statx` for the type and inode only, not with `fstat`: since
+/// Linux 6.13, reading a file's timestamps makes its next write take a
+/// fine-grained time and journal the inode (multigrain timestamps), so an
+/// `fstat` before each captured write made every one of the application's
+/// writes update the inode. Kernels without `statx` (before 4.11) get
+/// `fstat`.
+pub fn file_id(fd: BorrowedFd<'_>) -> Result<Option<(u64, u64)>, Errno> {
+    let mask = fs::StatxFlags::TYPE | fs::StatxFlags::INO;
+    match fs::statx(fd, c"", AtFlags::EMPTY_PATH, mask) {
+        Ok(st) => Ok((u32::from(st.stx_mode) & libc::S_IFMT == libc::S_IFREG)
+            .then(|| (fs::makedev(st.stx_dev_major, st.stx_dev_minor), st.stx_ino))),
+        Err(Errno::NOSYS) => {
+            let st = fs::fstat(fd)?;
+            Ok((st.st_mode & libc::S_IFMT == libc::S_IFREG).then_some((st.st_dev, st.st_ino)))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The size of the file `fd` refers to, without reading its timestamps
+/// (see `file_id`).
+pub fn file_size(fd: BorrowedFd<'_>) -> Result<u64, Errno> {
+    match fs::statx(fd, c"", AtFlags::EMPTY_PATH, fs::StatxFlags::SIZE) {
+        Ok(st) => Ok(st.stx_size),
+        Err(Errno::NOSYS) => fs::fstat(fd).map(|st| st.st_size as u64),
+        Err(e) => Err(e),
+    }
+}
+
 /// Lowest descriptor number the library uses for its own files, if any.
 /// The application's numbers are allocated from the bottom; keeping ours far
 /// above them means an application that closes a number twice (a bug, but
@@ -270,4 +302,27 @@ pub fn start_writeback(fd: BorrowedFd<'_>, off: u64, len: u64) {
 /// Text of an errno value, for messages.
 pub fn strerror(e: Errno) -> String {
     std::io::Error::from_raw_os_error(e.raw_os_error()).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    /// `file_id` names a file as `fstat` and the tree walk do (the fd
+    /// table compares them), and nothing else as a file.
+    #[test]
+    fn file_id_matches_fstat() {
+        let p = std::env::temp_dir().join(format!("hb-file-id-{}", std::process::id()));
+        std::fs::write(&p, b"0123456789").unwrap();
+        let f = std::fs::File::open(&p).unwrap();
+        let md = std::fs::metadata(&p).unwrap();
+        assert_eq!(file_id(f.as_fd()), Ok(Some((md.dev(), md.ino()))));
+        assert_eq!(file_size(f.as_fd()), Ok(10));
+        let dir = std::fs::File::open(std::env::temp_dir()).unwrap();
+        assert_eq!(file_id(dir.as_fd()), Ok(None));
+        let (r, _w) = std::io::pipe().unwrap();
+        assert_eq!(file_id(r.as_fd()), Ok(None));
+        std::fs::remove_file(&p).unwrap();
+    }
 }

@@ -392,6 +392,11 @@ fn closed_behind_the_hooks() {
 }
 
 #[test]
+fn captured_writes_read_no_timestamps() {
+    scenario("scenarios", "captured_writes_read_no_timestamps", 60);
+}
+
+#[test]
 fn snapshot_check_with_nonstop_writer() {
     scenario("scenarios", "snapshot_check_with_nonstop_writer", 60);
 }

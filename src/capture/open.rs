@@ -148,8 +148,8 @@ fn created(s: &Session, names: &mut Names, name: &RelPath, fd: libc::c_int) {
         return s.fail(Error::dest("create", root.dest_path(&name.rel), e));
     }
     let _range = file.ranges.lock(WHOLE.0, WHOLE.1);
-    if fs::fstat(sys::borrow(fd))
-        .map(|st| st.st_size > 0)
+    if sys::file_size(sys::borrow(fd))
+        .map(|size| size > 0)
         .unwrap_or(true)
     {
         let copied = s.open_for_copy(&file, true).and_then(|fds| match fds {

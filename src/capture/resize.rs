@@ -138,7 +138,7 @@ pub fn mirror_fallocate(
     let dest = fds.dest.as_fd();
     let flags = FallocateFlags::from_bits_retain(mode as u32);
     let sync_size = || -> Result<(), Errno> {
-        let size = fs::fstat(sys::borrow(src_fd))?.st_size as u64;
+        let size = sys::file_size(sys::borrow(src_fd))?;
         fs::ftruncate(dest, size)
     };
     if flags.intersects(FallocateFlags::PUNCH_HOLE | FallocateFlags::ZERO_RANGE) {

@@ -215,9 +215,7 @@ fn written_at(fd: libc::c_int, at: At, append: bool, written: u64) -> Result<u64
     match at {
         At::Offset(off) if !append => Ok(off),
         // pwrite on an O_APPEND descriptor appends (Linux ignores the offset).
-        At::Offset(_) => {
-            fs::fstat(sys::borrow(fd)).map(|st| (st.st_size as u64).saturating_sub(written))
-        }
+        At::Offset(_) => sys::file_size(sys::borrow(fd)).map(|size| size.saturating_sub(written)),
         At::Current => {
             fs::seek(sys::borrow(fd), SeekFrom::Current(0)).map(|end| end.saturating_sub(written))
         }

@@ -6,8 +6,14 @@
  * Usage: scenarios WORKDIR [SCENARIO]
  */
 #include "hbtest.h"
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/eventfd.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 
@@ -328,6 +334,96 @@ static int closed_behind_the_hooks(const char *work) {
     return finish_and_compare(&b, &d);
 }
 
+/* Make the kernel refuse, in the calling thread only, every request for
+ * the timestamps of descriptor fd: fstat, fstatat/newfstatat of it, and
+ * statx asking for any time. 0 on success, -1 where seccomp is missing. */
+static int refuse_timestamps_of(int fd) {
+#if defined(__x86_64__)
+    const unsigned times = STATX_ATIME | STATX_MTIME | STATX_CTIME | STATX_BTIME;
+    struct sock_filter f[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 0, 10),
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[0])),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (unsigned)fd, 0, 8),
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_fstat, 5, 0),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_newfstatat, 4, 0),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_statx, 0, 4),
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[3])),
+        BPF_STMT(BPF_ALU | BPF_AND | BPF_K, times),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0, 1, 0),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    };
+    struct sock_fprog prog = {.len = sizeof f / sizeof f[0], .filter = f};
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return -1;
+    return prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) == 0 ? 0 : -1;
+#else
+    (void)fd;
+    return -1;
+#endif
+}
+
+struct timeless_writer {
+    const char *path;
+    int refused; /* 1 if the filter is in place */
+};
+
+/* Writes to an already copied file (mirrored) through a descriptor whose
+ * timestamps the kernel refuses to tell: pwrite, write at the file offset,
+ * O_APPEND. */
+static void *timeless_writer_main(void *arg) {
+    struct timeless_writer *w = arg;
+    char buf[4096];
+    int fd = open(w->path, O_RDWR);
+    SYS(fd);
+    int app = open(w->path, O_WRONLY | O_APPEND);
+    SYS(app);
+    if (refuse_timestamps_of(fd) != 0 || refuse_timestamps_of(app) != 0) return NULL;
+    struct stat st;
+    CHECK(fstat(fd, &st) < 0 && errno == EPERM, "the filter lets fstat through");
+    w->refused = 1;
+    for (int i = 0; i < 8; i++) {
+        fill_pattern(buf, sizeof buf, (unsigned)(40 + i), 0);
+        must_pwrite(fd, buf, sizeof buf, (off_t)i * 3 * (off_t)sizeof buf);
+    }
+    must_write(fd, buf, 1000);
+    must_write(app, buf, 3000);
+    SYS(close(app));
+    SYS(close(fd));
+    return NULL;
+}
+
+/* A captured write checks that its descriptor still names the file it did
+ * (numbers can be closed and reused where no hook sees it) without asking
+ * for the file's timestamps: since Linux 6.13 a read timestamp makes the
+ * file's next write take a fine-grained time and journal the inode, which
+ * an fstat before each captured write did to every write of the server. A
+ * thread whose timestamp requests the kernel refuses (seccomp) writes to a
+ * copied file; every write must be in the backup. */
+static int captured_writes_read_no_timestamps(const char *work) {
+    struct dirs d;
+    scenario_dirs(&d, work, "captured_writes_read_no_timestamps");
+    char a[PATH_MAX], p[PATH_MAX];
+    make_file(path_join(a, d.src, "a"), 64 << 10, 1);
+    make_file(path_join(p, d.src, "filler"), 4 << 20, 2);
+    struct bg_backup b;
+    bg_start(&b, d.src, d.dst, 1 << 20);
+    sleep_s(0.5); /* the copier has copied a by now */
+    struct timeless_writer w = {.path = a};
+    pthread_t t;
+    CHECK(!pthread_create(&t, NULL, timeless_writer_main, &w), "pthread_create");
+    pthread_join(t, NULL);
+    if (!w.refused) {
+        printf("seccomp filters are not available here\n");
+        bg_finish(&b);
+        rm_rf(d.base);
+        return SKIP_EXIT;
+    }
+    tokubackup_throttle_backup(ULONG_MAX);
+    return finish_and_compare(&b, &d);
+}
+
 /* The snapshot check on (HOTBACKUP_VERIFY_SNAPSHOT=1, set while no backup
  * thread runs) and a writer that never pauses, all over a large file: the
  * check must hold the writes while it compares (else it sees the source
@@ -493,6 +589,7 @@ int main(int argc, char **argv) {
         {"chdir_relative_paths", chdir_relative_paths},
         {"o_direct_writes", o_direct_writes},
         {"closed_behind_the_hooks", closed_behind_the_hooks},
+        {"captured_writes_read_no_timestamps", captured_writes_read_no_timestamps},
         {"snapshot_check_with_nonstop_writer", snapshot_check_with_nonstop_writer},
         {"snapshot_check_sees_hidden_write", snapshot_check_sees_hidden_write},
         {"buffer_changed_during_write", buffer_changed_during_write},
