@@ -23,7 +23,9 @@
 //!   (the libc functions behind them), `aio` (which asynchronous I/O is
 //!   followed or refused), `uring` (io_uring rings followed), `uring_pool`
 //!   (the threads that run their operations), `liburing` (its layout and
-//!   numbers).
+//!   numbers);
+//! - tests only: `c_program` (compiles and runs C against the installed
+//!   headers, for the layout tests).
 
 #![allow(non_snake_case)]
 #![deny(unsafe_op_in_unsafe_fn)]
@@ -32,6 +34,8 @@
 mod aio;
 mod api;
 mod boundary;
+#[cfg(test)]
+mod c_program;
 mod capture;
 mod copier;
 mod dest_path;

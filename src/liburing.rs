@@ -131,7 +131,6 @@ mod tests {
     use super::*;
     use std::collections::BTreeMap;
     use std::mem::{offset_of, size_of};
-    use std::process::Command;
 
     const C_NAMES: &[&str] = &[
         "sizeof(struct io_uring_sq)",
@@ -304,8 +303,6 @@ mod tests {
             std::path::Path::new("/usr/include/liburing.h").exists(),
             "/usr/include/liburing.h is missing: install liburing-dev (ci/setup.sh does)"
         );
-        let dir = std::env::temp_dir().join(format!("hotbackup_liburing_{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
         let mut src = String::from(
             "#include <stddef.h>\n#include <stdio.h>\n#include <liburing.h>\nint main(void) {\n",
         );
@@ -319,24 +316,7 @@ mod tests {
             }
         }
         src += "    return 0;\n}\n";
-        let c = dir.join("layout.c");
-        std::fs::write(&c, src).unwrap();
-        let exe = dir.join("layout");
-        let out = Command::new("cc")
-            .arg("-o")
-            .arg(&exe)
-            .arg(&c)
-            .output()
-            .expect("cc");
-        assert!(
-            out.status.success(),
-            "cc: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let out = Command::new(&exe).output().unwrap();
-        let _ = std::fs::remove_dir_all(&dir);
-        String::from_utf8(out.stdout)
-            .unwrap()
+        crate::c_program::output_of("hotbackup_liburing", &src, &[])
             .lines()
             .filter_map(|l| l.rsplit_once(' '))
             .map(|(k, v)| (k.to_string(), v.parse().unwrap()))

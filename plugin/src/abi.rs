@@ -440,12 +440,7 @@ mod tests {
                 .expect("run ci/install-deps.sh");
             assert!(st.success(), "ci/install-deps.sh failed");
         }
-        let dir = std::env::temp_dir().join(format!("tokudb_backup_abi_{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let src = dir.join("layout.c");
-        std::fs::write(
-            &src,
-            r#"
+        let src = r#"
 #include <stdio.h>
 #include <stddef.h>
 #include <mysql/plugin.h>
@@ -466,27 +461,10 @@ int main(void) {
   printf("%d %d\n", MARIA_PLUGIN_INTERFACE_VERSION, MariaDB_PLUGIN_MATURITY_GAMMA);
   return 0;
 }
-"#,
-        )
-        .unwrap();
-        let exe = dir.join("layout");
-        let out = Command::new("cc")
-            .arg(format!("-I{HEADER_DIR}"))
-            .arg("-DMYSQL_DYNAMIC_PLUGIN")
-            .arg("-o")
-            .arg(&exe)
-            .arg(&src)
-            .output()
-            .expect("cc");
-        assert!(
-            out.status.success(),
-            "cc: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let out = Command::new(&exe).output().unwrap();
-        let _ = std::fs::remove_dir_all(&dir);
-        String::from_utf8(out.stdout)
-            .unwrap()
+"#;
+        let include = format!("-I{HEADER_DIR}");
+        let cflags = [include.as_str(), "-DMYSQL_DYNAMIC_PLUGIN"];
+        crate::c_program::output_of("tokudb_backup_abi", src, &cflags)
             .split_whitespace()
             .map(|v| v.parse().unwrap())
             .collect()

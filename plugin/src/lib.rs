@@ -14,6 +14,11 @@
 mod abi;
 mod backup;
 mod binlog;
+/// Compiles and runs C against the installed headers: the engine's
+/// test support, shared as source, for abi's layout test.
+#[cfg(all(test, feature = "mariadb"))]
+#[path = "../../src/c_program.rs"]
+mod c_program;
 mod destination;
 mod error;
 mod exclude;
