@@ -72,29 +72,17 @@ fn p(x: &Path) -> &str {
 #[test]
 fn backup_verify_recover_restore_under_load() {
     let work = std::fs::canonicalize(scratch("cli-layout")).unwrap();
-    let dirs = OutsideDirs::create(&work);
-    let extra = dirs.options();
-    install_db(&dirs.datadir, &extra[..INSTALL_DB_OPTIONS]);
-    let OutsideDirs {
-        datadir,
-        ibdata,
-        redo,
-        undo,
-        binlog,
-        arialog,
-        ext,
-        ext_aria,
-    } = dirs;
+    let (outside, extra) = OutsideDirs::installed(&work);
     let s = Server::start(
         "cli-layout",
         Opts {
             log_bin: false,
             extra,
-            datadir: Some(datadir.clone()),
+            datadir: Some(outside.datadir.clone()),
             ..Opts::default()
         },
     );
-    load_bank_with(&s, 16384, Some(&ext), Some(&ext_aria));
+    load_bank_with(&s, 16384, Some(&outside.ext), Some(&outside.ext_aria));
     let mut load = Load::start(&s);
     std::thread::sleep(Duration::from_secs(1));
     let bk = work.join("backup");
@@ -156,7 +144,14 @@ fn backup_verify_recover_restore_under_load() {
         }
     }
     for orig in [
-        &datadir, &ibdata, &redo, &undo, &binlog, &arialog, &ext, &ext_aria,
+        &outside.datadir,
+        &outside.ibdata,
+        &outside.redo,
+        &outside.undo,
+        &outside.binlog,
+        &outside.arialog,
+        &outside.ext,
+        &outside.ext_aria,
     ] {
         std::fs::remove_dir_all(orig).unwrap();
     }
@@ -185,12 +180,16 @@ fn backup_verify_recover_restore_under_load() {
     let left: Vec<_> =
         std::fs::read_dir(&new).map_or(Vec::new(), |d| d.flatten().map(|e| e.path()).collect());
     assert!(left.is_empty(), "a failed restore left {left:?}");
-    let ext_bank = format!("--map={}={}/x", ext.join("bank").display(), new.display());
+    let ext_bank = format!(
+        "--map={}={}/x",
+        outside.ext.join("bank").display(),
+        new.display()
+    );
     let mut moved = a.clone();
     moved.push(&ext_bank);
     assert!(tb_expect(&moved, 1).contains("InnoDB DATA DIRECTORY"));
     eprintln!("{}", tb_expect(&a, 0));
-    assert!(ext.join("bank/accounts.ibd").is_file());
+    assert!(outside.ext.join("bank/accounts.ibd").is_file());
     let n = |sub: &str| new.join(sub);
     let extra = outside_options(
         &n("innodb_data_home_dir"),

@@ -59,28 +59,19 @@ fn backups_under_transfers_and_ddl_restore_consistently() {
 #[test]
 fn directories_outside_the_datadir_are_backed_up_and_restore_in_place() {
     let work = std::fs::canonicalize(scratch("layout")).unwrap();
-    let dirs = OutsideDirs::create(&work);
-    let extra = dirs.options();
-    install_db(&dirs.datadir, &extra[..INSTALL_DB_OPTIONS]);
-    let OutsideDirs {
-        datadir,
-        ibdata,
-        redo,
-        undo,
-        binlog,
-        arialog,
-        ext,
-        ext_aria,
-    } = dirs;
+    let (outside, extra) = OutsideDirs::installed(&work);
     let opts = Opts {
         log_bin: false, // given with its own directory above
         extra,
-        datadir: Some(datadir.clone()),
+        datadir: Some(outside.datadir.clone()),
         ..Opts::default()
     };
     let s = Server::start("layout", opts.clone());
-    load_bank_with(&s, 16384, Some(&ext), Some(&ext_aria));
-    assert!(ext.join("bank/accounts.ibd").is_file() && ext_aria.join("aria_ledger.MAD").is_file());
+    load_bank_with(&s, 16384, Some(&outside.ext), Some(&outside.ext_aria));
+    assert!(
+        outside.ext.join("bank/accounts.ibd").is_file()
+            && outside.ext_aria.join("aria_ledger.MAD").is_file()
+    );
     let mut load = Load::start(&s);
     std::thread::sleep(Duration::from_secs(1));
     let bk = work.join("backup");
@@ -106,12 +97,12 @@ fn directories_outside_the_datadir_are_backed_up_and_restore_in_place() {
         .collect();
     eprintln!("backup layout: {dirs:?}");
     for (sub, orig) in [
-        ("mysql_data_dir", &datadir),
-        ("innodb_data_home_dir", &ibdata),
-        ("innodb_log_dir", &redo),
-        ("innodb_undo_dir", &undo),
-        ("mysql_log_bin", &binlog),
-        ("aria_log_dir", &arialog),
+        ("mysql_data_dir", &outside.datadir),
+        ("innodb_data_home_dir", &outside.ibdata),
+        ("innodb_log_dir", &outside.redo),
+        ("innodb_undo_dir", &outside.undo),
+        ("mysql_log_bin", &outside.binlog),
+        ("aria_log_dir", &outside.arialog),
     ] {
         assert!(
             dirs.contains(&(sub.to_string(), orig.display().to_string())),
@@ -119,7 +110,7 @@ fn directories_outside_the_datadir_are_backed_up_and_restore_in_place() {
             orig.display()
         );
     }
-    for orig in [ext.join("bank"), ext_aria.clone()] {
+    for orig in [outside.ext.join("bank"), outside.ext_aria.clone()] {
         assert!(
             dirs.iter()
                 .any(|(s, o)| s.starts_with("data_directory_") && Path::new(o) == orig),

@@ -199,6 +199,15 @@ impl OutsideDirs {
         }
     }
 
+    /// [`create`](Self::create)d under `work`, with a datadir installed
+    /// for them; and the server options that place them.
+    pub fn installed(work: &Path) -> (OutsideDirs, Vec<String>) {
+        let dirs = OutsideDirs::create(work);
+        let options = dirs.options();
+        install_db(&dirs.datadir, &options[..INSTALL_DB_OPTIONS]);
+        (dirs, options)
+    }
+
     /// The server options that place the directories; the first
     /// `INSTALL_DB_OPTIONS` of them are also install-db's.
     pub fn options(&self) -> Vec<String> {
