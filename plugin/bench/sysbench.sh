@@ -11,11 +11,9 @@
 #
 #   plugin/bench/sysbench.sh            (TABLES, TABLE_SIZE, THREADS, DURATION override)
 set -euo pipefail
-# shellcheck source=ci/lib.sh
-. "$(dirname "${BASH_SOURCE[0]}")/../../ci/lib.sh"
+# shellcheck source=plugin/bench/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-TABLES="${TABLES:-8}"
-TABLE_SIZE="${TABLE_SIZE:-500000}"
 THREADS="${THREADS:-4}"
 DURATION="${DURATION:-60}"
 BACKUP_AT="${BACKUP_AT:-10}"
@@ -23,57 +21,18 @@ BACKUP_AT="${BACKUP_AT:-10}"
 THROTTLE="${THROTTLE:-18446744073709551615}"
 ROUNDS="${ROUNDS:-3}"
 
-"$REPO_ROOT/ci/install-deps.sh" --bench
-(cd "$REPO_ROOT" && cargo build --release -p hotbackup -p tokudb_backup 2>&1 | tail -n 1) >&2
-LIB="$TARGET_DIR/release/libHotBackup.so"
-PLUGIN="$TARGET_DIR/release/libtokudb_backup.so"
+bench_setup tokudb-bench hotbackup tokudb_backup
 
-WORK="${WORK:-$(mktemp -d /var/tmp/tokudb-bench.XXXXXX)}"
-mkdir -p "$WORK/plugins"
-ln -sf "$PLUGIN" "$WORK/plugins/tokudb_backup.so"
-SERVER_PID=""
-cleanup() {
-    [ -n "$SERVER_PID" ] && kill -KILL "$SERVER_PID" 2>/dev/null
-    [ -n "${KEEP:-}" ] || rm -rf "$WORK"
+# start DATADIR PRELOAD(0|1|uring_off) [EXTRA OPTION]
+start() {
+    start_server "$1" "$1/err.log" "$2" --max-connections=100 ${3:+"$3"}
 }
-trap cleanup EXIT
-
-# start_server DATADIR PRELOAD(0|1|uring_off) [EXTRA OPTION]
-start_server() {
-    local d="$1" env=() extra=()
-    [ "$2" = 1 ] && env=(env "LD_PRELOAD=$LIB")
-    [ "$2" = uring_off ] && env=(env "LD_PRELOAD=$LIB" HOTBACKUP_IO_URING=off)
-    [ -n "${3:-}" ] && extra=("$3")
-    "${env[@]}" mariadbd --no-defaults --datadir="$d" --socket="$d/sock" --skip-networking \
-        --user=root --pid-file="$d/pid" --log-error="$d/err.log" --plugin-dir="$WORK/plugins" \
-        --plugin-load-add=tokudb_backup.so --log-bin=mysql-bin --server-id=1 \
-        --innodb-buffer-pool-size=512M --max-connections=100 "${extra[@]}" 2>/dev/null &
-    SERVER_PID=$!
-    disown
-    wait_for_server "$d/sock" "" 300 || { tail -n 30 "$d/err.log" >&2; die "server did not start"; }
-}
-stop_server() {
-    stop_pid "$SERVER_PID"
-    SERVER_PID=""
-}
-sb() { # sb DATADIR CMD [args]
-    local d="$1" cmd="$2"
-    shift 2
-    sysbench oltp_write_only --db-driver=mysql --mysql-socket="$d/sock" --mysql-user=root \
-        --mysql-db=sbtest --tables="$TABLES" --table-size="$TABLE_SIZE" "$@" "$cmd"
-}
-now() { date +%s.%N; }
-calc() { awk "BEGIN { printf \"%.2f\", $1 }"; }
 
 log "== preparing $TABLES x $TABLE_SIZE rows (once)"
 T="$WORK/template"
 init_datadir "$T"
-start_server "$T" 0
-mariadb_client "$T/sock" "CREATE DATABASE sbtest"
-sb "$T" prepare --threads=2 >/dev/null
-# The binary log of the load itself is not part of the dataset (mariabackup
-# does not copy binlogs either).
-mariadb_client "$T/sock" "RESET MASTER"
+start "$T" 0
+sysbench_prepare "$T"
 stop_server
 rm -f "$T/err.log"
 log "dataset: $(du -sh "$T" | cut -f1)"
@@ -84,14 +43,14 @@ run() {
     local name="$1" preload="$2" kind="$3" d="$WORK/$1" out="$WORK/$1.sysbench"
     rm -rf "$d" "$WORK/$1.bk"
     cp -a "$T" "$d"
-    start_server "$d" "$preload" "${4:-}"
+    start "$d" "$preload" "${4:-}"
     if [ "$preload" != uring_off ] && ! grep -q "Using io_uring" "$d/err.log"; then
         tail -n 20 "$d/err.log" >&2
         die "$name: InnoDB does not use io_uring"
     fi
     local t0 bstart="" bend="" prep=""
     t0="$(now)"
-    sb "$d" run --threads="$THREADS" --time="$DURATION" --report-interval=1 >"$out" 2>&1 &
+    sb "$d" oltp_write_only --threads="$THREADS" --time="$DURATION" --report-interval=1 run >"$out" 2>&1 &
     local sbpid=$!
     if [ "$kind" != none ]; then
         sleep "$BACKUP_AT"
@@ -139,29 +98,28 @@ for ((round = 1; round <= ROUNDS; round++)); do
     done
 done
 
-# median NAME COLUMN (2=tps 3=tps in backup window 4=backup s 5=prepare s)
-median() {
-    awk -v n="$1" -v c="$2" '$1 == n && $c != "-" { print $c }' "$WORK/results" | sort -g |
-        awk '{ v[NR] = $1 } END { if (NR == 0) print "-"; else if (NR % 2) print v[(NR + 1) / 2]; else printf "%.2f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+# run_median NAME COLUMN (2=tps 3=tps in backup window 4=backup s 5=prepare s)
+run_median() {
+    awk -v n="$1" -v c="$2" '$1 == n && $c != "-" { print $c }' "$WORK/results" | median_of
 }
-base="$(median no_library 2)"
-idle="$(median library_idle 2)"
+base="$(run_median no_library 2)"
+idle="$(run_median library_idle 2)"
 # Per-round ratio (runs of one round are minutes apart, rounds far more).
 paired() {
     awk -v a="$1" -v b="$2" '$1 == a { x[++i] = $2 } $1 == b { y[++j] = $2 }
         END { for (k = 1; k <= i && k <= j; k++) printf "%.3f\n", x[k] / y[k] }' "$WORK/results" |
         sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
-off_all="$(median uring_off_backup 2)"
-off_win="$(median uring_off_backup 3)"
-off_secs="$(median uring_off_backup 4)"
-tb_all="$(median tokudb_backup 2)"
-tb_win="$(median tokudb_backup 3)"
-tb_secs="$(median tokudb_backup 4)"
-mb_all="$(median mariabackup 2)"
-mb_win="$(median mariabackup 3)"
-mb_secs="$(median mariabackup 4)"
-mb_prep="$(median mariabackup 5)"
+off_all="$(run_median uring_off_backup 2)"
+off_win="$(run_median uring_off_backup 3)"
+off_secs="$(run_median uring_off_backup 4)"
+tb_all="$(run_median tokudb_backup 2)"
+tb_win="$(run_median tokudb_backup 3)"
+tb_secs="$(run_median tokudb_backup 4)"
+mb_all="$(run_median mariabackup 2)"
+mb_win="$(run_median mariabackup 3)"
+mb_secs="$(run_median mariabackup 4)"
+mb_prep="$(run_median mariabackup 5)"
 mb_total="$(awk '$1 == "mariabackup" { print $4 + $5 }' "$WORK/results" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }')"
 ratio() { awk "BEGIN { if ($2 > 0) printf \"%.3f\", $1 / $2; else print \"n/a\" }"; }
 echo

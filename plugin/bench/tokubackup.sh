@@ -13,41 +13,14 @@
 #
 #   plugin/bench/tokubackup.sh          (TABLES, TABLE_SIZE, ROUNDS override)
 set -euo pipefail
-# shellcheck source=ci/lib.sh
-. "$(dirname "${BASH_SOURCE[0]}")/../../ci/lib.sh"
+# shellcheck source=plugin/bench/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-TABLES="${TABLES:-8}"
-TABLE_SIZE="${TABLE_SIZE:-500000}"
 ROUNDS="${ROUNDS:-3}"
 
-"$REPO_ROOT/ci/install-deps.sh" --bench
-(cd "$REPO_ROOT" && cargo build --release -p hotbackup -p tokudb_backup -p tokubackup 2>&1 | tail -n 1) >&2
-LIB="$TARGET_DIR/release/libHotBackup.so"
-PLUGIN="$TARGET_DIR/release/libtokudb_backup.so"
-TB="$TARGET_DIR/release/tokubackup"
-
-WORK="${WORK:-$(mktemp -d /var/tmp/tokubackup-bench.XXXXXX)}"
-mkdir -p "$WORK/plugins"
-ln -sf "$PLUGIN" "$WORK/plugins/tokudb_backup.so"
-SERVER_PID=""
-cleanup() {
-    [ -n "$SERVER_PID" ] && kill -KILL "$SERVER_PID" 2>/dev/null
-    [ -n "${KEEP:-}" ] || rm -rf "$WORK"
-}
-trap cleanup EXIT
+bench_setup tokubackup-bench hotbackup tokudb_backup tokubackup
 
 D="$WORK/data"
-start_server() {
-    LD_PRELOAD="$LIB" mariadbd --no-defaults --datadir="$D" --socket="$D/sock" --skip-networking \
-        --user=root --pid-file="$D/pid" --log-error="$WORK/err.log" --plugin-dir="$WORK/plugins" \
-        --plugin-load-add=tokudb_backup.so --log-bin=mysql-bin --server-id=1 \
-        --innodb-buffer-pool-size=512M 2>/dev/null &
-    SERVER_PID=$!
-    disown
-    wait_for_server "$D/sock" "" 300 || { tail -n 30 "$WORK/err.log" >&2; die "server did not start"; }
-}
-now() { date +%s.%N; }
-calc() { awk "BEGIN { printf \"%.2f\", $1 }"; }
 # timed CMD...: flushes what earlier steps left dirty (so that no step pays
 # for another's writeback), runs CMD quietly, prints its wall time.
 timed() {
@@ -72,11 +45,8 @@ rotate() {
 
 log "== preparing $TABLES x $TABLE_SIZE rows"
 init_datadir "$D"
-start_server
-mariadb_client "$D/sock" "CREATE DATABASE sbtest"
-sysbench oltp_write_only --db-driver=mysql --mysql-socket="$D/sock" --mysql-user=root \
-    --mysql-db=sbtest --tables="$TABLES" --table-size="$TABLE_SIZE" --threads=2 prepare >/dev/null
-mariadb_client "$D/sock" "RESET MASTER"
+start_server "$D" "$WORK/err.log" 1
+sysbench_prepare "$D"
 log "datadir: $(du -sh "$D" | cut -f1)"
 
 : >"$WORK/results"
@@ -109,10 +79,6 @@ for ((round = 1; round <= ROUNDS; round++)); do
     echo "$line" >>"$WORK/results"
 done
 
-median() { # median KEY
-    tr ' ' '\n' <"$WORK/results" | sed -n "s/^$1=//p" | sort -g |
-        awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.2f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
-}
 echo
 echo "medians of $ROUNDS rounds, datadir $(du -sh "$D" | cut -f1):"
 for k in backup checksum verify mariabackup_backup mariabackup_prepare verify_recover recover_startup cp_a restore restore_verified copy_back; do

@@ -13,17 +13,12 @@
 #
 #   repo/bench/sysbench-repo.sh       (TABLES, TABLE_SIZE, SMALL, LARGE, ROUNDS override)
 set -euo pipefail
-# shellcheck source=ci/lib.sh
-. "$(dirname "${BASH_SOURCE[0]}")/../../ci/lib.sh"
+# shellcheck source=plugin/bench/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../../plugin/bench/lib.sh"
 
-TABLES="${TABLES:-8}"
-TABLE_SIZE="${TABLE_SIZE:-500000}"
 SMALL="${SMALL:-400}"
 LARGE="${LARGE:-40000}"
 ROUNDS="${ROUNDS:-2}"
-TB="$TARGET_DIR/release/tokubackup"
-now() { date +%s.%N; }
-calc() { awk "BEGIN { printf \"%.2f\", $1 }"; }
 # timed NAME CMD...: runs CMD (output in $WORK/NAME.log), records
 # NAME=seconds and NAME_rss=MiB for this round.
 timed() {
@@ -65,40 +60,17 @@ if [ "${1:-}" = --compare ]; then
     exit
 fi
 
-"$REPO_ROOT/ci/install-deps.sh" --bench
+bench_setup tokubackup-repo-bench hotbackup tokudb_backup tokubackup
+export WORK TB ROUNDS
 command -v aws >/dev/null || pip install awscli
 cd "$REPO_ROOT"
-cargo build --release -p hotbackup -p tokudb_backup -p tokubackup 2>&1 | tail -n 1 >&2
 BENCH_BIN="$(cargo test --release -p tokubackup-repo --test bench --no-run --message-format=json 2>/dev/null |
     sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -n 1)"
 [ -x "$BENCH_BIN" ] || die "no bench test binary"
-LIB="$TARGET_DIR/release/libHotBackup.so"
-PLUGIN="$TARGET_DIR/release/libtokudb_backup.so"
-
-WORK="${WORK:-$(mktemp -d /var/tmp/tokubackup-repo-bench.XXXXXX)}"
-export WORK TB ROUNDS
-mkdir -p "$WORK/plugins"
-ln -sf "$PLUGIN" "$WORK/plugins/tokudb_backup.so"
-SERVER_PID=""
-cleanup() {
-    [ -n "$SERVER_PID" ] && kill -KILL "$SERVER_PID" 2>/dev/null
-    [ -n "${KEEP:-}" ] || rm -rf "$WORK"
-}
-trap cleanup EXIT
 
 D="$WORK/data"
 init_datadir "$D"
-LD_PRELOAD="$LIB" mariadbd --no-defaults --datadir="$D" --socket="$D/sock" --skip-networking \
-    --user=root --pid-file="$D/pid" --log-error="$WORK/err.log" --plugin-dir="$WORK/plugins" \
-    --plugin-load-add=tokudb_backup.so --log-bin=mysql-bin --server-id=1 \
-    --innodb-buffer-pool-size=512M 2>/dev/null &
-SERVER_PID=$!
-disown
-wait_for_server "$D/sock" "" 300 || { tail -n 30 "$WORK/err.log" >&2; die "server did not start"; }
-sb() {
-    sysbench "$1" --db-driver=mysql --mysql-socket="$D/sock" --mysql-user=root \
-        --mysql-db=sbtest --tables="$TABLES" --table-size="$TABLE_SIZE" "${@:2}"
-}
+start_server "$D" "$WORK/err.log" 1
 # flushed: the changed pages in the data files, not only in the redo log.
 flushed() {
     mariadb_client "$D/sock" "SET GLOBAL innodb_max_dirty_pages_pct=0"
@@ -109,21 +81,18 @@ flushed() {
     done
 }
 log "== preparing $TABLES x $TABLE_SIZE rows"
-mariadb_client "$D/sock" "CREATE DATABASE sbtest"
-sb oltp_write_only --threads=2 prepare >/dev/null
-mariadb_client "$D/sock" "RESET MASTER"
+sysbench_prepare "$D"
 flushed
 "$TB" backup "$WORK/bk1" --no-defaults --socket="$D/sock" --user=root >/dev/null
 for n in 2 3; do
     events=$SMALL
     [ "$n" = 3 ] && events=$LARGE
     log "== $events uniform random row updates, then backup $n"
-    sb oltp_update_non_index --rand-type=uniform --events="$events" --time=0 --threads=2 run >/dev/null
+    sb "$D" oltp_update_non_index --rand-type=uniform --events="$events" --time=0 --threads=2 run >/dev/null
     flushed
     "$TB" backup "$WORK/bk$n" --no-defaults --socket="$D/sock" --user=root >/dev/null
 done
-stop_pid "$SERVER_PID"
-SERVER_PID=""
+stop_server
 DATADIR_BYTES="$(du -sb "$WORK/bk1/mysql_data_dir" | cut -f1)"
 # 16 KiB pages and 1 MiB chunks that differ between two backups' data files.
 differ() {
@@ -152,10 +121,6 @@ read -r PAGES3 CHUNKS3 < <(differ "$WORK/bk2" "$WORK/bk3")
 log "== $ROUNDS rounds on the Garage cluster"
 GARAGE_RUN="$(realpath "$0") --compare" "$BENCH_BIN" --ignored --exact with_garage --nocapture >&2
 
-median() { # median KEY
-    tr ' ' '\n' <"$WORK/results" | sed -n "s/^$1=//p" | sort -g |
-        awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.2f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
-}
 mib() { calc "$1 / 1048576"; }
 rows=$((TABLES * TABLE_SIZE))
 echo
