@@ -735,69 +735,42 @@ macro_rules! uring_submit_hook {
 uring_submit_hook!(io_uring_submit);
 uring_submit_hook!(io_uring_submit_and_get_events);
 
-#[no_mangle]
-pub unsafe extern "C" fn io_uring_submit_and_wait(ring: *mut c_void, wait_nr: c_uint) -> c_int {
-    // SAFETY: liburing's function on the application's ring, with its own
-    // wait arguments, which only liburing and the kernel read or write.
-    let real = move || unsafe { real::io_uring_submit_and_wait(ring, wait_nr) };
-    boundary!(
-        "io_uring_submit_and_wait",
-        |made| {
-            // SAFETY: the io_uring_submit hook on the application's ring,
-            // from this call's thread, which is submitting it.
-            let submit = || unsafe { io_uring_submit(ring) };
-            aio::submit_then_wait(ring, true, submit, || made.call(real))
-        },
-        real()
-    )
+/// A liburing call that submits what the ring has queued and then waits:
+/// the entries go through the io_uring_submit hook first (see
+/// `aio::submit_then_wait`); `counts` if the call returns how many entries
+/// it submitted.
+macro_rules! uring_wait_hook {
+    ($name:ident, counts: $counts:expr, ($($arg:ident: $ty:ty),*)) => {
+        #[no_mangle]
+        pub unsafe extern "C" fn $name(ring: *mut c_void, $($arg: $ty),*) -> c_int {
+            // SAFETY: liburing's function on the application's ring, with its
+            // own wait arguments, which only liburing and the kernel read or
+            // write.
+            let real = move || unsafe { real::$name(ring, $($arg),*) };
+            boundary!(
+                stringify!($name),
+                |made| {
+                    // SAFETY: the io_uring_submit hook on the application's
+                    // ring, from this call's thread, which is submitting it.
+                    let submit = || unsafe { io_uring_submit(ring) };
+                    aio::submit_then_wait(ring, $counts, submit, || made.call(real))
+                },
+                real()
+            )
+        }
+    };
 }
-
-#[no_mangle]
-pub unsafe extern "C" fn io_uring_submit_and_wait_timeout(
-    ring: *mut c_void,
-    cqe: *mut *mut c_void,
-    wait_nr: c_uint,
-    ts: *mut c_void,
-    sigmask: *mut c_void,
-) -> c_int {
-    // SAFETY: liburing's function on the application's ring, with its own
-    // wait arguments, which only liburing and the kernel read or write.
-    let real =
-        || unsafe { real::io_uring_submit_and_wait_timeout(ring, cqe, wait_nr, ts, sigmask) };
-    boundary!(
-        "io_uring_submit_and_wait_timeout",
-        |made| {
-            // SAFETY: the io_uring_submit hook on the application's ring,
-            // from this call's thread, which is submitting it.
-            let submit = || unsafe { io_uring_submit(ring) };
-            aio::submit_then_wait(ring, true, submit, || made.call(real))
-        },
-        real()
-    )
-}
-
-#[no_mangle]
-pub unsafe extern "C" fn io_uring_wait_cqes(
-    ring: *mut c_void,
-    cqe: *mut *mut c_void,
-    wait_nr: c_uint,
-    ts: *mut c_void,
-    sigmask: *mut c_void,
-) -> c_int {
-    // SAFETY: liburing's function on the application's ring, with its own
-    // wait arguments, which only liburing and the kernel read or write.
-    let real = move || unsafe { real::io_uring_wait_cqes(ring, cqe, wait_nr, ts, sigmask) };
-    boundary!(
-        "io_uring_wait_cqes",
-        |made| {
-            // SAFETY: the io_uring_submit hook on the application's ring,
-            // from this call's thread, which is submitting it.
-            let submit = || unsafe { io_uring_submit(ring) };
-            aio::submit_then_wait(ring, false, submit, || made.call(real))
-        },
-        real()
-    )
-}
+uring_wait_hook!(io_uring_submit_and_wait, counts: true, (wait_nr: c_uint));
+uring_wait_hook!(
+    io_uring_submit_and_wait_timeout,
+    counts: true,
+    (cqe: *mut *mut c_void, wait_nr: c_uint, ts: *mut c_void, sigmask: *mut c_void)
+);
+uring_wait_hook!(
+    io_uring_wait_cqes,
+    counts: false,
+    (cqe: *mut *mut c_void, wait_nr: c_uint, ts: *mut c_void, sigmask: *mut c_void)
+);
 
 #[no_mangle]
 pub unsafe extern "C" fn io_uring_wait_cqe_timeout(
