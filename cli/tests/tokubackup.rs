@@ -515,9 +515,16 @@ fn interrupted_backup_is_stopped_on_the_server() {
 /// A replica seeded from a backup taken under load, started with the
 /// statements `replica-sql` prints, catches up with the still-loaded source
 /// and then holds the same data (CHECKSUM TABLE of every table).
+///
+/// The transfers run on InnoDB only: Aria has no two-phase commit with the
+/// binary log, so a statement on an Aria table that commits at the snapshot
+/// instant can be in the binary log position but rolled back by Aria's
+/// recovery of the copy (README, "Binary log position without a lock"; seen
+/// once: the snapshot's last GTID was such an UPDATE, and the replica's
+/// ledger differed from the source's by exactly it).
 #[test]
 fn replica_from_a_backup_catches_up() {
-    let (s, mut load) = start_bank_under_load("cli-source", Opts::default());
+    let (s, mut load) = start_bank_under_load_with("cli-source", Opts::default(), false);
     s.sql(
         "CREATE USER repl@'%' IDENTIFIED BY 'repl-pw'; GRANT REPLICATION SLAVE ON *.* TO repl@'%'",
     );

@@ -782,6 +782,11 @@ pub const INITIAL: i64 = 1000;
 /// pages through io_uring, which the library follows), the bank loaded,
 /// transfers and DDL running.
 pub fn start_bank_under_load(name: &str, opts: Opts) -> (Server, Load) {
+    start_bank_under_load_with(name, opts, true)
+}
+
+/// `start_bank_under_load`, with or without transfers on the Aria ledger.
+pub fn start_bank_under_load_with(name: &str, opts: Opts, aria: bool) -> (Server, Load) {
     let s = Server::start(name, opts);
     let log = s.log();
     assert!(
@@ -790,7 +795,7 @@ pub fn start_bank_under_load(name: &str, opts: Opts) -> (Server, Load) {
         s.log_tail(30)
     );
     load_bank(&s, 65536);
-    let load = Load::start(&s);
+    let load = Load::start_with(&s, aria);
     (s, load)
 }
 
@@ -849,8 +854,9 @@ impl Rng {
 }
 
 /// A transfer client's script: `n` transactions, rows locked in id order so
-/// writers never deadlock (a deadlock would make the client stop).
-pub fn transfer_script(client: u32, n: u32) -> String {
+/// writers never deadlock (a deadlock would make the client stop); with
+/// `aria`, each also moves money between two rows of the Aria ledger.
+pub fn transfer_script(client: u32, n: u32, aria: bool) -> String {
     let mut r = Rng::new(u64::from(client) + 1);
     let mut s = String::new();
     for _ in 0..n {
@@ -874,9 +880,11 @@ pub fn transfer_script(client: u32, n: u32) -> String {
             delta(hi)
         );
         // One statement moves money between two Aria rows (atomic per statement).
-        s += &format!(
-            "UPDATE bank.aria_ledger SET balance=balance+IF(id={a},-{amount},{amount}) WHERE id IN ({a},{b});\n"
-        );
+        if aria {
+            s += &format!(
+                "UPDATE bank.aria_ledger SET balance=balance+IF(id={a},-{amount},{amount}) WHERE id IN ({a},{b});\n"
+            );
+        }
     }
     s
 }
@@ -954,12 +962,18 @@ pub struct Load {
 }
 
 impl Load {
+    /// Transfers on InnoDB and Aria, and the DDL client.
     pub fn start(s: &Server) -> Load {
+        Load::start_with(s, true)
+    }
+
+    /// The same with transfers on InnoDB only (see `replica_from_a_backup_catches_up`).
+    pub fn start_with(s: &Server, aria: bool) -> Load {
         let mut clients = Vec::new();
         for c in 0..TRANSFER_CLIENTS {
             clients.push((
                 format!("transfers {c}"),
-                s.spawn_script("root", &transfer_script(c, 60_000), false),
+                s.spawn_script("root", &transfer_script(c, 60_000, aria), false),
             ));
         }
         clients.push((
