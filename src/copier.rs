@@ -440,7 +440,7 @@ pub fn run_queue(s: &Session) {
 /// joining the backup). Caller holds the file's whole range.
 pub fn recopy_locked(fds: &MirrorFds) -> Result<(), Errno> {
     let Some(src) = &fds.src else { return Ok(()) };
-    let size = fs::fstat(src.as_fd())?.st_size as u64;
+    let size = sys::file_size(src.as_fd())?;
     let mut hint = DataHint::default();
     copy_range(src.as_fd(), fds.dest.as_fd(), 0, size, &mut hint).map_err(|(_, e)| e)?;
     fs::ftruncate(fds.dest.as_fd(), size)

@@ -445,10 +445,7 @@ pub fn start_capture(timeout: Duration) -> Result<(), Stuck> {
 }
 
 fn is_regular_file(fd: i32) -> bool {
-    match rustix::fs::fstat(crate::sys::borrow(fd)) {
-        Ok(st) => (st.st_mode & libc::S_IFMT) == libc::S_IFREG,
-        Err(_) => false,
-    }
+    matches!(crate::sys::file_id(crate::sys::borrow(fd)), Ok(Some(_)))
 }
 
 /// Turn capture off and wait until no hook is mirroring any more. After this

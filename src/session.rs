@@ -434,8 +434,7 @@ fn open_src(file: &SourceFile, path: &Path) -> Result<sys::OwnFd, Errno> {
         Err(Errno::PERM) => open(OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC)?,
         r => r?,
     };
-    let st = rustix::fs::fstat(fd.as_fd())?;
-    if (st.st_dev, st.st_ino) != (file.dev, file.ino) {
+    if sys::file_id(fd.as_fd())? != Some((file.dev, file.ino)) {
         // The names disagree with the tree: a change this process did
         // not make (another process), which no hook can mirror.
         return Err(Errno::STALE);

@@ -28,27 +28,41 @@ pub fn set_errno(e: libc::c_int) {
 /// Linux 6.13, reading a file's timestamps makes its next write take a
 /// fine-grained time and journal the inode (multigrain timestamps), so an
 /// `fstat` before each captured write made every one of the application's
-/// writes update the inode. Kernels without `statx` (before 4.11) get
-/// `fstat`.
+/// writes update the inode.
 pub fn file_id(fd: BorrowedFd<'_>) -> Result<Option<(u64, u64)>, Errno> {
-    let mask = fs::StatxFlags::TYPE | fs::StatxFlags::INO;
-    match fs::statx(fd, c"", AtFlags::EMPTY_PATH, mask) {
-        Ok(st) => Ok((u32::from(st.stx_mode) & libc::S_IFMT == libc::S_IFREG)
-            .then(|| (fs::makedev(st.stx_dev_major, st.stx_dev_minor), st.stx_ino))),
-        Err(Errno::NOSYS) => {
-            let st = fs::fstat(fd)?;
-            Ok((st.st_mode & libc::S_IFMT == libc::S_IFREG).then_some((st.st_dev, st.st_ino)))
-        }
-        Err(e) => Err(e),
-    }
+    let st = stat_without_times(fd, fs::StatxFlags::TYPE | fs::StatxFlags::INO)?;
+    Ok((st.mode & libc::S_IFMT == libc::S_IFREG).then_some((st.dev, st.ino)))
 }
 
 /// The size of the file `fd` refers to, without reading its timestamps
 /// (see `file_id`).
 pub fn file_size(fd: BorrowedFd<'_>) -> Result<u64, Errno> {
-    match fs::statx(fd, c"", AtFlags::EMPTY_PATH, fs::StatxFlags::SIZE) {
-        Ok(st) => Ok(st.stx_size),
-        Err(Errno::NOSYS) => fs::fstat(fd).map(|st| st.st_size as u64),
+    stat_without_times(fd, fs::StatxFlags::SIZE).map(|st| st.size)
+}
+
+/// What `statx` tells of `fd` for `mask` (other fields are 0); kernels
+/// without `statx` (before 4.11) get `fstat`, which has them all.
+struct Stat {
+    mode: u32,
+    dev: u64,
+    ino: u64,
+    size: u64,
+}
+
+fn stat_without_times(fd: BorrowedFd<'_>, mask: fs::StatxFlags) -> Result<Stat, Errno> {
+    match fs::statx(fd, c"", AtFlags::EMPTY_PATH, mask) {
+        Ok(st) => Ok(Stat {
+            mode: u32::from(st.stx_mode),
+            dev: fs::makedev(st.stx_dev_major, st.stx_dev_minor),
+            ino: st.stx_ino,
+            size: st.stx_size,
+        }),
+        Err(Errno::NOSYS) => fs::fstat(fd).map(|st| Stat {
+            mode: st.st_mode,
+            dev: st.st_dev,
+            ino: st.st_ino,
+            size: st.st_size as u64,
+        }),
         Err(e) => Err(e),
     }
 }
