@@ -7,10 +7,7 @@
 #include "hbtest.h"
 
 #include <dlfcn.h>
-#include <linux/filter.h>
-#include <linux/seccomp.h>
 #include <stddef.h>
-#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 
@@ -173,9 +170,7 @@ static void deny_close_range(void) {
         BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS),
         BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
     };
-    struct sock_fprog prog = {sizeof f / sizeof f[0], f};
-    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) || prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog))
-        _exit(3);
+    if (install_seccomp_filter(f, sizeof f / sizeof f[0]) != 0) _exit(3);
     if (syscall(436, 800u, 800u, 0) != -1 || errno != ENOSYS) _exit(4);
 }
 
