@@ -372,6 +372,7 @@ fn run(session_ptr: *mut Session, cb: &Callbacks, threads: usize) -> libc::c_int
             check_snapshot(s);
         } else {
             gate::stop_capture();
+            s.write_behind.drain();
         }
         Callbacks::stop(&cb.after_stop);
     } else {
@@ -389,6 +390,7 @@ fn run(session_ptr: *mut Session, cb: &Callbacks, threads: usize) -> libc::c_int
 fn check_snapshot(s: &Session) {
     let _lib = gate::LibraryScope::enter();
     gate::freeze();
+    s.write_behind.drain();
     let began = Instant::now();
     let differences = catch_unwind(AssertUnwindSafe(|| crate::verify::compare(s)))
         .unwrap_or_else(|_| vec!["snapshot check: internal error".into()]);
@@ -471,11 +473,35 @@ fn backup(session: Session, cb: &Callbacks) -> libc::c_int {
         drop(unsafe { session::uninstall(ptr) });
         return report(cb, &e);
     }
-    let code = run(ptr, cb, env_threads());
+    // SAFETY: the session stays installed (and so alive) until `uninstall`
+    // below, after this scope has joined the write-behind thread.
+    let s: &Session = unsafe { &*ptr };
+    let code = std::thread::scope(|scope| {
+        // Without the thread, mirrors write the destinations themselves.
+        let _ = std::thread::Builder::new()
+            .name("hotbackup-write".into())
+            .spawn_scoped(scope, || write_behind(s));
+        let code = run(ptr, cb, env_threads());
+        s.write_behind.close();
+        code
+    });
     // SAFETY: `run` stopped capture (gate::stop_capture) on every path,
-    // and joined every copy thread.
+    // and joined every copy thread; the scope joined the write-behind one.
     let s = unsafe { session::uninstall(ptr) };
     finish(s, code, began, cb)
+}
+
+/// The backup thread that writes mirrored bytes to the destinations.
+fn write_behind(s: &Session) {
+    let _lib = gate::LibraryScope::enter();
+    let fail =
+        |file: &crate::source_file::SourceFile, e| s.fail(Error::dest("write", s.dest_of(file), e));
+    if catch_unwind(AssertUnwindSafe(|| s.write_behind.run(fail, || s.failed()))).is_err() {
+        s.fail_raw(
+            libc::EIO,
+            "internal error in libHotBackup's write-behind thread".into(),
+        );
+    }
 }
 
 /// Capture on, then no call or io_uring write from before it still in

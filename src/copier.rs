@@ -217,6 +217,9 @@ pub fn copy_file(s: &Session, file: &Arc<SourceFile>, throttled: bool) -> error:
         if !file.in_backup() || s.stopping() {
             return Ok(());
         }
+        // A queued mirror of a write that began below `off` may reach into
+        // the chunk: it goes first.
+        s.write_behind.settle(file);
         // The size is read under the lock: bytes written past an older
         // size before the lock was taken were not mirrored and must be read.
         let size = sys::file_size(src.as_fd()).map_err(|e| fail(Side::Source, "stat", e))?;
@@ -245,6 +248,7 @@ pub fn copy_file(s: &Session, file: &Arc<SourceFile>, throttled: bool) -> error:
     if !file.in_backup() || file.copied_upto() == u64::MAX {
         return Ok(());
     }
+    s.write_behind.settle(file);
     let size = sys::file_size(src.as_fd()).map_err(|e| fail(Side::Source, "stat", e))?;
     let from = file.copied_upto().min(size);
     if size > from {

@@ -16,6 +16,7 @@
 
 use crate::source_file::{lock, Side, SourceFile};
 use crate::sys::OwnFd;
+use crate::write_behind::WriteBehind;
 use rustix::io::Errno;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -37,6 +38,9 @@ pub struct MirrorFds {
 
 pub struct FdCache {
     budget: usize,
+    /// Queued mirrors hold destination descriptors too: one the cache
+    /// closes waits for them, so that the budget holds (see `close`).
+    queue: Arc<WriteBehind>,
     /// Advances on every open: a use stamps its file with it (one relaxed
     /// load and store on the mirror path, no shared write).
     clock: AtomicU64,
@@ -55,9 +59,10 @@ fn key(file: &SourceFile) -> usize {
 }
 
 impl FdCache {
-    pub fn new(budget: usize) -> FdCache {
+    pub fn new(budget: usize, queue: Arc<WriteBehind>) -> FdCache {
         FdCache {
             budget: budget.max(FLOOR),
+            queue,
             clock: AtomicU64::new(1),
             inner: Mutex::new(Inner {
                 open: 0,
@@ -112,7 +117,7 @@ impl FdCache {
         fds.touch(self.clock.fetch_add(1, Relaxed) + 1);
         inner.files.entry(key(file)).or_insert_with(|| file.clone());
         drop(inner);
-        drop(closed);
+        self.close(closed);
         Ok(fd)
     }
 
@@ -137,7 +142,7 @@ impl FdCache {
             inner.open -= file.fds.take_all(&mut closed);
         }
         drop(inner);
-        drop(closed);
+        self.close(closed);
     }
 
     /// Close the least recently used descriptors until `need` more fit.
@@ -149,7 +154,7 @@ impl FdCache {
             evict_to(&mut inner, target, &mut closed);
         }
         drop(inner);
-        drop(closed);
+        self.close(closed);
     }
 
     /// The process ran out of descriptors: close half of ours (`all`: every
@@ -161,8 +166,18 @@ impl FdCache {
         evict_to(&mut inner, target, &mut closed);
         drop(inner);
         let any = !closed.is_empty();
-        drop(closed);
+        self.close(closed);
         any
+    }
+
+    /// Close descriptors taken out of the cache (outside its lock). One
+    /// that someone else still holds may be in a queued mirror: the queue
+    /// is drained first, so that it does not stay open beyond the budget.
+    fn close(&self, closed: Vec<Arc<OwnFd>>) {
+        if closed.iter().any(|fd| Arc::strong_count(fd) > 1) {
+            self.queue.drain();
+        }
+        drop(closed);
     }
 
     #[cfg(test)]
@@ -218,7 +233,7 @@ mod tests {
 
     #[test]
     fn stays_within_budget_and_keeps_the_recently_used() {
-        let cache = FdCache::new(16);
+        let cache = FdCache::new(16, Default::default());
         let files: Vec<Arc<File>> = (0..100).map(file).collect();
         let hot = &files[0];
         cache.open(hot, Side::Src, dev_null).unwrap();
@@ -257,7 +272,7 @@ mod tests {
 
     #[test]
     fn evicted_descriptor_stays_open_for_its_user() {
-        let cache = FdCache::new(4);
+        let cache = FdCache::new(4, Default::default());
         let a = file(0);
         let held = cache.open(&a, Side::Dest, dev_null).unwrap();
         for _ in 0..10 {
@@ -270,7 +285,7 @@ mod tests {
 
     #[test]
     fn out_of_descriptors_sheds_and_retries() {
-        let cache = FdCache::new(64);
+        let cache = FdCache::new(64, Default::default());
         let files: Vec<Arc<File>> = (0..8).map(file).collect();
         for f in &files {
             cache.open(f, Side::Src, dev_null).unwrap();

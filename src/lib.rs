@@ -59,6 +59,7 @@ mod throttle;
 mod uring;
 mod uring_pool;
 mod verify;
+mod write_behind;
 
 // The constructor and the fork handler are called from C too: behind the
 // panic boundary like the exported functions (gate.rs's thread-exit

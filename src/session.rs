@@ -12,6 +12,7 @@ use crate::source_file::{lock, Side, SourceFile};
 use crate::staging::Staging;
 use crate::sys;
 use crate::throttle::Throttle;
+use crate::write_behind::WriteBehind;
 use rustix::fd::AsFd;
 use rustix::fs::{Mode, OFlags};
 use rustix::io::Errno;
@@ -65,6 +66,8 @@ pub struct Session {
     pub progress: Progress,
     /// Per-thread copies of bytes being written (see `staging`).
     pub staging: Staging,
+    /// Mirrored bytes on their way to the destinations.
+    pub write_behind: Arc<WriteBehind>,
 }
 
 static SESSION: AtomicPtr<Session> = AtomicPtr::new(core::ptr::null_mut());
@@ -128,12 +131,13 @@ pub fn forget_after_fork() {
 
 impl Session {
     pub fn new(roots: Vec<Root>, exclude: Option<Exclude>) -> Session {
+        let write_behind = Arc::new(WriteBehind::default());
         Session {
             roots,
             names: Mutex::new(Names::default()),
             files: Mutex::new(HashMap::new()),
             fds: FdTable::default(),
-            fd_cache: FdCache::new(FdCache::budget_for_process()),
+            fd_cache: FdCache::new(FdCache::budget_for_process(), write_behind.clone()),
             generation: AtomicU64::new(0),
             walked: AtomicBool::new(false),
             exclude,
@@ -144,6 +148,7 @@ impl Session {
             queue: Mutex::new(VecDeque::new()),
             progress: Progress::default(),
             staging: Staging::default(),
+            write_behind,
         }
     }
 
@@ -221,6 +226,14 @@ impl Session {
 
     pub fn dest_path(&self, name: &RelPath) -> std::path::PathBuf {
         self.roots[name.root].dest_path(&name.rel)
+    }
+
+    /// The destination path of a file of the backup (empty if it has no
+    /// name any more), for messages.
+    pub fn dest_of(&self, file: &SourceFile) -> std::path::PathBuf {
+        file.current_name()
+            .map(|n| self.dest_path(&n))
+            .unwrap_or_default()
     }
 
     /// Where an application's `(dirfd, path)` is in the source trees (see

@@ -127,6 +127,9 @@ pub struct SourceFile {
     pub excluded: AtomicBool,
     /// The library's descriptors for mirroring (see `fd_cache`).
     pub fds: FileFds,
+    /// Number of the last write queued for the destination (see
+    /// `write_behind`); 0 if none.
+    queued: AtomicU64,
 }
 
 impl SourceFile {
@@ -140,6 +143,7 @@ impl SourceFile {
             name: Mutex::new(name),
             excluded: AtomicBool::new(false),
             fds: Default::default(),
+            queued: AtomicU64::new(0),
         }
     }
 
@@ -170,6 +174,16 @@ impl SourceFile {
     /// Whether any part of the file is in the destination yet.
     pub fn started(&self) -> bool {
         self.in_backup() && self.copied_upto() > 0
+    }
+
+    /// A write to the destination was queued as number `seq` (caller holds
+    /// the range lock of its bytes).
+    pub fn note_queued(&self, seq: u64) {
+        self.queued.store(seq, Release);
+    }
+
+    pub fn queued_upto(&self) -> u64 {
+        self.queued.load(Acquire)
     }
 
     /// Give the file a new name (or none); callers hold the namespace lock.

@@ -3,10 +3,11 @@
 //! InnoDB keeps appending redo records to the log block it is writing - so
 //! the application's buffer after the real call is not what was written.
 //!
-//! A write through the page cache is read back from the source file into
-//! the area after the real call (the range lock keeps those bytes as
-//! written). O_DIRECT bytes are not in the page cache: they are staged, i.e.
-//! copied into the area before the real call, which then writes the copy.
+//! A write through the page cache is read back from the source file after
+//! the real call (the range lock keeps those bytes as written; see
+//! `capture::write`). O_DIRECT bytes are not in the page cache: they are
+//! staged, i.e. copied into the area before the real call, which then
+//! writes the copy.
 //! The copy is made with process_vm_readv on the process itself, which
 //! reports a bad address as an error where a plain copy would crash; a
 //! write that cannot be staged (a bad address, too large, no memory) is
@@ -22,8 +23,6 @@
 //! application, never a crash of the process.
 
 use crate::gate::NSLOTS;
-use rustix::fd::BorrowedFd;
-use rustix::io::Errno;
 use std::alloc::{alloc, dealloc, Layout};
 use std::cell::UnsafeCell;
 
@@ -334,39 +333,6 @@ impl Staging {
             }
             Bytes::FromSource(_) => None,
         }
-    }
-
-    /// Read `n` bytes at `off` of `src` into the calling thread's staging
-    /// area; None if the area cannot hold them. A short read (the source
-    /// truncated since) leaves the rest zero, as the source reads now.
-    ///
-    /// # Safety
-    /// As for `stage`.
-    pub unsafe fn read_back(
-        &self,
-        slot: usize,
-        src: BorrowedFd<'_>,
-        off: u64,
-        n: usize,
-    ) -> Result<Option<Bytes>, Errno> {
-        let Some(area) = self.areas.get(slot) else {
-            return Ok(None);
-        };
-        // SAFETY: the caller holds gate slot `slot` (this function's
-        // contract) and only a slot's holder touches its area, so this is
-        // the one reference to it.
-        let area = unsafe { &mut *area.get() };
-        if n == 0 || n > MAX_STAGED || !area.reserve(n) {
-            return Ok(None);
-        }
-        // SAFETY: reserve made n bytes available; they are initialized
-        // below before anyone reads them.
-        let buf = unsafe { core::slice::from_raw_parts_mut(area.ptr, n) };
-        let done = crate::sys::pread_full(src, buf, off)?;
-        if done < n {
-            buf[done..].fill(0);
-        }
-        Ok(Some(Bytes::Buf(area.ptr, n)))
     }
 }
 

@@ -107,16 +107,23 @@ fn lock_with_fds<'a>(
         }
     }
 }
+
+/// `lock_with_fds` for a change the caller makes to the destination
+/// itself: the file's queued writes are in it first (see `write_behind`).
+fn lock_settled<'a>(
+    s: &Session,
+    file: &'a Arc<SourceFile>,
+    range: (u64, u64),
+    names_held: bool,
+) -> (crate::source_file::RangeGuard<'a>, Option<MirrorFds>) {
+    let locked = lock_with_fds(s, file, range, true, names_held);
+    s.write_behind.settle(file);
+    locked
+}
 fn describe(s: &Session, file: &SourceFile) -> String {
     file.current_name()
         .map(|n| s.src_path(&n).display().to_string())
         .unwrap_or_else(|| format!("inode {}", file.ino))
-}
-
-fn dest_name(s: &Session, file: &SourceFile) -> std::path::PathBuf {
-    file.current_name()
-        .map(|n| s.dest_path(&n))
-        .unwrap_or_default()
 }
 
 fn forget_fd(s: &Session, fd: libc::c_int) {

@@ -148,6 +148,7 @@ fn created(s: &Session, names: &mut Names, name: &RelPath, fd: libc::c_int) {
         return s.fail(Error::dest("create", root.dest_path(&name.rel), e));
     }
     let _range = file.ranges.lock(WHOLE.0, WHOLE.1);
+    s.write_behind.settle(&file);
     if sys::file_size(sys::borrow(fd))
         .map(|size| size > 0)
         .unwrap_or(true)

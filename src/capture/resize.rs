@@ -1,7 +1,7 @@
 //! Changes of a file's size or allocation (ftruncate, truncate,
 //! fallocate), with the whole file locked.
 
-use super::{dest_name, guarded, lock_with_fds, real_call, target, Target};
+use super::{guarded, lock_settled, real_call, target, Target};
 use crate::copier;
 use crate::error::Error;
 use crate::fd_cache::MirrorFds;
@@ -58,12 +58,12 @@ pub(super) fn resize_locked<R: Copy>(
     ok: impl Fn(R) -> bool,
     mirror: impl FnOnce(&MirrorFds) -> Result<(), Errno>,
 ) -> R {
-    let (range, fds) = lock_with_fds(s, file, WHOLE, true, names_held);
+    let (range, fds) = lock_settled(s, file, WHOLE, names_held);
     let (r, errno) = real_call(real);
     if let Some(fds) = fds.filter(|_| ok(r) && file.started()) {
         guarded(s, || {
             if let Err(e) = mirror(&fds) {
-                s.fail(Error::dest("resize", dest_name(s, file), e));
+                s.fail(Error::dest("resize", s.dest_of(file), e));
             }
         });
     }
@@ -180,10 +180,10 @@ fn late_resize(s: &Session, fd: libc::c_int) {
 }
 
 pub(super) fn late_resize_file(s: &Session, file: &Arc<SourceFile>, names_held: bool) {
-    let (_range, fds) = lock_with_fds(s, file, WHOLE, true, names_held);
+    let (_range, fds) = lock_settled(s, file, WHOLE, names_held);
     if let Some(fds) = fds {
         if let Err(e) = copier::recopy_locked(&fds) {
-            s.fail(Error::dest("copy to", dest_name(s, file), e));
+            s.fail(Error::dest("copy to", s.dest_of(file), e));
         }
     }
 }

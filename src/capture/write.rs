@@ -2,7 +2,7 @@
 //! lock of the bytes, and their mirror once the copier has passed them.
 
 use super::{describe, At};
-use super::{dest_name, guarded, lock_with_fds, real_call, target, Target};
+use super::{guarded, lock_settled, lock_with_fds, real_call, target, Target};
 use crate::copier;
 use crate::error;
 use crate::error::Error;
@@ -12,10 +12,12 @@ use crate::session::{self, Session};
 use crate::source_file::{SourceFile, WHOLE};
 use crate::staging::Bytes;
 use crate::sys;
+use crate::write_behind::WriteBehind;
 use rustix::fd::AsFd;
 use rustix::fd::BorrowedFd;
 use rustix::fs::{self, SeekFrom};
 use rustix::io::Errno;
+use std::sync::Arc;
 
 /// Any call that writes bytes to a descriptor: the real call under the
 /// range lock, then the mirror of the written bytes when they are already
@@ -28,7 +30,8 @@ use rustix::io::Errno;
 /// the source, which the range lock keeps as written. O_DIRECT bytes are
 /// not in the page cache, so they are staged instead: copied first, and the
 /// real call writes the copy (see `staging`). Only writes that will be
-/// mirrored pay for either.
+/// mirrored pay for either. A backup thread writes those bytes to the
+/// destination (see `write_behind`).
 #[inline(never)]
 pub fn write_to<R: Copy + Into<i64>>(
     gate: &Gate,
@@ -95,7 +98,7 @@ pub fn write_to<R: Copy + Into<i64>>(
         // SAFETY: `staged` came from this thread's staging area (slot) in
         // this hook and is not reused before it returns.
         guarded(s, || unsafe {
-            mirror_write(s, &file, &fds, gate.slot(), written, staged, bytes)
+            mirror_write(s, &file, &fds, written, staged, bytes)
         });
     }
     drop(range);
@@ -114,18 +117,19 @@ struct Written {
 }
 
 /// Mirror a write the kernel made to `file` (whose range lock the caller
-/// holds): the staged bytes if it was staged, else the bytes read back from
-/// the source, else a copy from source to destination.
+/// holds): queue its bytes for the destination (see `write_behind`), the
+/// staged ones if it was staged, else the ones read back from the source;
+/// when they cannot be queued, write them, or copy them from the source,
+/// after the file's queued writes.
 ///
 /// # Safety
 /// `staged`, if any, must be the staged copy made for this write in the
-/// staging area of `slot`, which the calling thread holds.
+/// calling thread's staging area.
 #[inline(always)]
 unsafe fn mirror_write(
     s: &Session,
-    file: &SourceFile,
+    file: &Arc<SourceFile>,
     fds: &MirrorFds,
-    slot: Option<usize>,
     w: Written,
     staged: Option<Bytes>,
     bytes: Bytes,
@@ -147,26 +151,86 @@ unsafe fn mirror_write(
     if !file.mirrored_at(first) {
         return;
     }
-    let n = w.n;
-    let mirrored = match (staged, &fds.src, slot) {
-        // SAFETY: per this function's contract, a staged copy the kernel
-        // accepted n bytes of.
-        (Some(b), _, _) => unsafe { mirror_bytes(fds.dest.as_fd(), b, first, n) },
-        (None, Some(src), Some(slot)) if !matches!(bytes, Bytes::FromSource(_)) => {
-            // SAFETY: the caller holds `slot`, so its area is this thread's.
-            match unsafe { s.staging.read_back(slot, src.as_fd(), first, n) } {
-                // SAFETY: read_back returned n bytes in that area, which
-                // nothing reuses before this function returns.
-                Ok(Some(b)) => unsafe { mirror_bytes(fds.dest.as_fd(), b, first, n) },
-                Ok(None) => mirror_from_source(fds, first, n),
-                Err(e) => Err(e),
+    let (n, queue) = (w.n, &s.write_behind);
+    let from_source = matches!(bytes, Bytes::FromSource(_)) || fds.src.is_none();
+    let queued = if staged.is_some() || !from_source {
+        queue.reserve(n)
+    } else {
+        None
+    };
+    let mirrored = match queued {
+        // SAFETY: per this function's contract, `staged` is a staged copy
+        // the kernel accepted n bytes of.
+        Some(buf) => unsafe { queue_write(queue, file, fds, first, staged, buf, n) },
+        None => {
+            queue.settle(file);
+            match staged {
+                // SAFETY: as above.
+                Some(b) => unsafe { mirror_bytes(fds.dest.as_fd(), b, first, n) },
+                None => mirror_from_source(fds, first, n),
             }
         }
-        _ => mirror_from_source(fds, first, n),
     };
     if let Err(e) = mirrored {
-        s.fail(Error::dest("write", dest_name(s, file), e));
+        s.fail(Error::dest("write", s.dest_of(file), e));
     }
+}
+
+/// Fill `buf` (reserved in the queue) with the `n` bytes just written at
+/// `off`, the staged ones or else the ones read back from the source, and
+/// queue them for the destination.
+///
+/// # Safety
+/// `staged`, if any, must describe readable memory (a staged copy) of at
+/// least `n` bytes.
+unsafe fn queue_write(
+    queue: &WriteBehind,
+    file: &Arc<SourceFile>,
+    fds: &MirrorFds,
+    off: u64,
+    staged: Option<Bytes>,
+    mut buf: Vec<u8>,
+    n: usize,
+) -> Result<(), Errno> {
+    match staged {
+        // SAFETY: this function's contract.
+        Some(b) => unsafe { gather(b, &mut buf[..n]) },
+        None => {
+            if let Err(e) = read_back(fds, off, &mut buf[..n]) {
+                queue.give_back(buf);
+                return Err(e);
+            }
+        }
+    }
+    queue.push(file, fds.dest.clone(), off, buf, n);
+    Ok(())
+}
+
+/// Read the bytes just written at `off` back from the source into `buf`.
+/// A short read (the source truncated since) leaves the rest zero, as the
+/// source reads now.
+fn read_back(fds: &MirrorFds, off: u64, buf: &mut [u8]) -> Result<(), Errno> {
+    let Some(src) = &fds.src else { return Ok(()) };
+    let done = sys::pread_full(src.as_fd(), buf, off)?;
+    buf[done..].fill(0);
+    Ok(())
+}
+
+/// Copy the first `out.len()` bytes of staged `bytes` to `out`.
+///
+/// # Safety
+/// `bytes` must describe readable memory (a staged copy).
+unsafe fn gather(bytes: Bytes, out: &mut [u8]) {
+    let mut at = 0;
+    // SAFETY: this function's contract.
+    let _ = unsafe {
+        each_segment(bytes, out.len(), |seg, _| {
+            out[at..at + seg.len()].copy_from_slice(seg);
+            at += seg.len();
+            Ok(())
+        })
+    };
+    out[at..].fill(0);
 }
 
 /// Write the first `n` of staged `bytes` to `dest` at `off`.
@@ -179,30 +243,41 @@ unsafe fn mirror_bytes(
     off: u64,
     n: usize,
 ) -> Result<(), Errno> {
+    // SAFETY: this function's contract.
+    unsafe { each_segment(bytes, n, |seg, at| sys::pwrite_all(dest, seg, off + at)) }
+}
+
+/// Call `f` with each piece of the first `n` bytes of staged `bytes`, and
+/// its position among them, in order, until it fails.
+///
+/// # Safety
+/// `bytes` must describe readable memory (a staged copy).
+unsafe fn each_segment(
+    bytes: Bytes,
+    n: usize,
+    mut f: impl FnMut(&[u8], u64) -> Result<(), Errno>,
+) -> Result<(), Errno> {
     match bytes {
         Bytes::Buf(p, len) => {
             // SAFETY: `p` is readable for `len` bytes (a staged copy, this
             // function's contract), and n.min(len) does not exceed len.
-            let b = unsafe { core::slice::from_raw_parts(p, n.min(len)) };
-            sys::pwrite_all(dest, b, off)
+            f(unsafe { core::slice::from_raw_parts(p, n.min(len)) }, 0)
         }
         Bytes::Iov(iov, cnt) => {
             // SAFETY: `iov` points to `cnt` iovecs of a staged copy (this
             // function's contract); a staged count is never negative.
             let iov = unsafe { core::slice::from_raw_parts(iov, cnt.max(0) as usize) };
-            let mut left = n;
-            let mut at = off;
+            let mut at = 0;
             for v in iov {
-                if left == 0 {
+                let k = v.iov_len.min(n - at);
+                if k == 0 {
                     break;
                 }
-                let k = v.iov_len.min(left);
                 // SAFETY: a staged iovec describes iov_len readable bytes
                 // (this function's contract), and k <= iov_len.
-                let b = unsafe { core::slice::from_raw_parts(v.iov_base as *const u8, k) };
-                sys::pwrite_all(dest, b, at)?;
-                at += k as u64;
-                left -= k;
+                let seg = unsafe { core::slice::from_raw_parts(v.iov_base as *const u8, k) };
+                f(seg, at as u64)?;
+                at += k;
             }
             Ok(())
         }
@@ -232,16 +307,10 @@ fn late_write(s: &Session, fd: libc::c_int, at: At, written: u64) {
     let Ok(first) = written_at(fd, at, append, written) else {
         return;
     };
-    let (_range, fds) = lock_with_fds(
-        s,
-        &file,
-        (first, first.saturating_add(written)),
-        true,
-        false,
-    );
+    let (_range, fds) = lock_settled(s, &file, (first, first.saturating_add(written)), false);
     if let Some(fds) = fds.filter(|_| file.mirrored_at(first)) {
         if let Err(e) = mirror_from_source(&fds, first, written as usize) {
-            s.fail(Error::dest("write", dest_name(s, &file), e));
+            s.fail(Error::dest("write", s.dest_of(&file), e));
         }
     }
 }
