@@ -28,7 +28,7 @@ use rustix::io::Errno;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering::*};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Largest write queued; larger ones are mirrored by the writer.
 pub const MAX_ENTRY: usize = 1 << 20;
@@ -36,9 +36,12 @@ pub const MAX_ENTRY: usize = 1 << 20;
 const LIMIT: usize = 16 << 20;
 /// Most bytes of spare buffers kept for reuse.
 const POOL_BYTES: usize = 4 << 20;
-/// How long the thread looks for new entries before it sleeps: a writer
-/// that finds it sleeping must wake it, a system call on its write.
-const SPIN: Duration = Duration::from_micros(20);
+/// The thread is woken (a system call on the writer's side) once this many
+/// bytes are queued, or when someone waits for it; otherwise it takes what
+/// is queued after LINGER. So a wake-up serves many writes, and the thread
+/// neither spins nor sleeps with writes left for long.
+const WAKE_BYTES: usize = 256 << 10;
+const LINGER: Duration = Duration::from_millis(1);
 /// Buffers are whole pages, so that writes of one size share them.
 const PAGE: usize = 4096;
 
@@ -57,8 +60,10 @@ struct State {
     /// A thread applies entries: only then are writes queued.
     running: bool,
     closing: bool,
-    /// The thread waits on `work`.
+    /// The thread waits on `work` and no one has woken it yet.
     sleeping: bool,
+    /// Bytes of the buffers in `entries`.
+    queued_bytes: usize,
     /// Threads waiting on `done`.
     waiters: usize,
     /// Bytes of the buffers handed out and not yet back.
@@ -96,6 +101,7 @@ impl WriteBehind {
         let size = n.next_multiple_of(PAGE);
         let mut st = lock(&self.state);
         while st.running && st.held > 0 && st.held + size > LIMIT {
+            self.wake(&mut st);
             st.waiters += 1;
             st = wait(&self.done, st);
             st.waiters -= 1;
@@ -144,6 +150,7 @@ impl WriteBehind {
         st.last_seq += 1;
         let seq = st.last_seq;
         file.note_queued(seq);
+        st.queued_bytes += buf.len();
         st.entries.push_back(Entry {
             seq,
             file: file.clone(),
@@ -153,7 +160,15 @@ impl WriteBehind {
             len,
         });
         self.queued.store(seq, Release);
+        if st.queued_bytes >= WAKE_BYTES {
+            self.wake(&mut st);
+        }
+    }
+
+    /// Wake the thread if it sleeps (caller holds the state lock).
+    fn wake(&self, st: &mut State) {
         if st.sleeping {
+            st.sleeping = false;
             self.work.notify_one();
         }
     }
@@ -176,6 +191,7 @@ impl WriteBehind {
         }
         let mut st = lock(&self.state);
         while st.running && self.applied.load(Acquire) < seq {
+            self.wake(&mut st);
             st.waiters += 1;
             st = wait(&self.done, st);
             st.waiters -= 1;
@@ -212,28 +228,33 @@ impl WriteBehind {
         }
     }
 
-    /// Move every queued entry to `batch`, waiting for one; false once
-    /// closed with nothing left.
+    /// Move every queued entry to `batch` once there is reason to write
+    /// them (see WAKE_BYTES); false once closed with nothing left.
     fn next_batch(&self, batch: &mut VecDeque<Entry>) -> bool {
-        let began = Instant::now();
-        let mut spins = 0u32;
-        while self.queued.load(Acquire) == self.applied.load(Relaxed) {
-            spins += 1;
-            if spins.is_multiple_of(64) && began.elapsed() > SPIN {
-                break;
-            }
-            std::hint::spin_loop();
-        }
         let mut st = lock(&self.state);
-        while st.entries.is_empty() {
-            if st.closing {
-                return false;
+        let mut lingered = false;
+        loop {
+            let due = lingered || st.closing || st.waiters > 0 || st.queued_bytes >= WAKE_BYTES;
+            match (st.entries.is_empty(), due) {
+                (false, true) => break,
+                (true, _) if st.closing => return false,
+                _ => {}
             }
             st.sleeping = true;
-            st = wait(&self.work, st);
+            if st.entries.is_empty() {
+                st = wait(&self.work, st);
+            } else {
+                let (g, timeout) = self
+                    .work
+                    .wait_timeout(st, LINGER)
+                    .unwrap_or_else(|e| e.into_inner());
+                st = g;
+                lingered = timeout.timed_out();
+            }
             st.sleeping = false;
         }
         std::mem::swap(&mut st.entries, batch);
+        st.queued_bytes = 0;
         true
     }
 
@@ -242,7 +263,7 @@ impl WriteBehind {
     pub fn close(&self) {
         let mut st = lock(&self.state);
         st.closing = true;
-        self.work.notify_one();
+        self.wake(&mut st);
     }
 }
 
@@ -266,6 +287,7 @@ impl Drop for Stopped<'_> {
         // Buffers still out (in a batch cut short, or reserved by a writer)
         // are never counted again.
         st.held = 0;
+        st.queued_bytes = 0;
         let left = std::mem::take(&mut st.entries);
         q.applied.store(st.last_seq, Release);
         q.done.notify_all();
