@@ -478,9 +478,11 @@ fn backup(session: Session, cb: &Callbacks) -> libc::c_int {
     let s: &Session = unsafe { &*ptr };
     let code = std::thread::scope(|scope| {
         // Without the thread, mirrors write the destinations themselves.
-        let _ = std::thread::Builder::new()
-            .name("hotbackup-write".into())
-            .spawn_scoped(scope, || write_behind(s));
+        if std::env::var_os("HOTBACKUP_WRITE_BEHIND").is_none_or(|v| v != "off") {
+            let _ = std::thread::Builder::new()
+                .name("hotbackup-write".into())
+                .spawn_scoped(scope, || write_behind(s));
+        }
         let code = run(ptr, cb, env_threads());
         s.write_behind.close();
         code

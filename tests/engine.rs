@@ -35,6 +35,10 @@ fn scenario_with(
 // ---- 1. randomized concurrency (tests/c/stress.c) ----
 
 fn stress(flags: &[&str], throttle: Option<&str>) {
+    stress_with(flags, throttle, &[]);
+}
+
+fn stress_with(flags: &[&str], throttle: Option<&str>, env: &[(&str, &str)]) {
     let iterations = std::env::var("HOTBACKUP_STRESS_ITERATIONS").unwrap_or_else(|_| "60".into());
     let seed = std::env::var("HOTBACKUP_STRESS_SEED").unwrap_or_else(|_| {
         (SystemTime::now()
@@ -52,6 +56,7 @@ fn stress(flags: &[&str], throttle: Option<&str>) {
     if let Some(t) = throttle {
         cmd.env("STRESS_THROTTLE", t);
     }
+    cmd.envs(env.iter().copied());
     // Generous: CI raises the iteration count; a hang is still caught.
     let limit = Duration::from_secs(120 + 3 * iterations.parse::<u64>().unwrap_or(60));
     let out = run_with_timeout(cmd, limit);
@@ -77,6 +82,13 @@ fn stress_large_file_symbols() {
 #[test]
 fn stress_throttled_copier() {
     stress(&[LFS], Some("20000000"));
+}
+
+/// Mirrored bytes written by the application's threads themselves, as
+/// with `HOTBACKUP_WRITE_BEHIND=off`.
+#[test]
+fn stress_without_write_behind() {
+    stress_with(&[LFS], None, &[("HOTBACKUP_WRITE_BEHIND", "off")]);
 }
 
 // ---- 2. the C API's contract (tests/c/api.c) ----
