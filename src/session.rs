@@ -364,27 +364,25 @@ impl Session {
             .map(Some)
     }
 
-    /// The descriptors needed to mirror a change to `file` (`need_src` to
-    /// copy bytes from the source). Taken before the file's range lock: the
-    /// namespace lock, needed to open by name, comes first in lock order.
-    /// None while nothing of the file is in the destination yet.
+    /// The descriptors needed to mirror a change to `file`: its
+    /// destination, and its source to read written bytes from. Taken
+    /// before the file's range lock: the namespace lock, needed to open by
+    /// name, comes first in lock order. None while nothing of the file is
+    /// in the destination yet.
     pub fn mirror_fds(
         &self,
         file: &Arc<SourceFile>,
-        need_src: bool,
         names_held: bool,
     ) -> error::Result<Option<MirrorFds>> {
         if !file.started() {
             return Ok(None);
         }
         if let Some(dest) = self.fd_cache.get(file, Side::Dest) {
-            let src = if need_src {
-                self.fd_cache.get(file, Side::Src)
-            } else {
-                None
-            };
-            if !need_src || src.is_some() {
-                return Ok(Some(MirrorFds { dest, src }));
+            if let Some(src) = self.fd_cache.get(file, Side::Src) {
+                return Ok(Some(MirrorFds {
+                    dest,
+                    src: Some(src),
+                }));
             }
         }
         let _names = (!names_held).then(|| self.names());
@@ -395,18 +393,16 @@ impl Session {
         else {
             return Ok(None);
         };
-        let src = if need_src {
-            match self
-                .src_for(file)
-                .map_err(|e| Error::source("open", self.src_path(&name), e))?
-            {
-                Some(src) => Some(src),
-                None => return Ok(None),
-            }
-        } else {
-            None
+        let Some(src) = self
+            .src_for(file)
+            .map_err(|e| Error::source("open", self.src_path(&name), e))?
+        else {
+            return Ok(None);
         };
-        Ok(Some(MirrorFds { dest, src }))
+        Ok(Some(MirrorFds {
+            dest,
+            src: Some(src),
+        }))
     }
 
     /// Source and destination descriptors for the copier, opened under the

@@ -90,11 +90,10 @@ fn lock_with_fds<'a>(
     s: &Session,
     file: &'a Arc<SourceFile>,
     range: (u64, u64),
-    need_src: bool,
     names_held: bool,
 ) -> (crate::source_file::RangeGuard<'a>, Option<MirrorFds>) {
     loop {
-        let fds = match s.mirror_fds(file, need_src, names_held) {
+        let fds = match s.mirror_fds(file, names_held) {
             Ok(fds) => fds,
             Err(e) => {
                 s.fail(e);
@@ -116,10 +115,11 @@ fn lock_settled<'a>(
     range: (u64, u64),
     names_held: bool,
 ) -> (crate::source_file::RangeGuard<'a>, Option<MirrorFds>) {
-    let locked = lock_with_fds(s, file, range, true, names_held);
+    let locked = lock_with_fds(s, file, range, names_held);
     s.write_behind.settle(file);
     locked
 }
+
 fn describe(s: &Session, file: &SourceFile) -> String {
     file.current_name()
         .map(|n| s.src_path(&n).display().to_string())

@@ -71,7 +71,7 @@ pub fn write_to<R: Copy + Into<i64>>(
         (At::Offset(off), Some(len)) if !append => (off, off.saturating_add(len as u64)),
         _ => WHOLE,
     };
-    let (range, fds) = lock_with_fds(s, &file, range, true, false);
+    let (range, fds) = lock_with_fds(s, &file, range, false);
     let may_mirror = fds.is_some()
         && match at {
             At::Offset(off) if !append => file.mirrored_at(off),
