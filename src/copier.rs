@@ -454,16 +454,10 @@ pub fn recopy_locked(fds: &MirrorFds) -> Result<(), Errno> {
 mod tests {
     use super::*;
     use crate::namespace::Root;
+    use crate::scratch;
     use rustix::fs::OFlags;
     use std::os::unix::fs::FileExt;
     use std::path::{Path, PathBuf};
-
-    fn tmp(name: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("hb-copier-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        d
-    }
 
     fn open(p: &Path, flags: OFlags) -> sys::OwnFd {
         sys::openat(
@@ -483,7 +477,7 @@ mod tests {
 
     #[test]
     fn copy_range_copies_bytes_and_keeps_holes() {
-        let d = tmp("range");
+        let d = scratch::dir("copier-range");
         let (src_path, dest_path) = (d.join("src"), d.join("dest"));
         let f = std::fs::File::create(&src_path).unwrap();
         f.write_all_at(&[7u8; 5000], 0).unwrap();
@@ -521,7 +515,7 @@ mod tests {
     /// library preloaded: names, bytes, links and holes arrive.
     #[test]
     fn walk_and_copy_reproduce_a_tree() {
-        let d = tmp("tree");
+        let d = scratch::dir("copier-tree");
         let (src, dest) = (d.join("src"), d.join("dest"));
         std::fs::create_dir_all(src.join("db/sub")).unwrap();
         std::fs::create_dir_all(&dest).unwrap();

@@ -51,6 +51,8 @@ mod own_fds;
 mod progress;
 mod real;
 mod rel_path;
+#[cfg(test)]
+mod scratch;
 mod session;
 mod source_file;
 mod staging;

@@ -299,16 +299,9 @@ impl Drop for Stopped<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scratch;
     use rustix::fs::{Mode, OFlags};
     use std::os::unix::fs::FileExt;
-    use std::path::PathBuf;
-
-    fn tmp(name: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("hb-behind-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        d
-    }
 
     fn open(p: &std::path::Path) -> Arc<OwnFd> {
         let flags = OFlags::RDWR | OFlags::CREATE;
@@ -331,7 +324,7 @@ mod tests {
     #[test]
     fn queued_and_direct_mirrors_keep_the_order_of_the_writes() {
         const SIZE: u64 = 64 << 10;
-        let d = tmp("order");
+        let d = scratch::dir("behind-order");
         let src = open(&d.join("src"));
         let dest = open(&d.join("dest"));
         sys::pwrite_all(src.as_fd(), &vec![0; SIZE as usize], 0).unwrap();
@@ -415,7 +408,7 @@ mod tests {
     /// (here: a panic while writing) releases every writer and settle.
     #[test]
     fn a_stopped_thread_releases_its_waiters() {
-        let d = tmp("stopped");
+        let d = scratch::dir("behind-stopped");
         let dest = open(&d.join("dest"));
         let file = Arc::new(SourceFile::new(0, 1, None, u64::MAX));
         let q = WriteBehind::default();

@@ -326,18 +326,12 @@ pub fn mirror_from_source(fds: &MirrorFds, off: u64, n: usize) -> Result<(), Err
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scratch;
     use rustix::fs::{Mode, OFlags};
     use std::os::unix::fs::FileExt;
     use std::os::unix::io::AsRawFd;
-    use std::path::{Path, PathBuf};
+    use std::path::Path;
     use std::sync::Arc;
-
-    fn tmp(name: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("hb-capture-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        d
-    }
 
     fn fds(src: &Path, dest: &Path) -> MirrorFds {
         let open = |p: &Path, f| {
@@ -353,7 +347,7 @@ mod tests {
     /// gets the bytes the kernel wrote, whatever the buffer holds after.
     #[test]
     fn mirror_from_source_copies_the_written_range() {
-        let d = tmp("from-source");
+        let d = scratch::dir("capture-from-source");
         let (sp, dp) = (d.join("src"), d.join("dest"));
         let app = std::fs::OpenOptions::new()
             .create(true)
@@ -377,7 +371,7 @@ mod tests {
     /// only as many bytes as it wrote.
     #[test]
     fn staged_bytes_land_where_the_write_did() {
-        let d = tmp("staged");
+        let d = scratch::dir("capture-staged");
         let dp = d.join("dest");
         let m = fds(&d.join("src"), &dp);
         let a = [b'a'; 10];
@@ -408,7 +402,7 @@ mod tests {
     /// for writes at the file offset.
     #[test]
     fn written_at_finds_appended_bytes() {
-        let d = tmp("written-at");
+        let d = scratch::dir("capture-written-at");
         let p = d.join("f");
         std::fs::write(&p, [0u8; 100]).unwrap();
         let f = std::fs::OpenOptions::new().append(true).open(&p).unwrap();
