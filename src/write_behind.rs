@@ -81,7 +81,8 @@ pub struct WriteBehind {
     /// Writers wait here for room, settles and drains for applied entries.
     done: Condvar,
     /// Number of the last entry queued, and of the last one applied (or
-    /// dropped): the thread compares them before it takes the lock.
+    /// dropped): a settle or drain with nothing to wait for reads them and
+    /// takes no lock.
     queued: AtomicU64,
     applied: AtomicU64,
 }
