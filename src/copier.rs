@@ -185,11 +185,7 @@ pub fn copy_file(s: &Session, file: &Arc<SourceFile>, throttled: bool) -> error:
         };
         Error::op(side, op, path, e)
     };
-    let Some(MirrorFds {
-        dest,
-        src: Some(src),
-    }) = s.open_for_copy(file, !throttled)?
-    else {
+    let Some(MirrorFds { dest, src }) = s.open_for_copy(file, !throttled)? else {
         return Ok(());
     };
     let copy = |from: u64, len: u64, hint: &mut DataHint| {
@@ -443,7 +439,7 @@ pub fn run_queue(s: &Session) {
 /// cannot follow on this destination, or one that raced with the file
 /// joining the backup). Caller holds the file's whole range.
 pub fn recopy_locked(fds: &MirrorFds) -> Result<(), Errno> {
-    let Some(src) = &fds.src else { return Ok(()) };
+    let src = &fds.src;
     let size = sys::file_size(src.as_fd())?;
     let mut hint = DataHint::default();
     copy_range(src.as_fd(), fds.dest.as_fd(), 0, size, &mut hint).map_err(|(_, e)| e)?;

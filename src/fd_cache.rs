@@ -29,11 +29,11 @@ const FLOOR: usize = 4;
 /// buys little and takes descriptors from the system.
 const CAP: usize = 4096;
 
-/// Descriptors a mirror uses: the destination, and the source when bytes
-/// are copied from it.
+/// Descriptors a mirror uses: the destination, and the source that
+/// written bytes are read back or copied from.
 pub struct MirrorFds {
     pub dest: Arc<OwnFd>,
-    pub src: Option<Arc<OwnFd>>,
+    pub src: Arc<OwnFd>,
 }
 
 pub struct FdCache {

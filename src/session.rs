@@ -379,10 +379,7 @@ impl Session {
         }
         if let Some(dest) = self.fd_cache.get(file, Side::Dest) {
             if let Some(src) = self.fd_cache.get(file, Side::Src) {
-                return Ok(Some(MirrorFds {
-                    dest,
-                    src: Some(src),
-                }));
+                return Ok(Some(MirrorFds { dest, src }));
             }
         }
         let _names = (!names_held).then(|| self.names());
@@ -399,10 +396,7 @@ impl Session {
         else {
             return Ok(None);
         };
-        Ok(Some(MirrorFds {
-            dest,
-            src: Some(src),
-        }))
+        Ok(Some(MirrorFds { dest, src }))
     }
 
     /// Source and destination descriptors for the copier, opened under the
@@ -427,10 +421,7 @@ impl Session {
         else {
             return Ok(None);
         };
-        Ok(Some(MirrorFds {
-            dest,
-            src: Some(src),
-        }))
+        Ok(Some(MirrorFds { dest, src }))
     }
 }
 

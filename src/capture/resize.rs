@@ -199,9 +199,7 @@ mod tests {
     /// size grown by allocation grows the copy.
     #[test]
     fn fallocate_mirror_matches_the_source() {
-        let d = std::env::temp_dir().join(format!("hb-capture-falloc-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
+        let d = crate::scratch::dir("capture-falloc");
         let (sp, dp) = (d.join("src"), d.join("dest"));
         std::fs::write(&sp, vec![5u8; 64 << 10]).unwrap();
         std::fs::copy(&sp, &dp).unwrap();
@@ -209,7 +207,7 @@ mod tests {
         let open = |p: &Path, f| sys::openat(fs::CWD, p, f, Mode::empty()).unwrap();
         let m = MirrorFds {
             dest: Arc::new(open(&dp, OFlags::WRONLY)),
-            src: Some(Arc::new(open(&sp, OFlags::RDONLY))),
+            src: Arc::new(open(&sp, OFlags::RDONLY)),
         };
         let punch = (FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE).bits() as i32;
         fs::fallocate(

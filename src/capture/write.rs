@@ -152,8 +152,7 @@ unsafe fn mirror_write(
         return;
     }
     let (n, queue) = (w.n, &s.write_behind);
-    let from_source = matches!(bytes, Bytes::FromSource(_)) || fds.src.is_none();
-    let queued = if staged.is_some() || !from_source {
+    let queued = if staged.is_some() || !matches!(bytes, Bytes::FromSource(_)) {
         queue.reserve(n)
     } else {
         None
@@ -210,8 +209,7 @@ unsafe fn queue_write(
 /// A short read (the source truncated since) leaves the rest zero, as the
 /// source reads now.
 fn read_back(fds: &MirrorFds, off: u64, buf: &mut [u8]) -> Result<(), Errno> {
-    let Some(src) = &fds.src else { return Ok(()) };
-    let done = sys::pread_full(src.as_fd(), buf, off)?;
+    let done = sys::pread_full(fds.src.as_fd(), buf, off)?;
     buf[done..].fill(0);
     Ok(())
 }
@@ -318,9 +316,9 @@ fn late_write(s: &Session, fd: libc::c_int, at: At, written: u64) {
 /// Mirror of copy_file_range/sendfile: copy the written bytes from the
 /// source file itself, which the range lock keeps as they were written.
 pub fn mirror_from_source(fds: &MirrorFds, off: u64, n: usize) -> Result<(), Errno> {
-    let Some(src) = &fds.src else { return Ok(()) };
     let mut hint = copier::DataHint::default();
-    copier::copy_range(src.as_fd(), fds.dest.as_fd(), off, n as u64, &mut hint).map_err(|(_, e)| e)
+    copier::copy_range(fds.src.as_fd(), fds.dest.as_fd(), off, n as u64, &mut hint)
+        .map_err(|(_, e)| e)
 }
 
 #[cfg(test)]
@@ -339,7 +337,7 @@ mod tests {
         };
         MirrorFds {
             dest: Arc::new(open(dest, OFlags::WRONLY)),
-            src: Some(Arc::new(open(src, OFlags::RDONLY))),
+            src: Arc::new(open(src, OFlags::RDONLY)),
         }
     }
 
