@@ -317,10 +317,7 @@ fn copy(s: &Session, threads: usize) {
 }
 
 /// Copies, then stops capture. Returns 0 or the first error number.
-fn run(session_ptr: *mut Session, cb: &Callbacks, threads: usize) -> libc::c_int {
-    // SAFETY: the session stays installed (and so alive) until `uninstall`
-    // below, after capture stopped and the copy threads were joined.
-    let s: &Session = unsafe { &*session_ptr };
+fn run(s: &Session, cb: &Callbacks, threads: usize) -> libc::c_int {
     let mut abort_code = 0;
     let mut copy_done = false;
     std::thread::scope(|scope| {
@@ -474,7 +471,8 @@ fn backup(session: Session, cb: &Callbacks) -> libc::c_int {
         return report(cb, &e);
     }
     // SAFETY: the session stays installed (and so alive) until `uninstall`
-    // below, after this scope has joined the write-behind thread.
+    // below, after this scope has joined the write-behind thread and `run`
+    // its copy threads.
     let s: &Session = unsafe { &*ptr };
     let code = std::thread::scope(|scope| {
         // Without the thread, mirrors write the destinations themselves.
@@ -483,7 +481,7 @@ fn backup(session: Session, cb: &Callbacks) -> libc::c_int {
                 .name("hotbackup-write".into())
                 .spawn_scoped(scope, || write_behind(s));
         }
-        let code = run(ptr, cb, env_threads());
+        let code = run(s, cb, env_threads());
         s.write_behind.close();
         code
     });
